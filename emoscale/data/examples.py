@@ -1,0 +1,79 @@
+"""What every corpus loader returns: examples with integer labels plus the corpus' own facts."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from emoscale.errors import DataError
+
+# The LLM paper's prompt (Sec. 3): the label words are listed, then the sentence; the answer follows.
+PAPER_TEMPLATE = "Classify the sentiment of the sentence to {labels}: {text}"
+# The same prompt for the emotion corpora (Friends, MELD, IEMOCAP, EmoDB).
+EMOTION_TEMPLATE = "Classify the emotion of the sentence to {labels}: {text}"
+
+
+@dataclass(frozen=True)
+class Example:
+    id: str
+    text: str
+    label: int  # index into CorpusInfo.label_names
+    speaker: str | None = None
+    dialogue_id: str | None = None
+    turn: int | None = None  # position inside its dialogue, 0-based
+    session: str | None = None
+    audio_path: str | None = None
+
+
+@dataclass(frozen=True)
+class CorpusInfo:
+    """Facts a corpus declares: its labels, the words a prompt uses for them, language, paper metric."""
+
+    name: str
+    label_names: tuple[str, ...]
+    label_words: tuple[str, ...]  # what the LLM reads and answers, e.g. "Positive"
+    language: str = "en"
+    template: str = PAPER_TEMPLATE
+    paper_metric: str = "accuracy"  # the column the corpus' paper reports
+
+    def __post_init__(self) -> None:
+        if len(self.label_names) != len(self.label_words):
+            raise ValueError(f"{self.name}: {len(self.label_names)} labels but {len(self.label_words)} label words")
+
+
+@dataclass
+class Corpus:
+    info: CorpusInfo
+    splits: dict[str, list[Example]]  # "train", "dev", "test"
+    dropped: Counter = field(default_factory=Counter)  # reason -> number of examples dropped
+
+    def split(self, name: str) -> list[Example]:
+        if name not in self.splits:
+            raise DataError(f"corpus {self.info.name!r} has no {name!r} split (it has {sorted(self.splits)})")
+        return self.splits[name]
+
+    def class_counts(self, split: str) -> dict[str, int]:
+        counts = Counter(example.label for example in self.split(split))
+        return {name: counts.get(index, 0) for index, name in enumerate(self.info.label_names)}
+
+
+def label_index(value: str, label_names: tuple[str, ...], where: str) -> int:
+    """Map a label string to its index; an unknown one names the file and line it came from."""
+    try:
+        return label_names.index(value)
+    except ValueError:
+        raise DataError(f"{where}: label {value!r} is not one of {list(label_names)}") from None
+
+
+def check_text(text: str, where: str) -> str:
+    if not text or not text.strip():
+        raise DataError(f"{where}: empty text")
+    return text
+
+
+def check_unique_ids(examples: list[Example], where: str) -> None:
+    seen: set[str] = set()
+    for example in examples:
+        if example.id in seen:
+            raise DataError(f"{where}: duplicate example id {example.id!r}")
+        seen.add(example.id)

@@ -1,0 +1,87 @@
+"""The built-in demo: a tiny LLM learns a small three-way sentiment task with LoRA, offline, on CPU.
+
+    accelerate launch emoscale/train.py          # no arguments: this demo
+
+The data is generated here from templates (subjects x verbs x sentiment words), so it ships with
+emoscale under emoscale's licence (Apache-2.0) and needs no download. The label depends only on the
+sentiment word, so a model that learned anything scores far above chance (1/3).
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+import random
+from pathlib import Path
+
+SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the soundtrack", "the ending", "the cast",
+            "the script", "the dialogue", "the director's new work", "the sequel", "the first half"]
+VERBS = ["was", "is", "felt", "seemed", "looked", "turned out"]
+ADVERBS = ["", "really ", "quite ", "truly ", "somewhat "]
+WORDS = {
+    "positive": ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "lovely"],
+    "negative": ["awful", "boring", "dull", "painful", "terrible", "clumsy", "tedious", "dreadful"],
+    "neutral": ["two hours long", "in english", "shot in paris", "released in may", "in colour",
+                "about a family", "based on a novel", "set in a small town"],
+}
+LABELS = ["positive", "negative", "neutral"]  # the LLM paper's order: "Positive, Negative or Neutral"
+
+
+def sentences(count: int, seed: int) -> list[tuple[str, str]]:
+    rng = random.Random(seed)
+    rows = []
+    for _ in range(count):
+        label = rng.choice(LABELS)
+        adverb = "" if label == "neutral" else rng.choice(ADVERBS)
+        text = f"{rng.choice(SUBJECTS)} {rng.choice(VERBS)} {adverb}{rng.choice(WORDS[label])}."
+        rows.append((text[0].upper() + text[1:], label))
+    return rows
+
+
+def write_corpus(folder: Path, sizes: dict[str, int] | None = None, seed: int = 0) -> Path:
+    """train.csv / dev.csv / test.csv with `text,label` columns."""
+    sizes = sizes or {"train": 480, "dev": 96, "test": 96}
+    folder.mkdir(parents=True, exist_ok=True)
+    for offset, (split, count) in enumerate(sizes.items()):
+        with open(folder / f"{split}.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["text", "label"])
+            writer.writerows(sentences(count, seed + offset))
+    return folder
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("EMOSCALE_CACHE", Path.home() / ".cache" / "emoscale"))
+
+
+def prepare(root: Path | None = None) -> tuple[Path, Path]:
+    """Write the demo corpus and tiny model once (reused later); returns (data folder, model folder)."""
+    from emoscale.tiny import make_tiny
+
+    root = root or cache_dir() / "demo"
+    data, model = root / "data", root / "tiny-llama"
+    if not (data / "test.csv").is_file():
+        write_corpus(data)
+    if not (model / "config.json").is_file():
+        texts = [text for text, _ in sentences(2000, seed=99)]
+        texts += [f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}" for t in texts[:200]]
+        make_tiny(model, texts, arch="llama", vocab_size=600)
+    return data, model
+
+
+def overrides(data: Path, model: Path) -> list[str]:
+    """The demo run: LoRA on every linear layer (a random tiny base has little to steer by q/v alone)."""
+    return [
+        f"model.path={model}",
+        "model.method=lora",
+        "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]",
+        "lora.r=8",
+        "data.dataset=csv",
+        f"data.path={data}",
+        f"data.labels=[{','.join(LABELS)}]",
+        "train.batch_size=16",
+        "train.lr=3e-3",
+        "train.epochs=6",
+        "train.warmup_ratio=0.05",
+        "eval.metric=accuracy",
+    ]

@@ -1,0 +1,14 @@
+"""Model families. Each plugs into the one trainer through the `ModelFamily` interface (family.py)."""
+
+from __future__ import annotations
+
+
+def build_family(config, corpus):
+    """The family that `model.family` names, with every input check that needs no weights done."""
+    if config.model.family == "prompt_lm":
+        from emoscale.models import adapters
+        from emoscale.models.prompt_lm import PromptLMFamily
+
+        adapters.check_model_folder(config.model.path)
+        return PromptLMFamily(config, corpus.info, adapters.load_tokenizer(config))
+    raise ValueError(f"unknown model family {config.model.family!r}")

@@ -1,0 +1,36 @@
+"""The small, explicit interface between the trainer and a model family.
+
+The trainer (emoscale/trainer.py) owns the loop; a family owns everything model-specific: building
+the model, turning examples into batches, the loss, and predictions. Families are plain objects
+that satisfy this Protocol; nothing is subclassed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Protocol
+
+import torch
+from torch.utils.data import DataLoader
+
+from emoscale.data.examples import Example
+
+
+class ModelFamily(Protocol):
+    label_names: tuple[str, ...]
+
+    def build_model(self) -> torch.nn.Module:
+        """The model, on CPU, with only the parameters that should train requiring grad."""
+
+    def dataloader(self, examples: list[Example], train: bool, seed: int) -> DataLoader:
+        """Batches for one split. Every batch carries `example_index` (positions in `examples`).
+        Train loaders shuffle with `seed` and expose `set_epoch` on their batch sampler."""
+
+    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
+        """The scalar training loss of one batch."""
+
+    def predict(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        """(predicted label index [B], per-label scores [B, k]); index -1 means no valid label."""
+
+    def save_model(self, model: torch.nn.Module, folder: Path) -> None:
+        """Write what was trained (an adapter, or the weights) in a format others can load."""

@@ -1,0 +1,238 @@
+"""A causal LLM as a classifier by prompting (the LLM paper's method).
+
+The prompt lists the label words and the text; the answer is one label word followed by EOS.
+Training: cross-entropy on the answer tokens only. Prediction:
+- `score`: log-likelihood of every label's answer (its words + EOS), argmax; it can never return
+  an invalid label. The prompt is run once; the k label continuations then run together on top of
+  its KV cache, so k labels do not cost k prompt passes.
+- `generate`: greedy decoding, parsed to a label; answers that match no label count as invalid.
+
+Positions are always derived from the attention mask (virtual tokens included), so left- and
+right-padded batches give the same scores, in training and in prediction alike.
+"""
+
+from __future__ import annotations
+
+import string
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from peft import PeftModel
+from torch import nn
+from torch.utils.data import DataLoader
+
+from emoscale.config import RunConfig
+from emoscale.data.batching import LengthGroupedBatches, sorted_batches
+from emoscale.data.examples import CorpusInfo, Example
+from emoscale.models import adapters
+
+
+def label_list_text(words: tuple[str, ...]) -> str:
+    """'A, B or C', as the paper's prompt lists the labels."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+
+
+class PromptedLM(nn.Module):
+    """Wraps a causal LM (maybe a PEFT model) with one forward used by training and scoring alike.
+
+    Keeping virtual-token handling inside one nn.Module lets DDP and DeepSpeed wrap it as a whole.
+    """
+
+    def __init__(self, lm: nn.Module):
+        super().__init__()
+        self.lm = lm
+        peft_config = lm.active_peft_config if isinstance(lm, PeftModel) else None
+        self.prompt_learning = peft_config.peft_type.value if peft_config and peft_config.is_prompt_learning else None
+        self.num_virtual = peft_config.num_virtual_tokens if self.prompt_learning else 0
+
+    def forward(self, input_ids, attention_mask, cache=None, cache_mask=None, use_cache=False):
+        """Logits for `input_ids` [B, L]; `cache`/`cache_mask` continue an earlier call.
+        Returns (logits [B, L, V], cache, mask over cache + input)."""
+        batch = input_ids.shape[0]
+        model, inputs, virtual = self.lm, {"input_ids": input_ids}, 0
+        if cache is None and self.prompt_learning:
+            model = self.lm.get_base_model()
+            ones = attention_mask.new_ones(batch, self.num_virtual)
+            cache_mask = ones
+            if self.prompt_learning == "PREFIX_TUNING":  # P-Tuning v2: learned keys/values in every layer
+                cache = self.lm.get_prompt(batch, max_cache_len=self.num_virtual + input_ids.shape[1])
+            else:  # prompt tuning / P-tuning: learned input embeddings before the text
+                prompts = self.lm.get_prompt(batch_size=batch)
+                embeds = self.lm.word_embeddings(input_ids)
+                inputs = {"inputs_embeds": torch.cat([prompts.to(embeds.dtype), embeds], dim=1)}
+                attention_mask, cache_mask, virtual = torch.cat([ones, attention_mask], 1), None, self.num_virtual
+        elif cache is not None and self.prompt_learning:
+            model = self.lm.get_base_model()
+        full_mask = attention_mask if cache_mask is None else torch.cat([cache_mask, attention_mask], dim=1)
+        positions = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -attention_mask.shape[1] :]
+        output = model(
+            **inputs,
+            attention_mask=full_mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=use_cache,
+        )
+        return output.logits[:, virtual:], output.past_key_values, full_mask
+
+
+class PromptLMFamily:
+    """The prompt classifier as a model family for the trainer (see models/family.py)."""
+
+    def __init__(self, config: RunConfig, info: CorpusInfo, tokenizer):
+        self.config = config
+        self.tokenizer = tokenizer
+        self.label_names = info.label_names
+        self.label_words = tuple(config.prompt.labels or info.label_words)
+        template = config.prompt.template or info.template
+        before, _, after = template.format(labels=label_list_text(self.label_words), text="\0").partition("\0")
+        self.prompt_before = tokenizer(before)["input_ids"]  # special tokens (BOS) included once
+        self.prompt_after = tokenizer(after, add_special_tokens=False)["input_ids"]
+        self.answers = [self._answer_ids(word) for word in self.label_words]
+        self.truncated = Counter()  # split -> texts cut to data.max_length
+
+    def _answer_ids(self, word: str) -> list[int]:
+        return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def prompt_ids(self, text: str, split: str = "") -> list[int]:
+        budget = self.config.data.max_length - len(self.prompt_before) - len(self.prompt_after)
+        text_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        if len(text_ids) > budget:
+            self.truncated[split] += 1
+            text_ids = text_ids[: max(budget, 1)]
+        return self.prompt_before + text_ids + self.prompt_after
+
+    def dataloader(self, examples: list[Example], train: bool, seed: int, split: str = "") -> DataLoader:
+        # Tokenised once here, not per step.
+        prompts = [self.prompt_ids(example.text, split) for example in examples]
+        if train:
+            items = [
+                {"prompt": prompt, "answer": self.answers[example.label], "index": index}
+                for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True))
+            ]
+            lengths = [len(item["prompt"]) + len(item["answer"]) for item in items]
+            sampler = LengthGroupedBatches(
+                lengths, self.config.train.batch_size, seed, self.config.data.group_by_length
+            )
+            collate = self._collate_train
+        else:
+            items = [
+                {"prompt": prompt, "label": example.label, "index": index}
+                for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True))
+            ]
+            sampler = sorted_batches([len(p) for p in prompts], self.config.eval.batch_size)
+            collate = self._collate_eval
+        return DataLoader(items, batch_sampler=sampler, collate_fn=collate, num_workers=self.config.train.num_workers)
+
+    def _pad(self, rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
+        width = max(len(row) for row in rows)
+        padded = [([value] * (width - len(row)) + row) if left else (row + [value] * (width - len(row))) for row in rows]
+        return torch.tensor(padded, dtype=torch.long)
+
+    def _collate_train(self, items: list[dict]) -> dict:
+        sequences = [item["prompt"] + item["answer"] for item in items]
+        targets = [[-100] * len(item["prompt"]) + item["answer"] for item in items]
+        return {
+            "input_ids": self._pad(sequences, self.tokenizer.pad_token_id, left=False),
+            "attention_mask": self._pad([[1] * len(s) for s in sequences], 0, left=False),
+            "targets": self._pad(targets, -100, left=False),
+            "example_index": torch.tensor([item["index"] for item in items]),
+        }
+
+    def _collate_eval(self, items: list[dict], left: bool = True) -> dict:
+        # Left padding puts every prompt's last token in the last column: generate() needs that.
+        prompts = [item["prompt"] for item in items]
+        return {
+            "input_ids": self._pad(prompts, self.tokenizer.pad_token_id, left=left),
+            "attention_mask": self._pad([[1] * len(p) for p in prompts], 0, left=left),
+            "labels": torch.tensor([item["label"] for item in items]),
+            "example_index": torch.tensor([item["index"] for item in items]),
+        }
+
+    # --- model --------------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        return PromptedLM(adapters.load_model(self.config))
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
+        # Token t predicts token t+1; only answer tokens have targets (the rest are -100).
+        return F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(), batch["targets"][:, 1:].flatten(), ignore_index=-100
+        )
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.config.eval.mode == "generate":
+            return self._generate(model, batch)
+        scores = self.label_scores(model, batch["input_ids"], batch["attention_mask"])
+        return scores.argmax(-1), scores
+
+    def label_scores(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Log-likelihood of each label's answer after each prompt: [B, k]."""
+        batch, k = input_ids.shape[0], len(self.answers)
+        device = input_ids.device
+        answers = self._pad(self.answers, self.tokenizer.pad_token_id, left=False).to(device)  # [k, A]
+        lengths = torch.tensor([len(a) for a in self.answers], device=device)
+        answer_mask = torch.arange(answers.shape[1], device=device)[None] < lengths[:, None]  # [k, A]
+
+        logits, cache, full_mask = model(input_ids, attention_mask, use_cache=True)
+        # The last real prompt token predicts the first answer token (any padding side).
+        last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
+        first = logits[torch.arange(batch, device=device), last].float().log_softmax(-1)  # [B, V]
+        scores = first[:, answers[:, 0]]  # [B, k]
+        if answers.shape[1] > 1:
+            # All k continuations at once on the shared prompt cache: rows are (example, label) pairs.
+            cache.batch_repeat_interleave(k)
+            continuation = answers[:, :-1].repeat(batch, 1)  # [B*k, A-1]
+            targets = answers[:, 1:].repeat(batch, 1)
+            target_mask = answer_mask[:, 1:].repeat(batch, 1)
+            logits, _, _ = model(
+                continuation,
+                answer_mask[:, :-1].repeat(batch, 1).long(),
+                cache=cache,
+                cache_mask=full_mask.repeat_interleave(k, dim=0),
+            )
+            token_scores = logits.float().log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
+            scores = scores + (token_scores * target_mask).sum(-1).view(batch, k)
+        if self.config.prompt.length_normalize:
+            scores = scores / lengths
+        return scores
+
+    def _generate(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        lm = getattr(model, "module", model).lm  # DDP/DeepSpeed keep the module in .module
+        output = lm.generate(
+            input_ids=batch["input_ids"],
+            attention_mask=batch["attention_mask"],
+            max_new_tokens=self.config.eval.max_new_tokens,
+            do_sample=False,
+            pad_token_id=self.tokenizer.pad_token_id,
+            eos_token_id=self.tokenizer.eos_token_id,
+        )
+        texts = self.tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
+        predictions = torch.tensor([self.parse_answer(text) for text in texts], device=batch["input_ids"].device)
+        scores = F.one_hot(predictions.clamp(min=0), len(self.answers)).float() * (predictions >= 0)[:, None]
+        return predictions, scores
+
+    def parse_answer(self, text: str) -> int:
+        """The label a generated answer names, or -1. Exact word first, then a label the answer starts with."""
+        answer = text.strip().strip(string.punctuation + " ").lower()
+        words = [word.lower() for word in self.label_words]
+        if answer in words:
+            return words.index(answer)
+        for index in sorted(range(len(words)), key=lambda i: -len(words[i])):
+            if answer.startswith(words[index]):
+                return index
+        return -1
+
+    def save_model(self, model: nn.Module, folder: Path, state_dict: dict | None = None) -> None:
+        """An adapter in PEFT's format (PeftModel.from_pretrained loads it), or the full model."""
+        lm = model.lm
+        if state_dict is not None:
+            state_dict = {key.removeprefix("lm."): value for key, value in state_dict.items()}
+        lm.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
+        if not isinstance(lm, PeftModel):
+            self.tokenizer.save_pretrained(folder)

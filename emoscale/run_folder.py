@@ -1,0 +1,131 @@
+"""Everything a run writes into its folder, and the check that a folder is free to use.
+
+<run>/config.yaml            resolved config            <run>/metrics.json       {"dev": {...}, "test": {...}}
+<run>/run.json               versions, git commit, command, trainable parameters, data counts
+<run>/predictions.jsonl      id, split, text, gold, pred, per-label scores
+<run>/report.md              the run as a row of the papers' tables
+<run>/confusion_matrix.png   <run>/curves.png   <run>/history.jsonl
+<run>/model/                 the adapter (PEFT format) or full weights     <run>/checkpoints/
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import shutil
+import subprocess
+import sys
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from emoscale import plots
+from emoscale.config import RunConfig, save_config
+from emoscale.errors import EmoscaleError
+from emoscale.metrics import HEADLINE
+
+LIBRARIES = ("emoscale", "torch", "transformers", "peft", "accelerate", "deepspeed", "bitsandbytes")
+
+
+def check(run_dir: Path, resume: bool, overwrite: bool) -> None:
+    """Refuse to mix two runs in one folder. Read-only: every rank may call it before any writes."""
+    holds_run = (run_dir / "config.yaml").exists()
+    if resume and not holds_run:
+        raise EmoscaleError(f"--resume: {run_dir} holds no run to resume")
+    if holds_run and not (resume or overwrite):
+        raise EmoscaleError(
+            f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
+        )
+
+
+def create(run_dir: Path, resume: bool) -> None:
+    """Main process only, once the model has loaded: nothing is written for a run that fails earlier."""
+    if not resume and run_dir.exists():
+        shutil.rmtree(run_dir)  # check() allowed it: --overwrite, or a folder holding no run
+    run_dir.mkdir(parents=True, exist_ok=True)
+
+
+def _versions() -> dict:
+    found = {}
+    for name in LIBRARIES:
+        try:
+            found[name] = version(name)
+        except PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _git_commit() -> str | None:
+    try:
+        source = Path(__file__).resolve().parent
+        return subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5, check=True
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def write_start(run_dir: Path, config: RunConfig, model, accelerator, resume: bool) -> None:
+    from emoscale.models.adapters import trainable_parameters
+
+    counts = trainable_parameters(model)
+    accelerator.print(
+        f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} ({100 * counts['share']:.4f}%)"
+    )
+    if accelerator.is_main_process:
+        create(run_dir, resume)
+    accelerator.wait_for_everyone()
+    accelerator.init_trackers("tensorboard")
+    if not accelerator.is_main_process or resume:
+        return
+    save_config(config, run_dir / "config.yaml")
+    record = {
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "versions": _versions(),
+        "git_commit": _git_commit(),
+        "num_processes": accelerator.num_processes,
+        "distributed_type": str(accelerator.distributed_type),
+        "trust_remote_code": config.model.trust_remote_code,
+        "trainable_parameters": counts,
+    }
+    (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+
+
+def write_results(run_dir: Path, config: RunConfig, corpus, family, results: dict, history: list, seconds: float) -> None:
+    metrics = {split: values for split, (values, _, _) in results.items()}
+    run = json.loads((run_dir / "run.json").read_text())
+    run["train_seconds"] = round(seconds, 2)
+    run["data"] = {
+        "examples": {split: len(corpus.split(split)) for split in results} | {"train": len(corpus.split("train"))},
+        "dropped": dict(corpus.dropped),
+        "truncated": dict(getattr(family, "truncated", {})),
+    }
+    (run_dir / "run.json").write_text(json.dumps(run, indent=2))
+    (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
+    with open(run_dir / "predictions.jsonl", "w") as handle:
+        for split, (_, predictions, scores) in results.items():
+            for example, predicted, label_scores in zip(corpus.split(split), predictions, scores, strict=True):
+                record = {
+                    "id": example.id,
+                    "split": split,
+                    "text": example.text,
+                    "gold": family.label_names[example.label],
+                    "pred": family.label_names[predicted] if predicted >= 0 else None,
+                    "scores": dict(zip(family.label_names, label_scores, strict=True)),
+                }
+                handle.write(json.dumps(record, ensure_ascii=False) + "\n")
+    with open(run_dir / "history.jsonl", "w") as handle:
+        handle.writelines(json.dumps(record) + "\n" for record in history)
+    (run_dir / "report.md").write_text(report_row(config, corpus, metrics))
+    plots.confusion_matrix(metrics["test"]["confusion_matrix"], family.label_names, run_dir / "confusion_matrix.png")
+    plots.curves(history, config.eval.metric, run_dir / "curves.png")
+
+
+def report_row(config: RunConfig, corpus, metrics: dict) -> str:
+    test = metrics["test"]
+    columns = " | ".join(f"{test[key]:.4f}" for key in HEADLINE)
+    return (
+        "| dataset | method | split | " + " | ".join(HEADLINE) + " |\n"
+        + "|---" * (3 + len(HEADLINE)) + "|\n"
+        + f"| {corpus.info.name} | {config.model.method} | test | {columns} |\n"
+    )

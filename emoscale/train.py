@@ -1,0 +1,91 @@
+"""Train and evaluate one run: the entry point.
+
+    accelerate launch emoscale/train.py                                  # the built-in demo (CPU is fine)
+    accelerate launch emoscale/train.py --config run.yaml train.lr=3e-4  # a YAML config + overrides
+    accelerate launch --config_file accelerate_configs/zero2.yaml emoscale/train.py --config run.yaml
+    python -m emoscale.train ...   |   emoscale train ...               # the same, one process
+
+Everything that can be wrong with the input (config keys, model folder, data files and labels) is
+checked before the model loads; such an error prints one line and exits with code 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+if __name__ == "__main__" and not __package__:
+    # `accelerate launch emoscale/train.py` runs this file as a script: put the repository root, not
+    # emoscale/, on sys.path so `import emoscale` works from a clone and no module here shadows a library.
+    sys.path[0] = str(Path(__file__).resolve().parent.parent)
+
+import argparse  # noqa: E402
+import time  # noqa: E402
+
+from emoscale.config import RunConfig, load_config  # noqa: E402
+from emoscale.errors import EmoscaleError  # noqa: E402
+
+
+def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
+    parser = parser or argparse.ArgumentParser(prog="emoscale train", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--config", help="YAML run config")
+    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
+    parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its latest checkpoint")
+    parser.add_argument("--overwrite", action="store_true", help="replace a finished or broken run in output_dir")
+    return parser
+
+
+def prepare_inputs(config: RunConfig):
+    """All input checks that need files but no model weights: model folder, corpus, tokenizer."""
+    from emoscale.data import load_corpus
+    from emoscale.models import build_family
+
+    corpus = load_corpus(config.data)
+    return corpus, build_family(config, corpus)
+
+
+def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
+    from accelerate.utils import broadcast_object_list
+
+    from emoscale import run_folder, trainer
+
+    corpus, family = prepare_inputs(config)
+    accelerator = trainer.make_accelerator(config)
+    # One folder for all ranks: the main process names it and tells the others.
+    name = [config.output_dir or f"runs/{config.data.dataset}-{config.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    run_dir = Path(broadcast_object_list(name)[0])
+    run_folder.check(run_dir, resume, overwrite)
+    accelerator.project_configuration.set_directories(str(run_dir))  # TensorBoard logs go in the run folder
+    metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
+    return run_dir, metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    args = build_parser().parse_args(argv)
+    try:
+        if not argv:
+            from emoscale import demo
+
+            print("emoscale demo: a tiny LLM learns three-way sentiment with LoRA (see emoscale/demo.py)")
+            from accelerate import PartialState
+
+            with PartialState().main_process_first():
+                data, model = demo.prepare()
+            config = load_config(overrides=demo.overrides(data, model))
+        else:
+            config = load_config(args.config, args.overrides)
+        run_dir, metrics = run(config, args.resume, args.overwrite)
+    except EmoscaleError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    test = metrics["test"]
+    from accelerate import PartialState
+
+    if PartialState().is_main_process:
+        print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; run folder: {run_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,193 @@
+"""The one training loop, for every model family (Accelerate; single GPU, DDP or DeepSpeed ZeRO).
+
+Read `train` top to bottom: prepare, the epoch loop (forward, backward, step), evaluation and
+checkpoints at fixed points, early stopping, then the best checkpoint is reloaded and evaluated on
+dev and, once, on test. Everything model-specific sits behind the family (models/family.py).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from accelerate import Accelerator
+from accelerate.utils import InitProcessGroupKwargs, set_seed
+from tqdm.auto import tqdm
+from transformers import get_scheduler
+
+from emoscale import checkpoints, run_folder
+from emoscale.config import RunConfig
+from emoscale.data.examples import Corpus
+from emoscale.metrics import HEADLINE, classification_metrics
+from emoscale.models.family import ModelFamily
+
+
+def make_accelerator(config: RunConfig) -> Accelerator:
+    # Several CPU processes need the gloo backend named: without this handler every rank silently
+    # believes it is alone and trains on the same batches (see ENVIRONMENT.md). A single process
+    # must not get it: Accelerate would then look for a process group that does not exist.
+    several_cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    handlers = [InitProcessGroupKwargs(backend="gloo")] if several_cpu_processes else []
+    return Accelerator(
+        gradient_accumulation_steps=config.train.grad_accum,
+        mixed_precision=config.train.mixed_precision,
+        log_with="tensorboard",
+        project_dir="runs",  # replaced by the run folder (set_directories) before trackers start
+        kwargs_handlers=handlers,
+    )
+
+
+@dataclass
+class Progress:
+    """What a checkpoint must remember besides weights, optimizer, scheduler and RNG."""
+
+    step: int = 0  # optimizer steps done
+    epoch: int = 0
+    batches_in_epoch: int = 0  # batches of `epoch` already trained on
+    best_metric: float = -math.inf
+    best_checkpoint: str | None = None
+    evals_without_improvement: int = 0
+    history: list = field(default_factory=list)  # {"step", "train_loss"} and {"step", "dev"} records
+
+
+def evaluate(accelerator: Accelerator, family: ModelFamily, model, loader, examples, with_invalid_rate: bool):
+    """Predict a split on all ranks; every example counted exactly once (gather_for_metrics)."""
+    model.eval()
+    indices, predictions, scores = [], [], []
+    for batch in loader:
+        predicted, label_scores = family.predict(model, batch)
+        index, predicted, label_scores = accelerator.gather_for_metrics(
+            (batch["example_index"], predicted, label_scores)
+        )
+        indices.append(index.cpu())
+        predictions.append(predicted.cpu())
+        scores.append(label_scores.float().cpu())
+    model.train()
+    indices, predictions, scores = torch.cat(indices), torch.cat(predictions), torch.cat(scores)
+    if sorted(indices.tolist()) != list(range(len(examples))):
+        raise RuntimeError(f"evaluation covered {len(indices)} predictions for {len(examples)} examples")
+    order = indices.argsort()
+    predictions, scores = predictions[order].tolist(), scores[order].tolist()
+    gold = [example.label for example in examples]
+    metrics = classification_metrics(gold, predictions, family.label_names, with_invalid_rate)
+    return metrics, predictions, scores
+
+
+def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path, accelerator: Accelerator, resume: bool):
+    set_seed(config.seed)
+    model = family.build_model()
+    trainable = [p for p in model.parameters() if p.requires_grad]
+    splits = {name: corpus.split(name) for name in ("train", "dev", "test")}
+    train_loader = family.dataloader(splits["train"], train=True, seed=config.seed, split="train")
+    dev_loader = family.dataloader(splits["dev"], train=False, seed=config.seed, split="dev")
+    test_loader = family.dataloader(splits["test"], train=False, seed=config.seed, split="test")
+    train_batches = train_loader.batch_sampler  # set_epoch is called on it directly every epoch
+    run_folder.write_start(run_dir, config, model, accelerator, resume)
+
+    batches_per_epoch = math.ceil(len(train_batches) / accelerator.num_processes)
+    steps_per_epoch = max(1, batches_per_epoch // config.train.grad_accum)
+    total_steps = config.train.max_steps or steps_per_epoch * config.train.epochs
+    if trainable:
+        optimizer = torch.optim.AdamW(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        scheduler = get_scheduler(
+            config.train.scheduler if config.train.scheduler != "constant" else "constant_with_warmup",
+            optimizer,
+            # Accelerate steps the prepared scheduler once per process per optimizer step.
+            num_warmup_steps=int(config.train.warmup_ratio * total_steps) * accelerator.num_processes,
+            num_training_steps=total_steps * accelerator.num_processes,
+        )
+        model, optimizer, train_loader, dev_loader, test_loader, scheduler = accelerator.prepare(
+            model, optimizer, train_loader, dev_loader, test_loader, scheduler
+        )
+    else:  # zero-shot: nothing to train, evaluate only
+        model, dev_loader, test_loader = accelerator.prepare(model, dev_loader, test_loader)
+        total_steps = 0
+
+    progress = Progress()
+    if resume:
+        progress = Progress(**checkpoints.load_latest(accelerator, run_dir))
+        accelerator.print(f"resumed from step {progress.step} (epoch {progress.epoch})")
+
+    def evaluate_and_checkpoint() -> bool:
+        """Dev evaluation + checkpoint; True when early stopping says stop."""
+        metrics, _, _ = evaluate(accelerator, family, model, dev_loader, splits["dev"], config.eval.mode == "generate")
+        value = metrics[config.eval.metric]
+        progress.history.append({"step": progress.step, "dev": {k: metrics[k] for k in HEADLINE}})
+        accelerator.log({f"dev/{k}": metrics[k] for k in HEADLINE}, step=progress.step)
+        improved = value > progress.best_metric
+        if improved:
+            progress.best_metric, progress.evals_without_improvement = value, 0
+            progress.best_checkpoint = checkpoints.folder_name(progress.step)
+        else:
+            progress.evals_without_improvement += 1
+        checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), config.train.keep_checkpoints)
+        accelerator.print(f"step {progress.step}: dev {config.eval.metric} {value:.4f}" + (" (best)" if improved else ""))
+        patience = config.train.early_stopping_patience
+        return patience is not None and progress.evals_without_improvement >= patience
+
+    bar = tqdm(total=total_steps, initial=progress.step, disable=not accelerator.is_main_process, desc="train")
+    model.train()
+    stop = progress.step >= total_steps
+    running_loss, running_count, started = 0.0, 0, time.perf_counter()
+    while not stop:
+        train_batches.set_epoch(progress.epoch)
+        epoch_loader = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
+        for batch in epoch_loader:
+            with accelerator.accumulate(model):
+                loss = family.loss(model, batch)
+                accelerator.backward(loss)
+                if accelerator.sync_gradients and config.train.max_grad_norm:
+                    accelerator.clip_grad_norm_(trainable, config.train.max_grad_norm)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+            progress.batches_in_epoch += 1
+            running_loss, running_count = running_loss + loss.detach().float().item(), running_count + 1
+            if not accelerator.sync_gradients:
+                continue
+            progress.step += 1
+            bar.update(1)
+            if progress.step % config.train.log_every_steps == 0:
+                mean_loss = accelerator.reduce(torch.tensor(running_loss / running_count, device=accelerator.device), "mean")
+                progress.history.append({"step": progress.step, "train_loss": mean_loss.item()})
+                accelerator.log({"train/loss": mean_loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=progress.step)
+                bar.set_postfix(loss=f"{mean_loss.item():.4f}")
+                running_loss, running_count = 0.0, 0
+            every = config.eval.every_steps
+            if (every and progress.step % every == 0) and evaluate_and_checkpoint():
+                stop = True
+            elif config.train.save_every_steps and progress.step % config.train.save_every_steps == 0:
+                checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), config.train.keep_checkpoints)
+            if stop or progress.step >= total_steps:
+                stop = True
+                break
+        else:  # the epoch ran out
+            progress.epoch, progress.batches_in_epoch = progress.epoch + 1, 0
+            if not (config.eval.every_steps and progress.step % config.eval.every_steps == 0):
+                stop = evaluate_and_checkpoint() or stop
+            stop = stop or progress.step >= total_steps
+    bar.close()
+    if total_steps and not (progress.history and "dev" in progress.history[-1] and progress.history[-1]["step"] == progress.step):
+        evaluate_and_checkpoint()  # the last steps must be eligible as best, too
+    train_seconds = time.perf_counter() - started
+
+    # The best checkpoint on dev is the model; test is evaluated once, with it.
+    if progress.best_checkpoint is not None:
+        checkpoints.load(accelerator, run_dir / "checkpoints" / progress.best_checkpoint)
+    with_invalid = config.eval.mode == "generate"
+    results = {}
+    for split, loader in (("dev", dev_loader), ("test", test_loader)):
+        metrics, predictions, scores = evaluate(accelerator, family, model, loader, splits[split], with_invalid)
+        results[split] = (metrics, predictions, scores)
+    state_dict = accelerator.get_state_dict(model) if trainable else None  # collective under ZeRO-3
+    if accelerator.is_main_process:
+        if trainable:
+            family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
+        run_folder.write_results(run_dir, config, corpus, family, results, progress.history, train_seconds)
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return {split: metrics for split, (metrics, _, _) in results.items()}
