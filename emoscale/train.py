@@ -55,7 +55,8 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
     name = [config.output_dir or f"runs/{config.data.dataset}-{config.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"]
     run_dir = Path(broadcast_object_list(name)[0])
     run_folder.check(run_dir, resume, overwrite)
-    accelerator.project_configuration.set_directories(str(run_dir))  # TensorBoard logs go in the run folder
+    # TensorBoard logs go in the run folder, which only now has its name.
+    accelerator.project_configuration.project_dir = accelerator.project_configuration.logging_dir = str(run_dir)
     metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
     return run_dir, metrics
 

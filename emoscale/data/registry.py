@@ -1,0 +1,66 @@
+"""Name -> loader for every corpus. A loader takes the DataConfig and returns a Corpus."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from emoscale.data import (
+    chsims,
+    emodb,
+    folds,
+    friends,
+    generic,
+    iemocap,
+    m3ed,
+    mastodon,
+    meld,
+    mosi,
+    sst,
+)
+from emoscale.data.examples import Corpus
+from emoscale.errors import ConfigError
+
+CORPORA: dict[str, Callable[..., Corpus]] = {
+    "csv": generic.load,
+    "tsv": generic.load,
+    "jsonl": generic.load,
+    "sst2": sst.load_sst2,
+    "sst5": sst.load_sst5,
+    "friends": friends.load,
+    "meld": meld.load,
+    "mastodon": mastodon.load,
+    "mosi": mosi.load,
+    "chsims": chsims.load,
+    "m3ed": m3ed.load,
+    "iemocap": iemocap.load,
+    "emodb": emodb.load,
+}
+# The labellings a corpus offers through data.target; the first is its default.
+TARGETS: dict[str, tuple[str, ...]] = {
+    "meld": tuple(meld.TARGETS),
+    "mosi": tuple(mosi.TARGETS),
+    "chsims": tuple(chsims.TARGETS),
+}
+
+
+def _check_target(data_config) -> None:
+    target, dataset = data_config.target, data_config.dataset
+    if target is None:
+        return
+    if dataset not in TARGETS:
+        raise ConfigError(
+            f"config key 'data.target': dataset {dataset!r} has one labelling; data.target is for {', '.join(TARGETS)}"
+        )
+    if target not in TARGETS[dataset]:
+        raise ConfigError(
+            f"config key 'data.target': {target!r} is not a target of {dataset}; choose {', '.join(TARGETS[dataset])}"
+        )
+
+
+def load_corpus(data_config) -> Corpus:
+    """The corpus data.dataset names; re-split for cross-validation when data.fold is set."""
+    _check_target(data_config)
+    corpus = CORPORA[data_config.dataset](data_config)
+    if data_config.fold is not None:
+        corpus = folds.split_fold(corpus, data_config)
+    return corpus
