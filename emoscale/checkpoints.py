@@ -73,7 +73,9 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, kee
 
 
 def _prune(root: Path, keep: int, best: str | None) -> None:
-    saved = sorted(path for path in root.iterdir() if path.is_dir() and path.name.startswith(PREFIX))
+    saved = sorted(
+        path for path in root.iterdir() if path.is_dir() and path.name.startswith(PREFIX)
+    )
     for path in saved[:-keep]:
         if path.name != best:
             shutil.rmtree(path)

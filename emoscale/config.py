@@ -31,8 +31,12 @@ class ModelConfig(Section):
     # family fusion (models/speech_text.py): a speech encoder and a text encoder, local folders
     audio_path: str | None = None  # WavLM / HuBERT / wav2vec2 folder with its feature extractor
     text_path: str | None = None  # a text encoder folder (RoBERTa-base in LoRA-MER), always frozen
-    audio_method: Literal["lora", "frozen"] = "lora"  # LoRA on the speech encoder's q/v (fusion.lora_*)
-    audio_layers: Literal["last", "weighted"] = "last"  # weighted: learned softmax mix of all layers
+    audio_method: Literal["lora", "frozen"] = (
+        "lora"  # LoRA on the speech encoder's q/v (fusion.lora_*)
+    )
+    audio_layers: Literal["last", "weighted"] = (
+        "last"  # weighted: learned softmax mix of all layers
+    )
     modalities: Literal["audio", "text", "both"] = "both"
     method: Literal["none", "lora", "full"] = "lora"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights as loaded
@@ -53,21 +57,33 @@ class DataConfig(Section):
     label_column: str = "label"
     id_column: str | None = None
     labels: list[str] | None = None  # generic corpora: the label set (else taken from train)
-    target: str | None = None  # which labelling: meld emotion|sentiment, mosi 2class|..., None: the corpus'
+    target: str | None = (
+        None  # which labelling: meld emotion|sentiment, mosi 2class|..., None: the corpus'
+    )
     fold: int | None = Field(None, ge=0)  # re-split for cross-validation fold i (data/folds.py)
     num_folds: int | None = Field(None, ge=2)  # None: the corpus' protocol (IEMOCAP 5 sessions ...)
-    max_length: int = Field(256, ge=8)  # prompt (fusion: text-encoder) tokens; longer texts truncated, counted
+    max_length: int = Field(
+        256, ge=8
+    )  # prompt (fusion: text-encoder) tokens; longer texts truncated, counted
     group_by_length: bool = True  # batches of similar length: less padding
-    max_seconds: float = Field(8.0, gt=0.0)  # audio: longer clips cropped (random in training, centred in eval)
-    skip_bad_audio: bool = False  # missing/empty/unreadable audio: skip and count instead of stopping
+    max_seconds: float = Field(
+        8.0, gt=0.0
+    )  # audio: longer clips cropped (random in training, centred in eval)
+    skip_bad_audio: bool = (
+        False  # missing/empty/unreadable audio: skip and count instead of stopping
+    )
 
 
 class PromptConfig(Section):
     template: str | None = None  # None: the corpus' default; must contain {text}, may use {labels}
     labels: list[str] | None = None  # label words the model reads and answers; None: the corpus'
     length_normalize: bool = False  # score mode: mean instead of sum of answer-token log-probs
-    context_turns: int = Field(0, ge=0)  # earlier turns of the dialogue shown; 0 reproduces the papers
-    context_max_tokens: int | None = Field(None, ge=1)  # context trimmed oldest-first to this; None: no cap
+    context_turns: int = Field(
+        0, ge=0
+    )  # earlier turns of the dialogue shown; 0 reproduces the papers
+    context_max_tokens: int | None = Field(
+        None, ge=1
+    )  # context trimmed oldest-first to this; None: no cap
 
 
 class FusionConfig(Section):
@@ -79,8 +95,12 @@ class FusionConfig(Section):
     # lambda in L = L_ce + lambda * (-I) (eq. 13). None: 0.25 with both modalities, 0 with one.
     mine_weight: float | None = Field(None, ge=0.0)
     mine_hidden: int = Field(256, ge=1)  # statistics network T(x, z) width
-    mine_ema_decay: float | None = Field(0.99, gt=0.0, lt=1.0)  # moving-average gradient correction; None: off
-    lora_r: int = Field(2, ge=1)  # speech-encoder LoRA: r=2 on q/v gives 73,728 parameters on a base model
+    mine_ema_decay: float | None = Field(
+        0.99, gt=0.0, lt=1.0
+    )  # moving-average gradient correction; None: off
+    lora_r: int = Field(
+        2, ge=1
+    )  # speech-encoder LoRA: r=2 on q/v gives 73,728 parameters on a base model
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     lora_target_modules: list[str] = ["q_proj", "v_proj"]
@@ -107,7 +127,9 @@ class TrainConfig(Section):
 
 class EvalConfig(Section):
     every_steps: int | None = Field(None, ge=1)  # None: at the end of each epoch only
-    metric: Metric = "macro_f1"  # dev metric that picks the best checkpoint and drives early stopping
+    metric: Metric = (
+        "macro_f1"  # dev metric that picks the best checkpoint and drives early stopping
+    )
     mode: Literal["score", "generate"] = "score"
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(8, ge=1)  # generate mode
@@ -167,7 +189,9 @@ def apply_override(raw: dict, dotted_key: str, value: Any) -> None:
     node[parts[-1]] = value
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None) -> RunConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
+) -> RunConfig:
     """Build the run config from an optional YAML file (or `base` dict) and `key=value` overrides."""
     raw: dict = dict(base or {})
     if path is not None:
@@ -177,9 +201,13 @@ def load_config(path: str | Path | None = None, overrides: list[str] = (), base:
         try:
             loaded = yaml.safe_load(path.read_text()) or {}
         except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path} is not valid YAML: {str(error).splitlines()[0]}") from None
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {str(error).splitlines()[0]}"
+            ) from None
         if not isinstance(loaded, dict):
-            raise ConfigError(f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}")
+            raise ConfigError(
+                f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}"
+            )
         raw = _merge(raw, loaded)
     for item in overrides:
         key, sep, text = item.partition("=")

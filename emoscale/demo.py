@@ -14,17 +14,50 @@ import os
 import random
 from pathlib import Path
 
-SUBJECTS = ["the movie", "this film", "the plot", "the acting", "the soundtrack", "the ending", "the cast",
-            "the script", "the dialogue", "the director's new work", "the sequel", "the first half"]
+SUBJECTS = [
+    "the movie",
+    "this film",
+    "the plot",
+    "the acting",
+    "the soundtrack",
+    "the ending",
+    "the cast",
+    "the script",
+    "the dialogue",
+    "the director's new work",
+    "the sequel",
+    "the first half",
+]
 VERBS = ["was", "is", "felt", "seemed", "looked", "turned out"]
 ADVERBS = ["", "really ", "quite ", "truly ", "somewhat "]
 WORDS = {
-    "positive": ["wonderful", "brilliant", "moving", "delightful", "superb", "charming", "gripping", "lovely"],
+    "positive": [
+        "wonderful",
+        "brilliant",
+        "moving",
+        "delightful",
+        "superb",
+        "charming",
+        "gripping",
+        "lovely",
+    ],
     "negative": ["awful", "boring", "dull", "painful", "terrible", "clumsy", "tedious", "dreadful"],
-    "neutral": ["two hours long", "in english", "shot in paris", "released in may", "in colour",
-                "about a family", "based on a novel", "set in a small town"],
+    "neutral": [
+        "two hours long",
+        "in english",
+        "shot in paris",
+        "released in may",
+        "in colour",
+        "about a family",
+        "based on a novel",
+        "set in a small town",
+    ],
 }
-LABELS = ["positive", "negative", "neutral"]  # the LLM paper's order: "Positive, Negative or Neutral"
+LABELS = [
+    "positive",
+    "negative",
+    "neutral",
+]  # the LLM paper's order: "Positive, Negative or Neutral"
 
 
 def sentences(count: int, seed: int) -> list[tuple[str, str]]:
@@ -64,7 +97,10 @@ def prepare(root: Path | None = None) -> tuple[Path, Path]:
         write_corpus(data)
     if not (model / "config.json").is_file():
         texts = [text for text, _ in sentences(2000, seed=99)]
-        texts += [f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}" for t in texts[:200]]
+        texts += [
+            f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
+            for t in texts[:200]
+        ]
         make_tiny(model, texts, arch="llama", vocab_size=600)
     return data, model
 

@@ -25,8 +25,12 @@ def classification_metrics(
     present = support > 0  # UA averages over the classes that occur, as the papers do
     metrics = {
         "accuracy": accuracy,
-        "macro_f1": float(f1_score(gold_array, pred_array, labels=labels, average="macro", zero_division=0)),
-        "weighted_f1": float(f1_score(gold_array, pred_array, labels=labels, average="weighted", zero_division=0)),
+        "macro_f1": float(
+            f1_score(gold_array, pred_array, labels=labels, average="macro", zero_division=0)
+        ),
+        "weighted_f1": float(
+            f1_score(gold_array, pred_array, labels=labels, average="weighted", zero_division=0)
+        ),
         "ua": float(recall[present].mean()) if present.any() else 0.0,
         "wa": accuracy,
         "num_examples": len(gold),

@@ -30,7 +30,9 @@ def confusion_matrix(matrix: list[list[int]], label_names: tuple[str, ...], path
 
 
 def curves(history: list[dict], metric: str, path: Path) -> None:
-    losses = [(record["step"], record["train_loss"]) for record in history if "train_loss" in record]
+    losses = [
+        (record["step"], record["train_loss"]) for record in history if "train_loss" in record
+    ]
     dev = [(record["step"], record["dev"][metric]) for record in history if "dev" in record]
     figure, (left, right) = plt.subplots(1, 2, figsize=(9, 3.5))
     if losses:

@@ -58,7 +58,12 @@ def _git_commit() -> str | None:
     try:
         source = Path(__file__).resolve().parent
         return subprocess.run(
-            ["git", "rev-parse", "HEAD"], cwd=source, capture_output=True, text=True, timeout=5, check=True
+            ["git", "rev-parse", "HEAD"],
+            cwd=source,
+            capture_output=True,
+            text=True,
+            timeout=5,
+            check=True,
         ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
@@ -91,12 +96,15 @@ def write_start(run_dir: Path, config: RunConfig, model, accelerator, resume: bo
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
 
 
-def write_results(run_dir: Path, config: RunConfig, corpus, family, results: dict, history: list, seconds: float) -> None:
+def write_results(
+    run_dir: Path, config: RunConfig, corpus, family, results: dict, history: list, seconds: float
+) -> None:
     metrics = {split: values for split, (values, _, _) in results.items()}
     run = json.loads((run_dir / "run.json").read_text())
     run["train_seconds"] = round(seconds, 2)
     run["data"] = {
-        "examples": {split: len(corpus.split(split)) for split in results} | {"train": len(corpus.split("train"))},
+        "examples": {split: len(corpus.split(split)) for split in results}
+        | {"train": len(corpus.split("train"))},
         "dropped": dict(corpus.dropped),
         "truncated": dict(getattr(family, "truncated", {})),
     }
@@ -104,7 +112,9 @@ def write_results(run_dir: Path, config: RunConfig, corpus, family, results: dic
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     with open(run_dir / "predictions.jsonl", "w") as handle:
         for split, (_, predictions, scores) in results.items():
-            for example, predicted, label_scores in zip(corpus.split(split), predictions, scores, strict=True):
+            for example, predicted, label_scores in zip(
+                corpus.split(split), predictions, scores, strict=True
+            ):
                 record = {
                     "id": example.id,
                     "split": split,
@@ -117,7 +127,9 @@ def write_results(run_dir: Path, config: RunConfig, corpus, family, results: dic
     with open(run_dir / "history.jsonl", "w") as handle:
         handle.writelines(json.dumps(record) + "\n" for record in history)
     (run_dir / "report.md").write_text(report_row(config, corpus, metrics))
-    plots.confusion_matrix(metrics["test"]["confusion_matrix"], family.label_names, run_dir / "confusion_matrix.png")
+    plots.confusion_matrix(
+        metrics["test"]["confusion_matrix"], family.label_names, run_dir / "confusion_matrix.png"
+    )
     plots.curves(history, config.eval.metric, run_dir / "curves.png")
 
 
@@ -125,7 +137,10 @@ def report_row(config: RunConfig, corpus, metrics: dict) -> str:
     test = metrics["test"]
     columns = " | ".join(f"{test[key]:.4f}" for key in HEADLINE)
     return (
-        "| dataset | method | split | " + " | ".join(HEADLINE) + " |\n"
-        + "|---" * (3 + len(HEADLINE)) + "|\n"
+        "| dataset | method | split | "
+        + " | ".join(HEADLINE)
+        + " |\n"
+        + "|---" * (3 + len(HEADLINE))
+        + "|\n"
         + f"| {corpus.info.name} | {config.model.method} | test | {columns} |\n"
     )

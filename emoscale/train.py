@@ -27,11 +27,21 @@ from emoscale.errors import EmoscaleError  # noqa: E402
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(prog="emoscale train", description=__doc__.split("\n\n")[0])
+    parser = parser or argparse.ArgumentParser(
+        prog="emoscale train", description=__doc__.split("\n\n")[0]
+    )
     parser.add_argument("--config", help="YAML run config")
-    parser.add_argument("overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4")
-    parser.add_argument("--resume", action="store_true", help="continue the run in output_dir from its latest checkpoint")
-    parser.add_argument("--overwrite", action="store_true", help="replace a finished or broken run in output_dir")
+    parser.add_argument(
+        "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the run in output_dir from its latest checkpoint",
+    )
+    parser.add_argument(
+        "--overwrite", action="store_true", help="replace a finished or broken run in output_dir"
+    )
     return parser
 
 
@@ -52,11 +62,16 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
     corpus, family = prepare_inputs(config)
     accelerator = trainer.make_accelerator(config)
     # One folder for all ranks: the main process names it and tells the others.
-    name = [config.output_dir or f"runs/{config.data.dataset}-{config.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"]
+    name = [
+        config.output_dir
+        or f"runs/{config.data.dataset}-{config.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+    ]
     run_dir = Path(broadcast_object_list(name)[0])
     run_folder.check(run_dir, resume, overwrite)
     # TensorBoard logs go in the run folder, which only now has its name.
-    accelerator.project_configuration.project_dir = accelerator.project_configuration.logging_dir = str(run_dir)
+    accelerator.project_configuration.project_dir = (
+        accelerator.project_configuration.logging_dir
+    ) = str(run_dir)
     metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
     return run_dir, metrics
 
@@ -68,7 +83,9 @@ def main(argv: list[str] | None = None) -> int:
         if not argv:
             from emoscale import demo
 
-            print("emoscale demo: a tiny LLM learns three-way sentiment with LoRA (see emoscale/demo.py)")
+            print(
+                "emoscale demo: a tiny LLM learns three-way sentiment with LoRA (see emoscale/demo.py)"
+            )
             from accelerate import PartialState
 
             with PartialState().main_process_first():
@@ -84,7 +101,9 @@ def main(argv: list[str] | None = None) -> int:
     from accelerate import PartialState
 
     if PartialState().is_main_process:
-        print(f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; run folder: {run_dir}")
+        print(
+            f"test accuracy {test['accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f}; run folder: {run_dir}"
+        )
     return 0
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 from accelerate.utils import InitProcessGroupKwargs, set_seed
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
@@ -27,17 +28,22 @@ from emoscale.models.family import ModelFamily
 
 
 def make_accelerator(config: RunConfig) -> Accelerator:
-    # Several CPU processes need the gloo backend named: without this handler every rank silently
-    # believes it is alone and trains on the same batches (see ENVIRONMENT.md). A single process
-    # must not get it: Accelerate would then look for a process group that does not exist.
-    several_cpu_processes = not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    # Several CPU processes need the gloo backend named, and (without DeepSpeed) cpu=True so that
+    # Accelerate picks MULTI_CPU; otherwise every rank silently believes it is alone: gather is a
+    # no-op and ranks train on the same batches (see ENVIRONMENT.md). A single process must get
+    # neither: Accelerate would then look for a process group that does not exist.
+    several_cpu_processes = (
+        not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
+    )
     handlers = [InitProcessGroupKwargs(backend="gloo")] if several_cpu_processes else []
+    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
     return Accelerator(
         gradient_accumulation_steps=config.train.grad_accum,
         mixed_precision=config.train.mixed_precision,
         log_with="tensorboard",
         project_dir="runs",  # replaced by the run folder (set_directories) before trackers start
         kwargs_handlers=handlers,
+        cpu=several_cpu_processes and not deepspeed,
     )
 
 
@@ -51,33 +57,64 @@ class Progress:
     best_metric: float = -math.inf
     best_checkpoint: str | None = None
     evals_without_improvement: int = 0
-    history: list = field(default_factory=list)  # {"step", "train_loss"} and {"step", "dev"} records
+    history: list = field(
+        default_factory=list
+    )  # {"step", "train_loss"} and {"step", "dev"} records
 
 
-def evaluate(accelerator: Accelerator, family: ModelFamily, model, loader, examples, with_invalid_rate: bool):
-    """Predict a split on all ranks; every example counted exactly once (gather_for_metrics)."""
+def shard_for_evaluation(loader: DataLoader, accelerator: Accelerator) -> DataLoader:
+    """This rank's share of an evaluation loader's batches: every P-th batch, padded with repeats so
+    that all ranks run the same number of forward passes (ZeRO-3 needs that). Duplicates are removed
+    after gathering, by example index. (Accelerate's own sharding plus gather_for_metrics dropped
+    real examples with our length-sorted batches in a 2-process test, so we do it explicitly.)"""
+    batches, ranks = list(loader.batch_sampler), accelerator.num_processes
+    per_rank = -(-len(batches) // ranks)
+    mine = [
+        batches[min(i * ranks + accelerator.process_index, len(batches) - 1)]
+        for i in range(per_rank)
+    ]
+    return DataLoader(
+        loader.dataset,
+        batch_sampler=mine,
+        collate_fn=loader.collate_fn,
+        num_workers=loader.num_workers,
+    )
+
+
+def evaluate(
+    accelerator: Accelerator, family: ModelFamily, model, loader, examples, with_invalid_rate: bool
+):
+    """Predict a split on all ranks; the main process gets every example exactly once."""
     model.eval()
-    indices, predictions, scores = [], [], []
+    gathered = {}
     for batch in loader:
+        batch = {key: value.to(accelerator.device) for key, value in batch.items()}
         predicted, label_scores = family.predict(model, batch)
-        index, predicted, label_scores = accelerator.gather_for_metrics(
-            (batch["example_index"], predicted, label_scores)
-        )
-        indices.append(index.cpu())
-        predictions.append(predicted.cpu())
-        scores.append(label_scores.float().cpu())
+        local = (batch["example_index"], predicted, label_scores.float())
+        local = accelerator.pad_across_processes(local, dim=0, pad_index=-1)
+        for index, prediction, scores in zip(
+            *(t.cpu() for t in accelerator.gather(local)), strict=True
+        ):
+            if index >= 0:
+                gathered[int(index)] = (int(prediction), scores.tolist())
     model.train()
-    indices, predictions, scores = torch.cat(indices), torch.cat(predictions), torch.cat(scores)
-    if sorted(indices.tolist()) != list(range(len(examples))):
-        raise RuntimeError(f"evaluation covered {len(indices)} predictions for {len(examples)} examples")
-    order = indices.argsort()
-    predictions, scores = predictions[order].tolist(), scores[order].tolist()
+    if sorted(gathered) != list(range(len(examples))):
+        raise RuntimeError(f"evaluation covered {len(gathered)} of {len(examples)} examples")
+    predictions = [gathered[index][0] for index in range(len(examples))]
+    scores = [gathered[index][1] for index in range(len(examples))]
     gold = [example.label for example in examples]
     metrics = classification_metrics(gold, predictions, family.label_names, with_invalid_rate)
     return metrics, predictions, scores
 
 
-def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path, accelerator: Accelerator, resume: bool):
+def train(
+    config: RunConfig,
+    family: ModelFamily,
+    corpus: Corpus,
+    run_dir: Path,
+    accelerator: Accelerator,
+    resume: bool,
+):
     set_seed(config.seed)
     model = family.build_model()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -92,20 +129,27 @@ def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path,
     steps_per_epoch = max(1, batches_per_epoch // config.train.grad_accum)
     total_steps = config.train.max_steps or steps_per_epoch * config.train.epochs
     if trainable:
-        optimizer = torch.optim.AdamW(trainable, lr=config.train.lr, weight_decay=config.train.weight_decay)
+        optimizer = torch.optim.AdamW(
+            trainable, lr=config.train.lr, weight_decay=config.train.weight_decay
+        )
         scheduler = get_scheduler(
-            config.train.scheduler if config.train.scheduler != "constant" else "constant_with_warmup",
+            config.train.scheduler
+            if config.train.scheduler != "constant"
+            else "constant_with_warmup",
             optimizer,
             # Accelerate steps the prepared scheduler once per process per optimizer step.
-            num_warmup_steps=int(config.train.warmup_ratio * total_steps) * accelerator.num_processes,
+            num_warmup_steps=int(config.train.warmup_ratio * total_steps)
+            * accelerator.num_processes,
             num_training_steps=total_steps * accelerator.num_processes,
         )
-        model, optimizer, train_loader, dev_loader, test_loader, scheduler = accelerator.prepare(
-            model, optimizer, train_loader, dev_loader, test_loader, scheduler
+        model, optimizer, train_loader, scheduler = accelerator.prepare(
+            model, optimizer, train_loader, scheduler
         )
     else:  # zero-shot: nothing to train, evaluate only
-        model, dev_loader, test_loader = accelerator.prepare(model, dev_loader, test_loader)
-        total_steps = 0
+        model, total_steps = accelerator.prepare(model), 0
+    dev_loader, test_loader = (
+        shard_for_evaluation(loader, accelerator) for loader in (dev_loader, test_loader)
+    )
 
     progress = Progress()
     if resume:
@@ -114,7 +158,9 @@ def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path,
 
     def evaluate_and_checkpoint() -> bool:
         """Dev evaluation + checkpoint; True when early stopping says stop."""
-        metrics, _, _ = evaluate(accelerator, family, model, dev_loader, splits["dev"], config.eval.mode == "generate")
+        metrics, _, _ = evaluate(
+            accelerator, family, model, dev_loader, splits["dev"], config.eval.mode == "generate"
+        )
         value = metrics[config.eval.metric]
         progress.history.append({"step": progress.step, "dev": {k: metrics[k] for k in HEADLINE}})
         accelerator.log({f"dev/{k}": metrics[k] for k in HEADLINE}, step=progress.step)
@@ -124,12 +170,22 @@ def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path,
             progress.best_checkpoint = checkpoints.folder_name(progress.step)
         else:
             progress.evals_without_improvement += 1
-        checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), config.train.keep_checkpoints)
-        accelerator.print(f"step {progress.step}: dev {config.eval.metric} {value:.4f}" + (" (best)" if improved else ""))
+        checkpoints.save(
+            accelerator, run_dir, progress.step, asdict(progress), config.train.keep_checkpoints
+        )
+        accelerator.print(
+            f"step {progress.step}: dev {config.eval.metric} {value:.4f}"
+            + (" (best)" if improved else "")
+        )
         patience = config.train.early_stopping_patience
         return patience is not None and progress.evals_without_improvement >= patience
 
-    bar = tqdm(total=total_steps, initial=progress.step, disable=not accelerator.is_main_process, desc="train")
+    bar = tqdm(
+        total=total_steps,
+        initial=progress.step,
+        disable=not accelerator.is_main_process,
+        desc="train",
+    )
     model.train()
     stop = progress.step >= total_steps
     running_loss, running_count, started = 0.0, 0, time.perf_counter()
@@ -146,22 +202,38 @@ def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path,
                 scheduler.step()
                 optimizer.zero_grad()
             progress.batches_in_epoch += 1
-            running_loss, running_count = running_loss + loss.detach().float().item(), running_count + 1
+            running_loss, running_count = (
+                running_loss + loss.detach().float().item(),
+                running_count + 1,
+            )
             if not accelerator.sync_gradients:
                 continue
             progress.step += 1
             bar.update(1)
             if progress.step % config.train.log_every_steps == 0:
-                mean_loss = accelerator.reduce(torch.tensor(running_loss / running_count, device=accelerator.device), "mean")
+                mean_loss = accelerator.reduce(
+                    torch.tensor(running_loss / running_count, device=accelerator.device), "mean"
+                )
                 progress.history.append({"step": progress.step, "train_loss": mean_loss.item()})
-                accelerator.log({"train/loss": mean_loss.item(), "train/lr": scheduler.get_last_lr()[0]}, step=progress.step)
+                accelerator.log(
+                    {"train/loss": mean_loss.item(), "train/lr": scheduler.get_last_lr()[0]},
+                    step=progress.step,
+                )
                 bar.set_postfix(loss=f"{mean_loss.item():.4f}")
                 running_loss, running_count = 0.0, 0
             every = config.eval.every_steps
             if (every and progress.step % every == 0) and evaluate_and_checkpoint():
                 stop = True
-            elif config.train.save_every_steps and progress.step % config.train.save_every_steps == 0:
-                checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), config.train.keep_checkpoints)
+            elif (
+                config.train.save_every_steps and progress.step % config.train.save_every_steps == 0
+            ):
+                checkpoints.save(
+                    accelerator,
+                    run_dir,
+                    progress.step,
+                    asdict(progress),
+                    config.train.keep_checkpoints,
+                )
             if stop or progress.step >= total_steps:
                 stop = True
                 break
@@ -171,7 +243,11 @@ def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path,
                 stop = evaluate_and_checkpoint() or stop
             stop = stop or progress.step >= total_steps
     bar.close()
-    if total_steps and not (progress.history and "dev" in progress.history[-1] and progress.history[-1]["step"] == progress.step):
+    if total_steps and not (
+        progress.history
+        and "dev" in progress.history[-1]
+        and progress.history[-1]["step"] == progress.step
+    ):
         evaluate_and_checkpoint()  # the last steps must be eligible as best, too
     train_seconds = time.perf_counter() - started
 
@@ -181,13 +257,17 @@ def train(config: RunConfig, family: ModelFamily, corpus: Corpus, run_dir: Path,
     with_invalid = config.eval.mode == "generate"
     results = {}
     for split, loader in (("dev", dev_loader), ("test", test_loader)):
-        metrics, predictions, scores = evaluate(accelerator, family, model, loader, splits[split], with_invalid)
+        metrics, predictions, scores = evaluate(
+            accelerator, family, model, loader, splits[split], with_invalid
+        )
         results[split] = (metrics, predictions, scores)
     state_dict = accelerator.get_state_dict(model) if trainable else None  # collective under ZeRO-3
     if accelerator.is_main_process:
         if trainable:
             family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
-        run_folder.write_results(run_dir, config, corpus, family, results, progress.history, train_seconds)
+        run_folder.write_results(
+            run_dir, config, corpus, family, results, progress.history, train_seconds
+        )
     accelerator.wait_for_everyone()
     accelerator.end_training()
     return {split: metrics for split, (metrics, _, _) in results.items()}

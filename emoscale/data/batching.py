@@ -13,7 +13,9 @@ WINDOW_BATCHES = 50
 class LengthGroupedBatches:
     """Shuffled batches of similar length. Deterministic in (seed, epoch); call set_epoch each epoch."""
 
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int, group_by_length: bool = True):
+    def __init__(
+        self, lengths: Sequence[int], batch_size: int, seed: int, group_by_length: bool = True
+    ):
         self.lengths = list(lengths)
         self.batch_size = batch_size
         self.seed = seed
@@ -32,9 +34,14 @@ class LengthGroupedBatches:
             order = [
                 index
                 for start in range(0, len(order), window)
-                for index in sorted(order[start : start + window], key=self.lengths.__getitem__, reverse=True)
+                for index in sorted(
+                    order[start : start + window], key=self.lengths.__getitem__, reverse=True
+                )
             ]
-        batches = [order[start : start + self.batch_size] for start in range(0, len(order), self.batch_size)]
+        batches = [
+            order[start : start + self.batch_size]
+            for start in range(0, len(order), self.batch_size)
+        ]
         rng.shuffle(batches)
         return batches
 

@@ -38,7 +38,9 @@ class CorpusInfo:
 
     def __post_init__(self) -> None:
         if len(self.label_names) != len(self.label_words):
-            raise ValueError(f"{self.name}: {len(self.label_names)} labels but {len(self.label_words)} label words")
+            raise ValueError(
+                f"{self.name}: {len(self.label_names)} labels but {len(self.label_words)} label words"
+            )
 
 
 @dataclass
@@ -49,7 +51,9 @@ class Corpus:
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits:
-            raise DataError(f"corpus {self.info.name!r} has no {name!r} split (it has {sorted(self.splits)})")
+            raise DataError(
+                f"corpus {self.info.name!r} has no {name!r} split (it has {sorted(self.splits)})"
+            )
         return self.splits[name]
 
     def class_counts(self, split: str) -> dict[str, int]:

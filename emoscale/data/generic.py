@@ -12,7 +12,14 @@ import csv
 import json
 from pathlib import Path
 
-from emoscale.data.examples import Corpus, CorpusInfo, Example, check_text, check_unique_ids, label_index
+from emoscale.data.examples import (
+    Corpus,
+    CorpusInfo,
+    Example,
+    check_text,
+    check_unique_ids,
+    label_index,
+)
 from emoscale.errors import DataError
 
 OPTIONAL_COLUMNS = ("speaker", "dialogue_id", "session", "audio_path")
@@ -47,7 +54,9 @@ def _check_columns(path: Path, rows: list[tuple[str, dict]], required: list[str]
     present = set(rows[0][1])
     for column in required:
         if column not in present:
-            raise DataError(f"{path}: missing column {column!r} (columns: {', '.join(sorted(present))})")
+            raise DataError(
+                f"{path}: missing column {column!r} (columns: {', '.join(sorted(present))})"
+            )
 
 
 def _find(folder: Path, split: str, extension: str) -> Path:
@@ -63,7 +72,11 @@ def load(data_config) -> Corpus:
     folder = Path(data_config.path)
     if not folder.is_dir():
         raise DataError(f"data.path {folder} is not a folder")
-    text_column, label_column, id_column = data_config.text_column, data_config.label_column, data_config.id_column
+    text_column, label_column, id_column = (
+        data_config.text_column,
+        data_config.label_column,
+        data_config.id_column,
+    )
     required = [text_column, label_column] + ([id_column] if id_column else [])
     rows_by_split = {}
     for split in SPLITS:
@@ -71,12 +84,19 @@ def load(data_config) -> Corpus:
         rows_by_split[split] = _rows(path)
         _check_columns(path, rows_by_split[split], required)
 
-    label_names = tuple(data_config.labels or sorted({str(row[label_column]).strip() for _, row in rows_by_split["train"]}))
+    label_names = tuple(
+        data_config.labels
+        or sorted({str(row[label_column]).strip() for _, row in rows_by_split["train"]})
+    )
     splits = {}
     for split, rows in rows_by_split.items():
         examples = []
         for number, (where, row) in enumerate(rows):
-            extra = {column: str(row[column]) for column in OPTIONAL_COLUMNS if row.get(column) not in (None, "")}
+            extra = {
+                column: str(row[column])
+                for column in OPTIONAL_COLUMNS
+                if row.get(column) not in (None, "")
+            }
             if row.get("turn") not in (None, ""):
                 extra["turn"] = int(row["turn"])
             examples.append(

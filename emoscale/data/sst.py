@@ -41,7 +41,9 @@ def _read_label_first(path: Path, info: CorpusInfo, split: str) -> list[Example]
             raise DataError(f"{where}: expected '<label> <sentence>', got {line[:40]!r}")
         index = int(label)
         if index >= len(info.label_names):
-            raise DataError(f"{where}: label {label!r} is not one of 0..{len(info.label_names) - 1}")
+            raise DataError(
+                f"{where}: label {label!r} is not one of 0..{len(info.label_names) - 1}"
+            )
         examples.append(Example(f"{split}-{number}", check_text(text.strip(), where), index))
     return examples
 
@@ -66,7 +68,9 @@ def _load(data_config, info: CorpusInfo, prefix: str) -> Corpus:
         return Corpus(info, splits)
     if info is SST2 and (folder / "train.tsv").is_file() and (folder / "dev.tsv").is_file():
         dev = _read_glue_tsv(folder / "dev.tsv", "dev")
-        return Corpus(info, {"train": _read_glue_tsv(folder / "train.tsv", "train"), "dev": dev, "test": dev})
+        return Corpus(
+            info, {"train": _read_glue_tsv(folder / "train.tsv", "train"), "dev": dev, "test": dev}
+        )
     expected = ", ".join(f"{prefix}.{s}" for s in SPLITS)
     if info is SST2:
         expected += " (or GLUE's train.tsv and dev.tsv)"

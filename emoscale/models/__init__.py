@@ -11,4 +11,8 @@ def build_family(config, corpus):
 
         adapters.check_model_folder(config.model.path)
         return PromptLMFamily(config, corpus.info, adapters.load_tokenizer(config))
+    if config.model.family == "fusion":
+        from emoscale.models.speech_text import build_speech_text_family
+
+        return build_speech_text_family(config, corpus)
     raise ValueError(f"unknown model family {config.model.family!r}")

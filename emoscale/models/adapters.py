@@ -25,12 +25,16 @@ def check_model_folder(path: str | None) -> Path:
     if not folder.is_dir():
         raise ConfigError(f"config key 'model.path': model folder {folder} does not exist")
     if not (folder / "config.json").is_file():
-        raise ConfigError(f"config key 'model.path': {folder} has no config.json (not a Hugging Face model folder)")
+        raise ConfigError(
+            f"config key 'model.path': {folder} has no config.json (not a Hugging Face model folder)"
+        )
     return folder
 
 
 def load_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(config.model.path, trust_remote_code=config.model.trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(
+        config.model.path, trust_remote_code=config.model.trust_remote_code
+    )
     if tokenizer.pad_token_id is None:
         # Many causal LMs ship without a pad token; padding is masked out, so EOS serves.
         tokenizer.pad_token = tokenizer.eos_token

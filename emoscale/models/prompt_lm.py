@@ -44,7 +44,9 @@ class PromptedLM(nn.Module):
         super().__init__()
         self.lm = lm
         peft_config = lm.active_peft_config if isinstance(lm, PeftModel) else None
-        self.prompt_learning = peft_config.peft_type.value if peft_config and peft_config.is_prompt_learning else None
+        self.prompt_learning = (
+            peft_config.peft_type.value if peft_config and peft_config.is_prompt_learning else None
+        )
         self.num_virtual = peft_config.num_virtual_tokens if self.prompt_learning else 0
 
     def forward(self, input_ids, attention_mask, cache=None, cache_mask=None, use_cache=False):
@@ -56,16 +58,26 @@ class PromptedLM(nn.Module):
             model = self.lm.get_base_model()
             ones = attention_mask.new_ones(batch, self.num_virtual)
             cache_mask = ones
-            if self.prompt_learning == "PREFIX_TUNING":  # P-Tuning v2: learned keys/values in every layer
-                cache = self.lm.get_prompt(batch, max_cache_len=self.num_virtual + input_ids.shape[1])
+            if (
+                self.prompt_learning == "PREFIX_TUNING"
+            ):  # P-Tuning v2: learned keys/values in every layer
+                cache = self.lm.get_prompt(
+                    batch, max_cache_len=self.num_virtual + input_ids.shape[1]
+                )
             else:  # prompt tuning / P-tuning: learned input embeddings before the text
                 prompts = self.lm.get_prompt(batch_size=batch)
                 embeds = self.lm.word_embeddings(input_ids)
                 inputs = {"inputs_embeds": torch.cat([prompts.to(embeds.dtype), embeds], dim=1)}
-                attention_mask, cache_mask, virtual = torch.cat([ones, attention_mask], 1), None, self.num_virtual
+                attention_mask, cache_mask, virtual = (
+                    torch.cat([ones, attention_mask], 1),
+                    None,
+                    self.num_virtual,
+                )
         elif cache is not None and self.prompt_learning:
             model = self.lm.get_base_model()
-        full_mask = attention_mask if cache_mask is None else torch.cat([cache_mask, attention_mask], dim=1)
+        full_mask = (
+            attention_mask if cache_mask is None else torch.cat([cache_mask, attention_mask], dim=1)
+        )
         positions = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -attention_mask.shape[1] :]
         output = model(
             **inputs,
@@ -86,14 +98,18 @@ class PromptLMFamily:
         self.label_names = info.label_names
         self.label_words = tuple(config.prompt.labels or info.label_words)
         template = config.prompt.template or info.template
-        before, _, after = template.format(labels=label_list_text(self.label_words), text="\0").partition("\0")
+        before, _, after = template.format(
+            labels=label_list_text(self.label_words), text="\0"
+        ).partition("\0")
         self.prompt_before = tokenizer(before)["input_ids"]  # special tokens (BOS) included once
         self.prompt_after = tokenizer(after, add_special_tokens=False)["input_ids"]
         self.answers = [self._answer_ids(word) for word in self.label_words]
         self.truncated = Counter()  # split -> texts cut to data.max_length
 
     def _answer_ids(self, word: str) -> list[int]:
-        return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"] + [self.tokenizer.eos_token_id]
+        return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"] + [
+            self.tokenizer.eos_token_id
+        ]
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -105,7 +121,9 @@ class PromptLMFamily:
             text_ids = text_ids[: max(budget, 1)]
         return self.prompt_before + text_ids + self.prompt_after
 
-    def dataloader(self, examples: list[Example], train: bool, seed: int, split: str = "") -> DataLoader:
+    def dataloader(
+        self, examples: list[Example], train: bool, seed: int, split: str = ""
+    ) -> DataLoader:
         # Tokenised once here, not per step.
         prompts = [self.prompt_ids(example.text, split) for example in examples]
         if train:
@@ -125,11 +143,19 @@ class PromptLMFamily:
             ]
             sampler = sorted_batches([len(p) for p in prompts], self.config.eval.batch_size)
             collate = self._collate_eval
-        return DataLoader(items, batch_sampler=sampler, collate_fn=collate, num_workers=self.config.train.num_workers)
+        return DataLoader(
+            items,
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.config.train.num_workers,
+        )
 
     def _pad(self, rows: list[list[int]], value: int, left: bool) -> torch.Tensor:
         width = max(len(row) for row in rows)
-        padded = [([value] * (width - len(row)) + row) if left else (row + [value] * (width - len(row))) for row in rows]
+        padded = [
+            ([value] * (width - len(row)) + row) if left else (row + [value] * (width - len(row)))
+            for row in rows
+        ]
         return torch.tensor(padded, dtype=torch.long)
 
     def _collate_train(self, items: list[dict]) -> dict:
@@ -161,7 +187,9 @@ class PromptLMFamily:
         logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
         # Token t predicts token t+1; only answer tokens have targets (the rest are -100).
         return F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(), batch["targets"][:, 1:].flatten(), ignore_index=-100
+            logits[:, :-1].flatten(0, 1).float(),
+            batch["targets"][:, 1:].flatten(),
+            ignore_index=-100,
         )
 
     @torch.no_grad()
@@ -171,13 +199,19 @@ class PromptLMFamily:
         scores = self.label_scores(model, batch["input_ids"], batch["attention_mask"])
         return scores.argmax(-1), scores
 
-    def label_scores(self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    def label_scores(
+        self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> torch.Tensor:
         """Log-likelihood of each label's answer after each prompt: [B, k]."""
         batch, k = input_ids.shape[0], len(self.answers)
         device = input_ids.device
-        answers = self._pad(self.answers, self.tokenizer.pad_token_id, left=False).to(device)  # [k, A]
+        answers = self._pad(self.answers, self.tokenizer.pad_token_id, left=False).to(
+            device
+        )  # [k, A]
         lengths = torch.tensor([len(a) for a in self.answers], device=device)
-        answer_mask = torch.arange(answers.shape[1], device=device)[None] < lengths[:, None]  # [k, A]
+        answer_mask = (
+            torch.arange(answers.shape[1], device=device)[None] < lengths[:, None]
+        )  # [k, A]
 
         logits, cache, full_mask = model(input_ids, attention_mask, use_cache=True)
         # The last real prompt token predicts the first answer token (any padding side).
@@ -212,9 +246,16 @@ class PromptLMFamily:
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
         )
-        texts = self.tokenizer.batch_decode(output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True)
-        predictions = torch.tensor([self.parse_answer(text) for text in texts], device=batch["input_ids"].device)
-        scores = F.one_hot(predictions.clamp(min=0), len(self.answers)).float() * (predictions >= 0)[:, None]
+        texts = self.tokenizer.batch_decode(
+            output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        predictions = torch.tensor(
+            [self.parse_answer(text) for text in texts], device=batch["input_ids"].device
+        )
+        scores = (
+            F.one_hot(predictions.clamp(min=0), len(self.answers)).float()
+            * (predictions >= 0)[:, None]
+        )
         return predictions, scores
 
     def parse_answer(self, text: str) -> int:

@@ -1,0 +1,5 @@
+import sys
+
+from emoscale.cli import main
+
+sys.exit(main())

@@ -1,0 +1,57 @@
+"""Reading corpus text files and undoing the Windows-1252 damage some of them carry.
+
+Two kinds of damage appear in the corpora transcribed on Windows (EmotionLines, MELD before
+declare-lab/MELD#28):
+- C1 control characters: a Windows-1252 byte read as Latin-1, so the apostrophe 0x92 is stored as
+  U+0092 (EmotionLines' `\\u0092`). Each is mapped to the character Windows-1252 means (’ … — “ ”),
+  the mapping MELD's maintainers applied in that pull request.
+- Mojibake: UTF-8 bytes decoded as Windows-1252 or Latin-1 (`â€™` for ’). Decoded back where the
+  bytes form valid UTF-8, so ordinary accented text is left alone.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+_CONTINUATION = (
+    "[\x80-\xbf€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]"  # UTF-8 bytes 0x80-0xBF as Windows-1252 shows them
+)
+_MOJIBAKE = re.compile(
+    f"[\xc2-\xdf]{_CONTINUATION}|[\xe0-\xef]{_CONTINUATION}{{2}}|[\xf0-\xf4]{_CONTINUATION}{{3}}"
+)
+_C1 = re.compile("[\x80-\x9f]")
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (a byte-order mark is dropped); an old Windows-1252 export also reads."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError:
+        # Latin-1 never fails; its C1 characters are then mapped by `repair` like EmotionLines' ones.
+        return raw.decode("latin-1")
+
+
+def _as_bytes(text: str) -> bytes:
+    return b"".join(bytes([ord(c)]) if "\x80" <= c <= "\x9f" else c.encode("cp1252") for c in text)
+
+
+def _undo_mojibake(match: re.Match) -> str:
+    try:
+        return _as_bytes(match.group()).decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return match.group()
+
+
+def _windows_1252(match: re.Match) -> str:
+    try:
+        return bytes([ord(match.group())]).decode("cp1252")
+    except UnicodeDecodeError:  # 0x81, 0x8D, 0x8F, 0x90, 0x9D mean nothing in Windows-1252
+        return match.group()
+
+
+def repair(text: str) -> str:
+    """`he\\x92s` and `heâ€™s` both become `he’s`; a non-breaking space becomes a space."""
+    text = _MOJIBAKE.sub(_undo_mojibake, text)
+    return _C1.sub(_windows_1252, text).replace("\xa0", " ")

@@ -1,0 +1,84 @@
+"""EmotionLines, Friends part (Chen et al. 2018): `friends`.
+
+Reads `friends_{train,dev,test}.json` (720/80/200 dialogues): a list of dialogues, each a list of
+`{"speaker", "utterance", "emotion", "annotation"}`. Seven emotions; `non-neutral` marks an utterance
+whose annotators found no majority emotion, and is dropped (counted in `Corpus.dropped`), as in the
+EmotionX challenge. The files store Windows-1252 punctuation as C1 characters (`\\u0092` for ’):
+repaired in text and speaker names (see encoding.py).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+from emoscale.data.encoding import repair
+from emoscale.data.examples import (
+    EMOTION_TEMPLATE,
+    Corpus,
+    CorpusInfo,
+    Example,
+    check_text,
+    label_index,
+)
+from emoscale.data.layout import corpus_folder, require
+from emoscale.errors import DataError
+
+EMOTIONS = ("neutral", "joy", "sadness", "fear", "anger", "surprise", "disgust")
+# Weighted F1 is what the EmotionLines/ERC literature reports for Friends; the LLM paper's accuracy
+# and macro F1 are computed beside it by the evaluation anyway.
+INFO = CorpusInfo(
+    "friends",
+    EMOTIONS,
+    tuple(name.capitalize() for name in EMOTIONS),
+    template=EMOTION_TEMPLATE,
+    paper_metric="weighted_f1",
+)
+NO_MAJORITY = "non-neutral"
+SPLITS = ("train", "dev", "test")
+KEYS = ("speaker", "utterance", "emotion")
+
+
+def _read_split(path: Path, split: str, dropped: Counter) -> list[Example]:
+    try:
+        dialogues = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    if not isinstance(dialogues, list) or not all(isinstance(d, list) for d in dialogues):
+        raise DataError(
+            f"{path}: expected a list of dialogues, each a list of utterances (EmotionLines)"
+        )
+    examples = []
+    for d, dialogue in enumerate(dialogues):
+        for turn, utterance in enumerate(dialogue):
+            where = f"{path}: dialogue {d}, utterance {turn}"
+            missing = [
+                key for key in KEYS if not isinstance(utterance, dict) or key not in utterance
+            ]
+            if missing:
+                raise DataError(f"{where}: missing key {missing[0]!r} (expected {', '.join(KEYS)})")
+            if utterance["emotion"] == NO_MAJORITY:
+                dropped["non-neutral (no majority emotion)"] += 1
+                continue
+            examples.append(
+                Example(
+                    id=f"{split}-{d}-{turn}",
+                    text=check_text(repair(utterance["utterance"]).strip(), where),
+                    label=label_index(utterance["emotion"], EMOTIONS, where),
+                    speaker=repair(utterance["speaker"]),
+                    dialogue_id=f"{split}-{d}",
+                    turn=turn,
+                )
+            )
+    return examples
+
+
+def load(data_config) -> Corpus:
+    folder = corpus_folder(data_config)
+    require(folder, [f"friends_{split}.json" for split in SPLITS], "EmotionLines Friends")
+    dropped: Counter = Counter()
+    splits = {
+        split: _read_split(folder / f"friends_{split}.json", split, dropped) for split in SPLITS
+    }
+    return Corpus(INFO, splits, dropped)

@@ -1,0 +1,32 @@
+"""Finding a corpus' files under data.path, and the one-line error when they are not there."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from emoscale.errors import DataError
+
+
+def corpus_folder(data_config) -> Path:
+    if data_config.path is None:
+        raise DataError(f"data.path is required for dataset {data_config.dataset!r}")
+    folder = Path(data_config.path)
+    if not folder.is_dir():
+        raise DataError(f"data.path {folder} is not a folder")
+    return folder
+
+
+def listing(folder: Path, limit: int = 8) -> str:
+    """What a folder holds, for 'found ...' in an error: the first few names, sorted."""
+    names = sorted(path.name + ("/" if path.is_dir() else "") for path in folder.iterdir())
+    if not names:
+        return "nothing"
+    more = f" (+{len(names) - limit} more)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def require(folder: Path, names: list[str], corpus: str) -> None:
+    """Every name must exist under `folder`; otherwise say what was expected and what is there."""
+    if not all((folder / name).exists() for name in names):
+        expected = ", ".join(names)
+        raise DataError(f"{folder}: expected {expected} ({corpus}); found {listing(folder)}")

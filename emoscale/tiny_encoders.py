@@ -1,0 +1,136 @@
+"""Tiny random-weight encoders for the fusion family's tests and demo, offline.
+
+    make_tiny_speech_encoder("runs/tiny-wavlm", arch="wavlm")     # WavLM / HuBERT / wav2vec2
+    make_tiny_text_encoder("runs/tiny-roberta", texts)             # RoBERTa + a locally trained BPE
+
+Each folder is a normal Hugging Face model folder: AutoModel, AutoFeatureExtractor and AutoTokenizer
+load it like a downloaded wavlm-base-plus or roberta-base. The speech models keep the real
+front end's total stride (320 samples: 50 frames a second at 16 kHz) with narrower convolutions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from transformers import (
+    HubertConfig,
+    HubertModel,
+    PreTrainedTokenizerFast,
+    RobertaConfig,
+    RobertaModel,
+    Wav2Vec2Config,
+    Wav2Vec2FeatureExtractor,
+    Wav2Vec2Model,
+    WavLMConfig,
+    WavLMModel,
+)
+
+SPEECH_ARCHITECTURES = {
+    "wavlm": (WavLMConfig, WavLMModel),
+    "hubert": (HubertConfig, HubertModel),
+    "wav2vec2": (Wav2Vec2Config, Wav2Vec2Model),
+}
+ROBERTA_SPECIAL_TOKENS = ["<s>", "<pad>", "</s>", "<unk>", "<mask>"]  # roberta-base's ids 0..4
+
+
+def make_tiny_speech_encoder(
+    out: str | Path,
+    arch: str = "wavlm",
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    sampling_rate: int = 16_000,
+    seed: int = 0,
+) -> Path:
+    """Save a small random speech encoder plus its feature extractor (preprocessor_config.json)."""
+    if arch not in SPEECH_ARCHITECTURES:
+        raise ValueError(f"unknown speech architecture {arch!r}; known: {', '.join(SPEECH_ARCHITECTURES)}")
+    config_class, model_class = SPEECH_ARCHITECTURES[arch]
+    config = config_class(
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=hidden_size * 2,
+        conv_dim=(32, 32, 32, 32),
+        conv_kernel=(10, 8, 4, 4),
+        conv_stride=(5, 4, 4, 4),  # 5*4*4*4 = 320, as in the base models
+        num_conv_pos_embeddings=16,
+        num_conv_pos_embedding_groups=4,
+        # Layer norm per frame (as in the large models): the base models' group norm over time lets
+        # padding change a clip's features, so results would depend on how a batch is padded.
+        feat_extract_norm="layer",
+        conv_bias=True,
+        mask_time_length=2,  # SpecAugment spans in proportion to clips of a second, not ten
+    )
+    torch.manual_seed(seed)
+    model = model_class(config)
+    # WavLM/HuBERT/wav2vec2-base ship do_normalize=False/True differently; True is the safer tiny default.
+    extractor = Wav2Vec2FeatureExtractor(
+        feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True, return_attention_mask=True
+    )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    extractor.save_pretrained(out)
+    return out
+
+
+def train_roberta_tokenizer(texts: Iterable[str], vocab_size: int = 500) -> PreTrainedTokenizerFast:
+    """A byte-level BPE tokenizer with RoBERTa's special tokens and `<s> text </s>` framing."""
+    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
+    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tokenizer.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=vocab_size,
+        special_tokens=ROBERTA_SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        show_progress=False,
+    )
+    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
+    return PreTrainedTokenizerFast(
+        tokenizer_object=tokenizer,
+        bos_token="<s>",
+        eos_token="</s>",
+        sep_token="</s>",
+        cls_token="<s>",
+        pad_token="<pad>",
+        unk_token="<unk>",
+        mask_token="<mask>",
+        model_max_length=512,
+    )
+
+
+def make_tiny_text_encoder(
+    out: str | Path,
+    texts: Iterable[str],
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    vocab_size: int = 500,
+    seed: int = 0,
+) -> Path:
+    """Save a small random RoBERTa encoder plus a tokenizer trained on `texts`."""
+    tokenizer = train_roberta_tokenizer(texts, vocab_size)
+    config = RobertaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=hidden_size,
+        num_hidden_layers=num_layers,
+        num_attention_heads=num_heads,
+        intermediate_size=hidden_size * 2,
+        max_position_embeddings=514,  # 512 tokens + RoBERTa's position offset (pad id + 1)
+        type_vocab_size=1,
+        pad_token_id=tokenizer.pad_token_id,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    torch.manual_seed(seed)
+    model = RobertaModel(config)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    model.save_pretrained(out)
+    tokenizer.save_pretrained(out)
+    return out

@@ -1,0 +1,76 @@
+"""Label scoring: always a valid label, independent of padding side, equal to scoring one by one."""
+
+from __future__ import annotations
+
+import torch
+
+from emoscale.config import load_config
+from emoscale.data import load_corpus
+from emoscale.models import build_family
+
+
+def make_family(run_overrides, *extra):
+    config = load_config(overrides=run_overrides + list(extra))
+    corpus = load_corpus(config.data)
+    return build_family(config, corpus), corpus
+
+
+def test_label_list_follows_the_paper_prompt(run_overrides):
+    family, corpus = make_family(run_overrides)
+    prompt = family.tokenizer.decode(family.prompt_ids(corpus.split("dev")[0].text))
+    assert prompt.startswith(
+        "Classify the sentiment of the sentence to Positive, Negative or Neutral: "
+    )
+
+
+def test_scores_are_padding_invariant_and_never_invalid(run_overrides):
+    family, corpus = make_family(run_overrides, "model.method=none")
+    model = family.build_model().eval()
+    items = [
+        {"prompt": family.prompt_ids(e.text), "label": e.label, "index": i}
+        for i, e in enumerate(corpus.split("dev")[:12])
+    ]
+    assert len({len(item["prompt"]) for item in items}) > 1  # the batch really needs padding
+    with torch.no_grad():
+        left = family._collate_eval(items, left=True)
+        right = family._collate_eval(items, left=False)
+        left_scores = family.label_scores(model, left["input_ids"], left["attention_mask"])
+        right_scores = family.label_scores(model, right["input_ids"], right["attention_mask"])
+        alone = torch.cat(
+            [
+                family.label_scores(
+                    model,
+                    torch.tensor([item["prompt"]]),
+                    torch.ones(1, len(item["prompt"]), dtype=torch.long),
+                )
+                for item in items
+            ]
+        )
+    torch.testing.assert_close(left_scores, right_scores, atol=1e-4, rtol=0)
+    torch.testing.assert_close(left_scores, alone, atol=1e-4, rtol=0)
+    predictions, _ = family.predict(model, left)
+    assert set(predictions.tolist()) <= {0, 1, 2}
+
+
+def test_scores_are_the_log_likelihood_of_the_answer(run_overrides):
+    """The cached continuation equals scoring prompt + answer in one plain forward pass."""
+    family, corpus = make_family(run_overrides, "model.method=none")
+    model = family.build_model().eval()
+    prompt = family.prompt_ids(corpus.split("dev")[0].text)
+    with torch.no_grad():
+        scores = family.label_scores(
+            model, torch.tensor([prompt]), torch.ones(1, len(prompt), dtype=torch.long)
+        )
+        for label, answer in enumerate(family.answers):
+            sequence = torch.tensor([prompt + answer])
+            logits = model.lm(sequence).logits.log_softmax(-1)[0]
+            expected = sum(logits[len(prompt) - 1 + i, token] for i, token in enumerate(answer))
+            assert abs(scores[0, label].item() - expected.item()) < 1e-4
+
+
+def test_generated_answers_parse_to_labels(run_overrides):
+    family, _ = make_family(run_overrides)
+    assert family.parse_answer(" Positive") == 0
+    assert family.parse_answer("neutral.") == 2
+    assert family.parse_answer("Negative, clearly") == 1
+    assert family.parse_answer("no idea") == -1

@@ -1,0 +1,64 @@
+"""Config: YAML + dotted overrides, one-line errors that name the key."""
+
+from __future__ import annotations
+
+import pytest
+
+from emoscale.config import load_config
+from emoscale.errors import ConfigError
+
+
+def error_of(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=list(overrides))
+    return str(caught.value)
+
+
+def test_overrides_are_typed_like_yaml(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  lr: 1e-3\nlora:\n  r: 4\n")
+    config = load_config(
+        path, ["train.lr=3e-4", "lora.target_modules=[q_proj,v_proj]", "train.max_steps=null"]
+    )
+    assert config.train.lr == 3e-4 and config.lora.r == 4
+    assert config.lora.target_modules == ["q_proj", "v_proj"]
+    assert config.train.max_steps is None
+
+
+def test_defaults_follow_the_papers():
+    config = load_config()
+    assert (config.lora.r, config.train.batch_size, config.eval.mode) == (8, 16, "score")
+
+
+def test_unknown_key_suggests_the_closest():
+    assert error_of("train.lrr=1") == "unknown config key 'train.lrr' (did you mean 'train.lr'?)"
+
+
+def test_wrong_type_and_impossible_values_name_the_key():
+    assert error_of("train.lr=fast").startswith(
+        "config key 'train.lr': Input should be a valid number"
+    )
+    assert error_of("train.batch_size=0") == (
+        "config key 'train.batch_size': Input should be greater than or equal to 1 (got 0)"
+    )
+    assert error_of("eval.metric=f1").startswith(
+        "config key 'eval.metric': Input should be 'accuracy'"
+    )
+
+
+def test_unknown_dataset_lists_the_known_ones():
+    assert error_of("data.dataset=imdb").startswith(
+        "config key 'data.dataset': unknown dataset 'imdb'; known: "
+    )
+
+
+def test_template_must_hold_the_text():
+    assert error_of("prompt.template=Classify") == (
+        "config key 'prompt.template': must contain {text} (and may contain {labels})"
+    )
+
+
+def test_malformed_override_and_missing_file(tmp_path):
+    assert error_of("train.lr") == "override 'train.lr': expected key=value, e.g. train.lr=3e-4"
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "missing.yaml")
