@@ -38,16 +38,34 @@ class ModelConfig(Section):
         "last"  # weighted: learned softmax mix of all layers
     )
     modalities: Literal["audio", "text", "both"] = "both"
-    method: Literal["none", "lora", "full"] = "lora"
+    # none: zero-shot; ptuning_v2: deep prefix tuning (P-Tuning v2); p_tuning: prompt encoder
+    method: Literal["none", "lora", "full", "ptuning_v2", "prompt_tuning", "p_tuning"] = "lora"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"  # weights as loaded
     trust_remote_code: bool = False
+    # Memory-constrained mode (bitsandbytes): LLM.int8 or NF4 weights, adapters trained on top.
+    load_in_8bit: bool = False
+    load_in_4bit: bool = False
+    bnb_4bit_quant_type: Literal["nf4", "fp4"] = "nf4"
+    bnb_4bit_use_double_quant: bool = True
+    bnb_4bit_compute_dtype: Literal["float32", "bfloat16", "float16"] = "bfloat16"
+    # None: uint8. ZeRO-3 can shard 4-bit weights only when this equals the other weights' dtype.
+    bnb_4bit_quant_storage: Literal["uint8", "float32", "bfloat16", "float16"] | None = None
 
 
 class LoraConfig(Section):
     r: int = Field(8, ge=1)  # rank 8, as in the LLM paper
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | None = None  # None: chosen per architecture (models/adapters.py)
+    target_modules: list[str] | None = None  # None: PEFT's choice for the architecture (q/v projections)
+    use_dora: bool = False  # weight-decomposed LoRA (DoRA)
+
+
+class PTuningConfig(Section):
+    """Virtual-token methods: ptuning_v2 (prefix in every layer), prompt_tuning, p_tuning."""
+
+    num_virtual_tokens: int = Field(32, ge=1)  # the LLM paper's prefix length
+    prefix_projection: bool = False  # ptuning_v2: reparameterise the prefix through an MLP
+    encoder_hidden_size: int = Field(512, ge=1)  # that MLP's (or p_tuning's encoder's) hidden size
 
 
 class DataConfig(Section):
@@ -123,6 +141,8 @@ class TrainConfig(Section):
     keep_checkpoints: int = Field(2, ge=1)  # newest N kept, plus the best
     log_every_steps: int = Field(10, ge=1)
     num_workers: int = Field(0, ge=0)
+    # Recompute activations in backward: less memory, about a third more time.
+    gradient_checkpointing: bool = False
 
 
 class EvalConfig(Section):
@@ -133,11 +153,14 @@ class EvalConfig(Section):
     mode: Literal["score", "generate"] = "score"
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(8, ge=1)  # generate mode
+    # generate mode under ZeRO-3: every rank must keep stepping until all finish (None: automatic)
+    synced_gpus: bool | None = None
 
 
 class RunConfig(Section):
     model: ModelConfig = ModelConfig()
     lora: LoraConfig = LoraConfig()
+    ptuning: PTuningConfig = PTuningConfig()
     data: DataConfig = DataConfig()
     prompt: PromptConfig = PromptConfig()
     fusion: FusionConfig = FusionConfig()

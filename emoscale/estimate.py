@@ -25,14 +25,16 @@ stage 1 partitions optimizer states, 2 also gradients, 3 also weights (plus one 
 One deliberate difference: for stage 3 we count the 16-bit parameter partition (2 bytes/param / N)
 that DeepSpeed's zero3 formula leaves out of its 18 bytes/param.
 
-Known limits (all make the estimate low, by roughly the stated amounts):
-- CUDA context and allocator fragmentation are not in the totals; `fits_24gb` adds
-  CUDA_OVERHEAD_GIB for them. DeepSpeed's communication buckets are not counted either.
+Known limits:
+- CUDA context and allocator fragmentation are not in the totals (low by ~0.5-1 GiB); `fits_24gb`
+  adds CUDA_OVERHEAD_GIB for them. DeepSpeed's communication buckets are not counted either.
 - The sum assumes gradients, optimizer states and peak activations coexist; in a real step the
-  gradients grow while activations are freed, so the sum is an upper bound of the model-state part.
+  gradients grow while activations are freed, so the model-state part is an upper bound.
 - Attention: SDPA (flash / memory-efficient kernels, no T x T matrix) or eager. With grouped-query
   attention and a padding mask, transformers repeats K/V to all heads before SDPA; we assume the
-  mask is there (emoscale always passes one).
+  mask is there (emoscale always passes one), which overestimates unpadded batches slightly.
+- Activations assume PEFT's fp32 adapters (DeepSpeed casts them to 16-bit: slightly less), and
+  non-quantised params in `dtype` (peft's prepare_model_for_kbit_training upcasts them to fp32).
 """
 
 from __future__ import annotations

@@ -6,7 +6,10 @@ the model for this). Add a rule by writing a function and listing it in RULES.
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Callable
+from pathlib import Path
 
 from emoscale.config import RunConfig
 from emoscale.errors import ConfigError
@@ -66,10 +69,80 @@ def _mine_needs_two_modalities(config: RunConfig) -> str | None:
     return None
 
 
+PROMPT_LEARNING = ("ptuning_v2", "prompt_tuning", "p_tuning")
+
+
+def deepspeed_zero_stage() -> int | None:
+    """The ZeRO stage `accelerate launch` set up for this process, or None without DeepSpeed."""
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+        return None
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if config_file and Path(config_file).is_file():
+        stage = json.loads(Path(config_file).read_text()).get("zero_optimization", {}).get("stage", stage)
+    return int(stage) if stage not in (None, "", "auto") else 0
+
+
+def _one_quantisation(config: RunConfig) -> str | None:
+    if config.model.load_in_8bit and config.model.load_in_4bit:
+        return "config keys 'model.load_in_8bit' and 'model.load_in_4bit': choose one"
+    return None
+
+
+def _no_full_finetuning_of_quantised_weights(config: RunConfig) -> str | None:
+    if config.model.method == "full" and (config.model.load_in_8bit or config.model.load_in_4bit):
+        return "config key 'model.method': full fine-tuning cannot update 8-bit/4-bit weights; use lora or ptuning_v2"
+    return None
+
+
+def _prefix_tuning_without_gradient_checkpointing(config: RunConfig) -> str | None:
+    # Checkpointed layers run with use_cache=False, which drops the learned prefix keys/values.
+    if config.model.method == "ptuning_v2" and config.train.gradient_checkpointing:
+        return (
+            "config key 'train.gradient_checkpointing': not with model.method=ptuning_v2 "
+            "(checkpointed layers drop the learned prefix key/values)"
+        )
+    return None
+
+
+def _dora_is_lora(config: RunConfig) -> str | None:
+    if config.lora.use_dora and config.model.method != "lora":
+        return f"config key 'lora.use_dora': only with model.method=lora (got {config.model.method!r})"
+    return None
+
+
+def _quantisation_under_zero3(config: RunConfig) -> str | None:
+    if deepspeed_zero_stage() != 3:
+        return None
+    if config.model.load_in_8bit:
+        return "config key 'model.load_in_8bit': ZeRO-3 cannot shard LLM.int8 weights; use ZeRO-2 or load_in_4bit"
+    storage = config.model.bnb_4bit_quant_storage
+    if config.model.load_in_4bit and storage != config.model.dtype:
+        # ZeRO-3 flattens every parameter of one dtype together; uint8-packed NF4 breaks that.
+        return (
+            f"config key 'model.bnb_4bit_quant_storage': under ZeRO-3 it must equal model.dtype "
+            f"({config.model.dtype!r}), got {storage!r}"
+        )
+    return None
+
+
+def _generate_under_zero3_needs_synced_gpus(config: RunConfig) -> str | None:
+    # With sharded weights every rank must join every forward pass, also after its own answers end.
+    if config.eval.mode == "generate" and config.eval.synced_gpus is False and deepspeed_zero_stage() == 3:
+        return "config key 'eval.synced_gpus': must not be false for generate-mode evaluation under ZeRO-3"
+    return None
+
+
 RULES: list[Callable[[RunConfig], str | None]] = [
     _known_dataset,
     _template_has_text,
     _fp16_needs_cuda,
+    _one_quantisation,
+    _no_full_finetuning_of_quantised_weights,
+    _prefix_tuning_without_gradient_checkpointing,
+    _dora_is_lora,
+    _quantisation_under_zero3,
+    _generate_under_zero3_needs_synced_gpus,
     _fusion_model_keys,
     _mine_needs_two_modalities,
 ]

@@ -37,7 +37,7 @@ def make_accelerator(config: RunConfig) -> Accelerator:
     )
     handlers = [InitProcessGroupKwargs(backend="gloo")] if several_cpu_processes else []
     deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
-    return Accelerator(
+    accelerator = Accelerator(
         gradient_accumulation_steps=config.train.grad_accum,
         mixed_precision=config.train.mixed_precision,
         log_with="tensorboard",
@@ -45,6 +45,11 @@ def make_accelerator(config: RunConfig) -> Accelerator:
         kwargs_handlers=handlers,
         cpu=several_cpu_processes and not deepspeed,
     )
+    plugin = accelerator.state.deepspeed_plugin
+    if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
+        # Accelerate reads "auto" from DataLoader.batch_size, which a batch sampler leaves None.
+        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.train.batch_size
+    return accelerator
 
 
 @dataclass
@@ -123,6 +128,9 @@ def train(
     dev_loader = family.dataloader(splits["dev"], train=False, seed=config.seed, split="dev")
     test_loader = family.dataloader(splits["test"], train=False, seed=config.seed, split="test")
     train_batches = train_loader.batch_sampler  # set_epoch is called on it directly every epoch
+    # Starting an epoch draws a seed from the loader's generator, by default the global RNG: then a
+    # resumed run's dropout would differ from an uninterrupted one's (issue 6, exact resume).
+    train_loader.generator = torch.Generator().manual_seed(config.seed)
     run_folder.write_start(run_dir, config, model, accelerator, resume)
 
     batches_per_epoch = math.ceil(len(train_batches) / accelerator.num_processes)

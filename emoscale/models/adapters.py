@@ -1,7 +1,8 @@
-"""Load a local causal LM and make the parameters that `model.method` trains trainable.
+"""Load a local causal LM (optionally 8-bit/4-bit) and make trainable what `model.method` trains.
 
-Methods: `none` (zero-shot, nothing trains), `full`, and PEFT's `lora`. PEFT owns the adapter
-code and its on-disk format, so an emoscale adapter loads with `PeftModel.from_pretrained`.
+Methods: `none` (zero-shot, nothing trains), `full`, and PEFT's `lora` (+DoRA), `ptuning_v2`
+(prefix tuning in every layer), `prompt_tuning` and `p_tuning`. PEFT owns the adapter code and its
+on-disk format, so an emoscale adapter loads with `PeftModel.from_pretrained`.
 """
 
 from __future__ import annotations
@@ -9,9 +10,19 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from peft import LoraConfig, get_peft_model
-from transformers import AutoModelForCausalLM, AutoTokenizer, PreTrainedTokenizerBase
+from accelerate import PartialState
+from peft import (
+    LoraConfig,
+    PeftModel,
+    PrefixTuningConfig,
+    PromptEncoderConfig,
+    PromptTuningConfig,
+    get_peft_model,
+    prepare_model_for_kbit_training,
+)
+from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
 
+from emoscale import rules
 from emoscale.config import RunConfig
 from emoscale.errors import ConfigError
 
@@ -42,31 +53,94 @@ def load_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
 
 
 def load_model(config: RunConfig) -> torch.nn.Module:
+    quantization = _quantization_config(config)
     model = AutoModelForCausalLM.from_pretrained(
         config.model.path,
         dtype=DTYPES[config.model.dtype],
         trust_remote_code=config.model.trust_remote_code,
+        quantization_config=quantization,
+        device_map=_device_map() if quantization else None,
     )
-    method = config.model.method
+    method, checkpointing = config.model.method, config.train.gradient_checkpointing
+    if quantization is not None:
+        # Casts norms to fp32 and freezes the quantised weights (the QLoRA recipe).
+        model = prepare_model_for_kbit_training(
+            model,
+            use_gradient_checkpointing=checkpointing,
+            gradient_checkpointing_kwargs={"use_reentrant": False},
+        )
+    elif checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if checkpointing and method != "full":
+        # Frozen embeddings give checkpointed blocks inputs without grad; adapters would get none.
+        model.enable_input_require_grads()
     if method == "none":
         model.requires_grad_(False)
-    elif method == "lora":
-        model = get_peft_model(model, _lora_config(config))
+    elif method != "full":
+        model = get_peft_model(model, peft_config(config))
     return model
 
 
-def _lora_config(config: RunConfig) -> LoraConfig:
-    lora = config.lora
-    return LoraConfig(
-        task_type="CAUSAL_LM",
-        r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        target_modules=lora.target_modules,  # None: PEFT's per-architecture default (q/v projections)
-    )
+def _device_map() -> dict | None:
+    # bitsandbytes weights are placed at load time, on this process' device; under ZeRO-3 DeepSpeed
+    # places them (rules.py allows 4-bit there only without a device map).
+    if rules.deepspeed_zero_stage() == 3:
+        return None
+    if torch.cuda.is_available():
+        return {"": PartialState().local_process_index}
+    return {"": "cpu"}
+
+
+def _quantization_config(config: RunConfig) -> BitsAndBytesConfig | None:
+    model = config.model
+    if model.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    if model.load_in_4bit:
+        return BitsAndBytesConfig(
+            load_in_4bit=True,
+            bnb_4bit_quant_type=model.bnb_4bit_quant_type,
+            bnb_4bit_use_double_quant=model.bnb_4bit_use_double_quant,
+            bnb_4bit_compute_dtype=DTYPES[model.bnb_4bit_compute_dtype],
+            bnb_4bit_quant_storage=DTYPES.get(model.bnb_4bit_quant_storage, torch.uint8),
+        )
+    return None
+
+
+def peft_config(config: RunConfig):
+    """PEFT's config for `model.method`; PEFT owns the adapter code and its on-disk format."""
+    method, lora, ptuning = config.model.method, config.lora, config.ptuning
+    if method == "lora":
+        return LoraConfig(
+            task_type="CAUSAL_LM",
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,  # None: PEFT's per-architecture default (q/v)
+            use_dora=lora.use_dora,
+        )
+    if method == "ptuning_v2":  # deep prompt tuning = prefix keys/values in every layer
+        return PrefixTuningConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=ptuning.num_virtual_tokens,
+            prefix_projection=ptuning.prefix_projection,
+            encoder_hidden_size=ptuning.encoder_hidden_size,
+        )
+    if method == "prompt_tuning":
+        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=ptuning.num_virtual_tokens)
+    if method == "p_tuning":
+        return PromptEncoderConfig(
+            task_type="CAUSAL_LM",
+            num_virtual_tokens=ptuning.num_virtual_tokens,
+            encoder_hidden_size=ptuning.encoder_hidden_size,
+        )
+    raise ValueError(f"no PEFT config for method {method!r}")
 
 
 def trainable_parameters(model: torch.nn.Module) -> dict:
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    total = sum(p.numel() for p in model.parameters())
+    peft_model = next((module for module in model.modules() if isinstance(module, PeftModel)), None)
+    if peft_model is not None:  # counts 4-bit packed weights as the parameters they hold
+        trainable, total = peft_model.get_nb_trainable_parameters()
+    else:
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
     return {"trainable": trainable, "total": total, "share": trainable / total if total else 0.0}

@@ -23,6 +23,7 @@ from peft import PeftModel
 from torch import nn
 from torch.utils.data import DataLoader
 
+from emoscale import rules
 from emoscale.config import RunConfig
 from emoscale.data.batching import LengthGroupedBatches, sorted_batches
 from emoscale.data.examples import CorpusInfo, Example
@@ -245,6 +246,10 @@ class PromptLMFamily:
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.tokenizer.eos_token_id,
+            # Under ZeRO-3 each rank holds a shard of every layer: all must join every step.
+            synced_gpus=self.config.eval.synced_gpus
+            if self.config.eval.synced_gpus is not None
+            else rules.deepspeed_zero_stage() == 3,
         )
         texts = self.tokenizer.batch_decode(
             output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
