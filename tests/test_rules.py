@@ -1,0 +1,89 @@
+"""Every incompatible combination stops at config time with its one-line reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from emoscale.config import load_config
+from emoscale.errors import ConfigError
+from emoscale.rules import deepspeed_zero_stage
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def zero3(monkeypatch):
+    """The environment `accelerate launch --config_file accelerate_configs/zero3.yaml` sets up."""
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(REPO / "ds_configs" / "zero3.json"))
+
+
+def error_of(*overrides: str) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_config(overrides=list(overrides))
+    return str(caught.value)
+
+
+def test_stage_is_read_from_the_deepspeed_config(zero3):
+    assert deepspeed_zero_stage() == 3
+
+
+def test_no_deepspeed_means_no_stage(monkeypatch):
+    monkeypatch.delenv("ACCELERATE_USE_DEEPSPEED", raising=False)
+    assert deepspeed_zero_stage() is None
+
+
+def test_one_quantisation_at_a_time():
+    assert error_of("model.load_in_8bit=true", "model.load_in_4bit=true") == (
+        "config keys 'model.load_in_8bit' and 'model.load_in_4bit': choose one"
+    )
+
+
+def test_full_finetuning_of_quantised_weights():
+    assert error_of("model.method=full", "model.load_in_4bit=true") == (
+        "config key 'model.method': full fine-tuning cannot update 8-bit/4-bit weights; use lora or ptuning_v2"
+    )
+
+
+def test_prefix_tuning_with_gradient_checkpointing():
+    assert error_of("model.method=ptuning_v2", "train.gradient_checkpointing=true") == (
+        "config key 'train.gradient_checkpointing': not with model.method=ptuning_v2 "
+        "(checkpointed layers drop the learned prefix key/values)"
+    )
+
+
+def test_dora_needs_lora():
+    assert error_of("model.method=prompt_tuning", "lora.use_dora=true") == (
+        "config key 'lora.use_dora': only with model.method=lora (got 'prompt_tuning')"
+    )
+
+
+def test_8bit_under_zero3(zero3):
+    assert error_of("model.load_in_8bit=true") == (
+        "config key 'model.load_in_8bit': ZeRO-3 cannot shard LLM.int8 weights; use ZeRO-2 or load_in_4bit"
+    )
+
+
+def test_4bit_under_zero3_needs_matching_storage(zero3):
+    assert error_of("model.load_in_4bit=true", "model.dtype=bfloat16") == (
+        "config key 'model.bnb_4bit_quant_storage': under ZeRO-3 it must equal model.dtype ('bfloat16'), got None"
+    )
+    config = load_config(
+        overrides=["model.load_in_4bit=true", "model.dtype=bfloat16", "model.bnb_4bit_quant_storage=bfloat16"]
+    )
+    assert config.model.bnb_4bit_quant_storage == "bfloat16"
+
+
+def test_generate_under_zero3_needs_synced_gpus(zero3):
+    assert error_of("eval.mode=generate", "eval.synced_gpus=false") == (
+        "config key 'eval.synced_gpus': must not be false for generate-mode evaluation under ZeRO-3"
+    )
+    assert load_config(overrides=["eval.mode=generate"]).eval.synced_gpus is None  # automatic: on
+
+
+def test_fp16_needs_a_gpu():
+    assert error_of("train.mixed_precision=fp16") == (
+        "config key 'train.mixed_precision': fp16 needs a CUDA GPU; use bf16 or no on CPU"
+    )
