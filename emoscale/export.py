@@ -24,13 +24,17 @@ from emoscale.models.adapters import DTYPES, check_model_folder
 def export(run_dir: str | Path, out: str | Path) -> Path:
     run_dir, out = Path(run_dir), Path(out)
     if rules.deepspeed_zero_stage() is not None:
-        raise EmoscaleError("export: run it as one plain process, not under DeepSpeed (merging needs whole weights)")
+        raise EmoscaleError(
+            "export: run it as one plain process, not under DeepSpeed (merging needs whole weights)"
+        )
     if not (run_dir / "config.yaml").is_file():
         raise EmoscaleError(f"export: {run_dir} is not a run folder (no config.yaml)")
     config = load_config(run_dir / "config.yaml")
     adapter = run_dir / "model"
     if config.model.method != "lora":
-        raise EmoscaleError(f"export: only LoRA/DoRA adapters merge into weights; this run used {config.model.method!r}")
+        raise EmoscaleError(
+            f"export: only LoRA/DoRA adapters merge into weights; this run used {config.model.method!r}"
+        )
     if not (adapter / "adapter_config.json").is_file():
         raise EmoscaleError(f"export: {adapter} holds no adapter (did the run finish?)")
     if out.exists() and any(out.iterdir()):
@@ -38,10 +42,16 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
     base_path = check_model_folder(config.model.path)
     # Merge into full-precision weights: merging into 8-bit/4-bit weights would round the update away.
     base = AutoModelForCausalLM.from_pretrained(
-        base_path, dtype=DTYPES[config.model.dtype], trust_remote_code=config.model.trust_remote_code
+        base_path,
+        dtype=DTYPES[config.model.dtype],
+        trust_remote_code=config.model.trust_remote_code,
     )
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
     merged.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(base_path, trust_remote_code=config.model.trust_remote_code).save_pretrained(out)
-    (out / "emoscale_export.json").write_text(json.dumps({"run": str(run_dir), "base_model": str(base_path)}))
+    AutoTokenizer.from_pretrained(
+        base_path, trust_remote_code=config.model.trust_remote_code
+    ).save_pretrained(out)
+    (out / "emoscale_export.json").write_text(
+        json.dumps({"run": str(run_dir), "base_model": str(base_path)})
+    )
     return out

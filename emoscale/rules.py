@@ -79,7 +79,11 @@ def deepspeed_zero_stage() -> int | None:
     stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
     config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
     if config_file and Path(config_file).is_file():
-        stage = json.loads(Path(config_file).read_text()).get("zero_optimization", {}).get("stage", stage)
+        stage = (
+            json.loads(Path(config_file).read_text())
+            .get("zero_optimization", {})
+            .get("stage", stage)
+        )
     return int(stage) if stage not in (None, "", "auto") else 0
 
 
@@ -107,7 +111,9 @@ def _prefix_tuning_without_gradient_checkpointing(config: RunConfig) -> str | No
 
 def _dora_is_lora(config: RunConfig) -> str | None:
     if config.lora.use_dora and config.model.method != "lora":
-        return f"config key 'lora.use_dora': only with model.method=lora (got {config.model.method!r})"
+        return (
+            f"config key 'lora.use_dora': only with model.method=lora (got {config.model.method!r})"
+        )
     return None
 
 
@@ -128,7 +134,11 @@ def _quantisation_under_zero3(config: RunConfig) -> str | None:
 
 def _generate_under_zero3_needs_synced_gpus(config: RunConfig) -> str | None:
     # With sharded weights every rank must join every forward pass, also after its own answers end.
-    if config.eval.mode == "generate" and config.eval.synced_gpus is False and deepspeed_zero_stage() == 3:
+    if (
+        config.eval.mode == "generate"
+        and config.eval.synced_gpus is False
+        and deepspeed_zero_stage() == 3
+    ):
         return "config key 'eval.synced_gpus': must not be false for generate-mode evaluation under ZeRO-3"
     return None
 

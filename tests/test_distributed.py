@@ -22,15 +22,25 @@ from emoscale.models.prompt_lm import PromptedLM
 
 REPO = Path(__file__).resolve().parent.parent
 SETUPS = {"ddp": "cpu_ddp.yaml", "zero2": "cpu_zero2.yaml", "zero3": "cpu_zero3.yaml"}
-METHODS = {"lora": ["model.method=lora"], "ptuning_v2": ["model.method=ptuning_v2", "train.lr=3e-2"]}
+METHODS = {
+    "lora": ["model.method=lora"],
+    "ptuning_v2": ["model.method=ptuning_v2", "train.lr=3e-2"],
+}
 STEPS = ["train.max_steps=12", "train.log_every_steps=2", "eval.every_steps=6"]
 
 
 def launch(setup: str, overrides: list[str], record: Path, extra: list[str] = ()) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "DS_ACCELERATOR": "cpu", "RECORD_DIR": str(record)}
-    command = [sys.executable, "-m", "accelerate.commands.launch", "--config_file",
-               str(REPO / "accelerate_configs" / SETUPS[setup]), str(REPO / "tests/scripts/record_batches.py"),
-               *overrides, *extra]
+    command = [
+        sys.executable,
+        "-m",
+        "accelerate.commands.launch",
+        "--config_file",
+        str(REPO / "accelerate_configs" / SETUPS[setup]),
+        str(REPO / "tests/scripts/record_batches.py"),
+        *overrides,
+        *extra,
+    ]
     record.mkdir(exist_ok=True)
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
@@ -46,7 +56,9 @@ def reload_predictions(run_dir: Path, overrides: list[str]) -> list[str]:
     predicted = {}
     with torch.no_grad():
         for batch in loader:
-            for index, label in zip(batch["example_index"], family.predict(model, batch)[0], strict=True):
+            for index, label in zip(
+                batch["example_index"], family.predict(model, batch)[0], strict=True
+            ):
                 predicted[int(index)] = family.label_names[int(label)]
     return [predicted[i] for i in range(len(predicted))]
 
@@ -57,7 +69,9 @@ def reload_predictions(run_dir: Path, overrides: list[str]) -> list[str]:
 def test_two_processes(setup, method, run_overrides, tmp_path):
     overrides = run_overrides + METHODS[method] + STEPS
     launch(setup, overrides, tmp_path / "record")
-    rank0, rank1 = (json.loads((tmp_path / "record" / f"rank-{r}.json").read_text()) for r in (0, 1))
+    rank0, rank1 = (
+        json.loads((tmp_path / "record" / f"rank-{r}.json").read_text()) for r in (0, 1)
+    )
     assert len(rank0) == len(rank1) == 12 * 16
     assert not set(rank0) & set(rank1)  # 12 steps x 2 ranks x 16 < 480: one epoch, no overlap
 
@@ -68,7 +82,9 @@ def test_two_processes(setup, method, run_overrides, tmp_path):
     history = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
     losses = [record["train_loss"] for record in history if "train_loss" in record]
     assert losses[-1] < losses[0]
-    predictions = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    predictions = [
+        json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()
+    ]
     for split in ("dev", "test"):
         ids = [p["id"] for p in predictions if p["split"] == split]
         assert len(ids) == len(set(ids)) == 96  # every example exactly once
@@ -81,7 +97,11 @@ def test_two_processes(setup, method, run_overrides, tmp_path):
 
 @pytest.mark.multiprocess
 def test_zero2_run_resumes_from_its_checkpoint(run_overrides, tmp_path):
-    overrides = run_overrides + ["train.max_steps=12", "eval.every_steps=6", "train.keep_checkpoints=5"]
+    overrides = run_overrides + [
+        "train.max_steps=12",
+        "eval.every_steps=6",
+        "train.keep_checkpoints=5",
+    ]
     launch("zero2", overrides, tmp_path / "first")
     run_dir = tmp_path / "run"
     first = json.loads((run_dir / "metrics.json").read_text())

@@ -23,7 +23,9 @@ def predict_test_split(run_dir, model_path, overrides):
     predicted = {}
     with torch.no_grad():
         for batch in family.dataloader(corpus.split("test"), train=False, seed=0):
-            for index, label in zip(batch["example_index"], family.predict(model, batch)[0], strict=True):
+            for index, label in zip(
+                batch["example_index"], family.predict(model, batch)[0], strict=True
+            ):
                 predicted[int(index)] = family.label_names[int(label)]
     return [predicted[i] for i in range(len(predicted))]
 
@@ -35,10 +37,17 @@ def test_merged_model_predicts_the_same_labels(run_overrides, tmp_path, dora):
     out = export(run_dir, tmp_path / "merged")
     assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
     saved = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
-    assert predict_test_split(run_dir, out, overrides) == [p["pred"] for p in saved if p["split"] == "test"]
+    assert predict_test_split(run_dir, out, overrides) == [
+        p["pred"] for p in saved if p["split"] == "test"
+    ]
 
 
 def test_virtual_token_runs_cannot_merge(run_overrides):
-    run_dir, _ = train.run(load_config(overrides=run_overrides + ["train.max_steps=2", "model.method=ptuning_v2"]))
-    with pytest.raises(EmoscaleError, match="^export: only LoRA/DoRA adapters merge into weights; this run used 'ptuning_v2'$"):
+    run_dir, _ = train.run(
+        load_config(overrides=run_overrides + ["train.max_steps=2", "model.method=ptuning_v2"])
+    )
+    with pytest.raises(
+        EmoscaleError,
+        match="^export: only LoRA/DoRA adapters merge into weights; this run used 'ptuning_v2'$",
+    ):
         export(run_dir, run_dir / "merged")

@@ -71,7 +71,11 @@ def test_4bit_under_zero3_needs_matching_storage(zero3):
         "config key 'model.bnb_4bit_quant_storage': under ZeRO-3 it must equal model.dtype ('bfloat16'), got None"
     )
     config = load_config(
-        overrides=["model.load_in_4bit=true", "model.dtype=bfloat16", "model.bnb_4bit_quant_storage=bfloat16"]
+        overrides=[
+            "model.load_in_4bit=true",
+            "model.dtype=bfloat16",
+            "model.bnb_4bit_quant_storage=bfloat16",
+        ]
     )
     assert config.model.bnb_4bit_quant_storage == "bfloat16"
 

@@ -20,7 +20,12 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
-from transformers import AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig, PreTrainedTokenizerBase
+from transformers import (
+    AutoModelForCausalLM,
+    AutoTokenizer,
+    BitsAndBytesConfig,
+    PreTrainedTokenizerBase,
+)
 
 from emoscale import rules
 from emoscale.config import RunConfig
@@ -126,7 +131,9 @@ def peft_config(config: RunConfig):
             encoder_hidden_size=ptuning.encoder_hidden_size,
         )
     if method == "prompt_tuning":
-        return PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=ptuning.num_virtual_tokens)
+        return PromptTuningConfig(
+            task_type="CAUSAL_LM", num_virtual_tokens=ptuning.num_virtual_tokens
+        )
     if method == "p_tuning":
         return PromptEncoderConfig(
             task_type="CAUSAL_LM",

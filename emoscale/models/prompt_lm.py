@@ -26,6 +26,7 @@ from torch.utils.data import DataLoader
 from emoscale import rules
 from emoscale.config import RunConfig
 from emoscale.data.batching import LengthGroupedBatches, sorted_batches
+from emoscale.data.context import format_context, split_contexts
 from emoscale.data.examples import CorpusInfo, Example
 from emoscale.models import adapters
 
@@ -114,19 +115,40 @@ class PromptLMFamily:
 
     # --- data ---------------------------------------------------------------------------------
 
-    def prompt_ids(self, text: str, split: str = "") -> list[int]:
+    def prompt_ids(self, text: str, split: str = "", context: list[str] = ()) -> list[int]:
+        """[dialogue context] + template before {text} + text (truncated, counted) + template after."""
+        context_ids = []
+        if context:
+            block = "Dialogue so far:\n" + "\n".join(context) + "\n\n"
+            context_ids = self.tokenizer(block, add_special_tokens=False)["input_ids"]
         budget = self.config.data.max_length - len(self.prompt_before) - len(self.prompt_after)
         text_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         if len(text_ids) > budget:
             self.truncated[split] += 1
             text_ids = text_ids[: max(budget, 1)]
-        return self.prompt_before + text_ids + self.prompt_after
+        # Context goes after BOS (kept at the start of prompt_before) and before the instruction.
+        bos = (
+            self.prompt_before[:1]
+            if self.prompt_before[:1] == [self.tokenizer.bos_token_id]
+            else []
+        )
+        return bos + context_ids + self.prompt_before[len(bos) :] + text_ids + self.prompt_after
+
+    def contexts(self, examples: list[Example]) -> list[list[str]]:
+        """Earlier turns of each example's dialogue (same split only), oldest dropped to fit the budget."""
+        k = self.config.prompt.context_turns
+        budget = self.config.prompt.context_max_tokens
+        count = lambda text: len(self.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+        return [format_context(turns, count, budget) for turns in split_contexts(examples, k)]
 
     def dataloader(
         self, examples: list[Example], train: bool, seed: int, split: str = ""
     ) -> DataLoader:
         # Tokenised once here, not per step.
-        prompts = [self.prompt_ids(example.text, split) for example in examples]
+        prompts = [
+            self.prompt_ids(example.text, split, context)
+            for example, context in zip(examples, self.contexts(examples), strict=True)
+        ]
         if train:
             items = [
                 {"prompt": prompt, "answer": self.answers[example.label], "index": index}

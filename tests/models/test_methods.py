@@ -11,15 +11,27 @@ from transformers import AutoModelForCausalLM
 from emoscale import train
 from emoscale.config import load_config
 
-QUANTISATION = {"fp32": [], "8bit": ["model.load_in_8bit=true"], "4bit": ["model.load_in_4bit=true"]}
+QUANTISATION = {
+    "fp32": [],
+    "8bit": ["model.load_in_8bit=true"],
+    "4bit": ["model.load_in_4bit=true"],
+}
 METHODS = {
     "lora": [],
     "dora": ["lora.use_dora=true"],
     "ptuning_v2": ["model.method=ptuning_v2", "ptuning.num_virtual_tokens=8"],
-    "ptuning_v2_projection": ["model.method=ptuning_v2", "ptuning.prefix_projection=true",
-                              "ptuning.encoder_hidden_size=32", "ptuning.num_virtual_tokens=8"],
+    "ptuning_v2_projection": [
+        "model.method=ptuning_v2",
+        "ptuning.prefix_projection=true",
+        "ptuning.encoder_hidden_size=32",
+        "ptuning.num_virtual_tokens=8",
+    ],
     "prompt_tuning": ["model.method=prompt_tuning", "ptuning.num_virtual_tokens=8"],
-    "p_tuning": ["model.method=p_tuning", "ptuning.num_virtual_tokens=8", "ptuning.encoder_hidden_size=32"],
+    "p_tuning": [
+        "model.method=p_tuning",
+        "ptuning.num_virtual_tokens=8",
+        "ptuning.encoder_hidden_size=32",
+    ],
     "full": ["model.method=full", "train.lr=1e-3"],
 }
 CASES = [(m, q) for m in METHODS for q in QUANTISATION if not (m == "full" and q != "fp32")]
@@ -32,12 +44,18 @@ def test_method_trains_and_predicts(method, quantisation, run_overrides):
     if method.startswith(("ptuning", "prompt", "p_tuning")):
         overrides.append("train.lr=3e-2")  # virtual tokens start random and need a larger step
     run_dir, metrics = train.run(load_config(overrides=overrides))
-    losses = [r["train_loss"] for r in map(json.loads, (run_dir / "history.jsonl").read_text().splitlines())
-              if "train_loss" in r]
+    losses = [
+        r["train_loss"]
+        for r in map(json.loads, (run_dir / "history.jsonl").read_text().splitlines())
+        if "train_loss" in r
+    ]
     assert losses[-1] < losses[0], losses  # it learned something
     assert metrics["test"]["num_examples"] == 96
     run = json.loads((run_dir / "run.json").read_text())
-    assert 0 < run["trainable_parameters"]["trainable"] < run["trainable_parameters"]["total"] or method == "full"
+    assert (
+        0 < run["trainable_parameters"]["trainable"] < run["trainable_parameters"]["total"]
+        or method == "full"
+    )
     if method != "full":
         # Only the adapter is saved, in PEFT's own format and in safetensors.
         assert (run_dir / "model" / "adapter_model.safetensors").is_file()
@@ -45,6 +63,10 @@ def test_method_trains_and_predicts(method, quantisation, run_overrides):
 
 
 def test_saved_adapter_reloads_with_peft(run_overrides, tiny_llama):
-    run_dir, _ = train.run(load_config(overrides=run_overrides + ["train.max_steps=5", "model.method=ptuning_v2"]))
-    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(tiny_llama), run_dir / "model")
+    run_dir, _ = train.run(
+        load_config(overrides=run_overrides + ["train.max_steps=5", "model.method=ptuning_v2"])
+    )
+    model = PeftModel.from_pretrained(
+        AutoModelForCausalLM.from_pretrained(tiny_llama), run_dir / "model"
+    )
     assert model.active_peft_config.num_virtual_tokens == 32  # the paper's prefix length by default

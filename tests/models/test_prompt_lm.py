@@ -74,3 +74,43 @@ def test_generated_answers_parse_to_labels(run_overrides):
     assert family.parse_answer("neutral.") == 2
     assert family.parse_answer("Negative, clearly") == 1
     assert family.parse_answer("no idea") == -1
+
+
+def write_dialogue_corpus(folder):
+    folder.mkdir(parents=True, exist_ok=True)
+    rows = [
+        ("d1", 0, "Ross", "the movie was dull.", "negative"),
+        ("d1", 1, "Rachel", "the cast was lovely.", "positive"),
+        ("d1", 2, "Ross", "the plot was in english.", "neutral"),
+        ("d1", 3, "Rachel", "the ending was awful.", "negative"),
+    ]
+    for split in ("train", "dev", "test"):
+        lines = ["dialogue_id,turn,speaker,text,label"] + [",".join(map(str, row)) for row in rows]
+        (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def test_context_turns_show_only_earlier_turns_of_the_dialogue(run_overrides, tmp_path):
+    corpus_dir = write_dialogue_corpus(tmp_path / "dialogues")
+    family, corpus = make_family(run_overrides, f"data.path={corpus_dir}", "prompt.context_turns=2")
+    prompts = [
+        family.tokenizer.decode(ids)
+        for ids in (
+            family.prompt_ids(e.text, "dev", c)
+            for e, c in zip(corpus.split("dev"), family.contexts(corpus.split("dev")))
+        )
+    ]
+    assert prompts[0].startswith("Classify the sentiment")  # the first turn has no context
+    third = prompts[2]
+    assert "Ross: the movie was dull." in third and "Rachel: the cast was lovely." in third
+    assert "the ending was awful" not in third  # never a later utterance
+    assert third.index("Rachel: the cast") < third.index("Classify the sentiment")
+    # A budget drops the oldest lines first.
+    family, corpus = make_family(
+        run_overrides,
+        f"data.path={corpus_dir}",
+        "prompt.context_turns=2",
+        "prompt.context_max_tokens=12",
+    )
+    assert [len(c) for c in family.contexts(corpus.split("dev"))] == [0, 1, 1, 1]
+    assert family.contexts(corpus.split("dev"))[2] == ["Rachel: the cast was lovely."]
