@@ -97,7 +97,7 @@ def test_context_turns_show_only_earlier_turns_of_the_dialogue(run_overrides, tm
         family.tokenizer.decode(ids)
         for ids in (
             family.prompt_ids(e.text, "dev", c)
-            for e, c in zip(corpus.split("dev"), family.contexts(corpus.split("dev")))
+            for e, c in zip(corpus.split("dev"), family.contexts(corpus.split("dev")), strict=True)
         )
     ]
     assert prompts[0].startswith("Classify the sentiment")  # the first turn has no context
