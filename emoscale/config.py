@@ -134,7 +134,8 @@ class TrainConfig(Section):
     max_steps: int | None = Field(None, ge=1)  # optimizer steps; overrides epochs when set
     warmup_ratio: float = Field(0.1, ge=0.0, lt=1.0)
     scheduler: Literal["linear", "cosine", "constant"] = "linear"
-    mixed_precision: Literal["no", "bf16", "fp16"] = "no"
+    # None: whatever `accelerate launch` says (accelerate config / --mixed_precision); a value here wins.
+    mixed_precision: Literal["no", "bf16", "fp16"] | None = None
     max_grad_norm: float | None = Field(1.0, gt=0.0)
     early_stopping_patience: int | None = Field(None, ge=1)  # evaluations without dev improvement
     save_every_steps: int | None = Field(None, ge=1)  # also saved at every evaluation
@@ -143,6 +144,9 @@ class TrainConfig(Section):
     num_workers: int = Field(0, ge=0)
     # Recompute activations in backward: less memory, about a third more time.
     gradient_checkpointing: bool = False
+    # A batch whose loss is nan/inf: false stops the run naming the step and examples; true skips
+    # the batch (no gradient from it) and counts it in run.json.
+    skip_nonfinite: bool = False
 
 
 class EvalConfig(Section):

@@ -45,17 +45,12 @@ from pathlib import Path
 
 import torch
 from accelerate import init_empty_weights
-from peft import (
-    LoraConfig,
-    PeftModel,
-    PrefixTuningConfig,
-    PromptEncoderConfig,
-    PromptTuningConfig,
-    get_peft_model,
-)
-from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
+from peft import PeftModel, get_peft_model
 from transformers import AutoConfig, AutoModelForCausalLM, GlmConfig, PretrainedConfig
 from transformers.quantizers.base import get_keys_to_not_convert
+
+from emoscale.config import RunConfig
+from emoscale.models import adapters
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -89,6 +84,7 @@ class RunShape:
     lora_target_modules: list[str] | None = None  # None: PEFT's default for the architecture
     num_virtual_tokens: int = 32  # ptuning_v2 / prompt_tuning / p_tuning
     prefix_projection: bool = False  # ptuning_v2: reparameterise the prefix through an MLP
+    encoder_hidden_size: int = 512  # that MLP's (or p_tuning's prompt encoder's) hidden size
     dtype: str = "bfloat16"  # weights and activations; adapters stay fp32 (PEFT)
     quantization: str | None = None  # None, "8bit" (LLM.int8) or "4bit" (NF4)
     double_quant: bool = True  # 4bit: quantise the block scales too (QLoRA)
@@ -143,31 +139,19 @@ class ModelFacts:
 
 
 def peft_config(model_config: PretrainedConfig, shape: RunShape):
-    """The PEFT config a run with `shape` uses (None for full fine-tuning)."""
-    if shape.method == "lora":
-        return LoraConfig(
-            task_type="CAUSAL_LM",
-            r=shape.lora_r,
-            lora_alpha=shape.lora_alpha,
-            lora_dropout=shape.lora_dropout,
-            target_modules=lora_targets(model_config, shape),
-        )
-    tokens = {"task_type": "CAUSAL_LM", "num_virtual_tokens": shape.num_virtual_tokens}
-    if shape.method == "ptuning_v2":
-        return PrefixTuningConfig(**tokens, prefix_projection=shape.prefix_projection)
-    if shape.method == "prompt_tuning":
-        return PromptTuningConfig(**tokens)
-    if shape.method == "p_tuning":
-        return PromptEncoderConfig(**tokens)
-    return None
-
-
-def lora_targets(model_config: PretrainedConfig, shape: RunShape) -> list[str]:
-    if shape.lora_target_modules:
-        return list(shape.lora_target_modules)
-    # PEFT has no default for some architectures (e.g. native `glm`): query and value, as for Llama.
-    defaults = TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
-    return list(defaults.get(model_config.model_type, ["q_proj", "v_proj"]))
+    """The PEFT config a run with `shape` uses (None for full fine-tuning): adapters.peft_config's."""
+    if shape.method == "full":
+        return None
+    run = RunConfig.model_validate(
+        {
+            "model": {"method": shape.method},
+            "lora": {"r": shape.lora_r, "alpha": shape.lora_alpha, "dropout": shape.lora_dropout,
+                     "target_modules": shape.lora_target_modules},
+            "ptuning": {"num_virtual_tokens": shape.num_virtual_tokens, "prefix_projection": shape.prefix_projection,
+                        "encoder_hidden_size": shape.encoder_hidden_size},
+        }
+    )  # fmt: skip
+    return adapters.peft_config(run, model_config.model_type)
 
 
 def meta_model(model_config: PretrainedConfig, shape: RunShape) -> tuple[torch.nn.Module, ...]:
@@ -490,7 +474,7 @@ def cpu_peak_bytes(fn) -> int:
 
 def shape_from_run_config(config, answer_tokens: int = 4) -> RunShape:
     """The RunShape of an emoscale RunConfig: the longest batch is data.max_length prompt tokens
-    plus the answer (label words + EOS). Keys the schema does not have yet fall back to defaults."""
+    plus the answer (label words + EOS)."""
     model, lora = config.model, config.lora
     return RunShape(
         batch_size=config.train.batch_size,
@@ -500,7 +484,11 @@ def shape_from_run_config(config, answer_tokens: int = 4) -> RunShape:
         lora_alpha=lora.alpha,
         lora_dropout=lora.dropout,
         lora_target_modules=lora.target_modules,
+        num_virtual_tokens=config.ptuning.num_virtual_tokens,
+        prefix_projection=config.ptuning.prefix_projection,
+        encoder_hidden_size=config.ptuning.encoder_hidden_size,
         dtype=model.dtype,
-        quantization=getattr(model, "quantization", None),
-        gradient_checkpointing=getattr(config.train, "gradient_checkpointing", False),
+        quantization="8bit" if model.load_in_8bit else "4bit" if model.load_in_4bit else None,
+        double_quant=model.bnb_4bit_use_double_quant,
+        gradient_checkpointing=config.train.gradient_checkpointing,
     )

@@ -19,7 +19,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from emoscale import plots
-from emoscale.config import RunConfig, save_config
+from emoscale.config import RunConfig, load_config, save_config
 from emoscale.errors import EmoscaleError
 from emoscale.metrics import HEADLINE
 
@@ -35,6 +35,33 @@ def check(run_dir: Path, resume: bool, overwrite: bool) -> None:
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
+
+
+def check_resume(run_dir: Path, config: RunConfig) -> None:
+    """A resumed run must be the same run: its config (the scheduler, the data order and the
+    checkpoint's tensors depend on it) and its base model. Read-only, before any model loads."""
+    from emoscale import base_model
+
+    saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
+    given = _flat(config.model_dump(mode="json"))
+    for key, value in given.items():
+        # output_dir may have been named automatically; keys newer than the run keep defaults
+        if key != "output_dir" and saved.get(key, value) != value:
+            raise EmoscaleError(
+                f"--resume: config key {key!r} is {value!r} but the run used {saved[key]!r}; "
+                f"resume with --config {run_dir / 'config.yaml'}"
+            )
+    base = config.model.path or config.model.audio_path
+    if base is not None:
+        base_model.check(run_dir, base)
+
+
+def _flat(dump: dict) -> dict:
+    return {
+        f"{section}.{key}" if isinstance(values, dict) else section: value
+        for section, values in dump.items()
+        for key, value in (values.items() if isinstance(values, dict) else [(None, values)])
+    }
 
 
 def create(run_dir: Path, resume: bool) -> None:
@@ -69,13 +96,26 @@ def _git_commit() -> str | None:
         return None
 
 
-def write_start(run_dir: Path, config: RunConfig, model, accelerator, resume: bool) -> None:
+def write_start(
+    run_dir: Path,
+    config: RunConfig,
+    model,
+    accelerator,
+    resume: bool,
+    truncated: dict | None = None,
+) -> None:
+    from emoscale import base_model
     from emoscale.models.adapters import trainable_parameters
 
     counts = trainable_parameters(model)
     accelerator.print(
         f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} ({100 * counts['share']:.4f}%)"
     )
+    if truncated and sum(truncated.values()):  # never silently: printed now, counted in run.json
+        accelerator.print(
+            f"data.max_length={config.data.max_length}: truncated {sum(truncated.values())} texts "
+            f"({', '.join(f'{split}: {count}' for split, count in sorted(truncated.items()))})"
+        )
     if accelerator.is_main_process:
         create(run_dir, resume)
     accelerator.wait_for_everyone()
@@ -90,18 +130,30 @@ def write_start(run_dir: Path, config: RunConfig, model, accelerator, resume: bo
         "git_commit": _git_commit(),
         "num_processes": accelerator.num_processes,
         "distributed_type": str(accelerator.distributed_type),
+        "mixed_precision": accelerator.mixed_precision,
         "trust_remote_code": config.model.trust_remote_code,
         "trainable_parameters": counts,
     }
+    base = config.model.path or config.model.audio_path
+    if base is not None and (Path(base) / "config.json").is_file():
+        record["base_model"] = {"path": base, "fingerprint": base_model.fingerprint(base)}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
 
 
 def write_results(
-    run_dir: Path, config: RunConfig, corpus, family, results: dict, history: list, seconds: float
+    run_dir: Path,
+    config: RunConfig,
+    corpus,
+    family,
+    results: dict,
+    history: list,
+    seconds: float,
+    skipped_nonfinite: int = 0,
 ) -> None:
     metrics = {split: values for split, (values, _, _) in results.items()}
     run = json.loads((run_dir / "run.json").read_text())
     run["train_seconds"] = round(seconds, 2)
+    run["skipped_nonfinite_batches"] = skipped_nonfinite  # train.skip_nonfinite
     run["data"] = {
         "examples": {split: len(corpus.split(split)) for split in results}
         | {"train": len(corpus.split("train"))},

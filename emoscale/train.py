@@ -78,7 +78,7 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_intermixed_args(argv)  # options and key=value pairs in any order
     try:
         if not argv:
             from emoscale import demo

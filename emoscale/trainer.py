@@ -7,6 +7,7 @@ dev and, once, on test. Everything model-specific sits behind the family (models
 
 from __future__ import annotations
 
+import gc
 import math
 import os
 import time
@@ -15,14 +16,15 @@ from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, set_seed
+from accelerate.utils import InitProcessGroupKwargs, gather_object, set_seed
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from emoscale import checkpoints, run_folder
+from emoscale import checkpoints, preemption, run_folder
 from emoscale.config import RunConfig
-from emoscale.data.examples import Corpus
+from emoscale.data.examples import Corpus, Example
+from emoscale.errors import EmoscaleError
 from emoscale.metrics import HEADLINE, classification_metrics
 from emoscale.models.family import ModelFamily
 
@@ -46,9 +48,13 @@ def make_accelerator(config: RunConfig) -> Accelerator:
         cpu=several_cpu_processes and not deepspeed,
     )
     plugin = accelerator.state.deepspeed_plugin
-    if plugin is not None and plugin.is_auto("train_micro_batch_size_per_gpu"):
-        # Accelerate reads "auto" from DataLoader.batch_size, which a batch sampler leaves None.
-        plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.train.batch_size
+    if plugin is not None:
+        if plugin.is_auto("train_micro_batch_size_per_gpu"):
+            # Accelerate reads "auto" from DataLoader.batch_size, which a batch sampler leaves None.
+            plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.train.batch_size
+        if plugin.is_auto("gradient_clipping"):
+            # DeepSpeed clips inside its engine (clip_grad_norm_ is a no-op there); 0.0 turns it off.
+            plugin.deepspeed_config["gradient_clipping"] = config.train.max_grad_norm or 0.0
     return accelerator
 
 
@@ -62,6 +68,9 @@ class Progress:
     best_metric: float = -math.inf
     best_checkpoint: str | None = None
     evals_without_improvement: int = 0
+    loss_sum: float = 0.0  # training loss since the last log line, so a resume logs the same mean
+    loss_count: int = 0
+    skipped_nonfinite: int = 0  # batches skipped for a nan/inf loss (train.skip_nonfinite)
     history: list = field(
         default_factory=list
     )  # {"step", "train_loss"} and {"step", "dev"} records
@@ -112,6 +121,29 @@ def evaluate(
     return metrics, predictions, scores
 
 
+def finite_on_all_ranks(accelerator: Accelerator, loss: torch.Tensor) -> bool:
+    """Whether the loss is finite on every rank: all ranks must skip or stop together."""
+    finite = torch.isfinite(loss.detach()).float().reshape(1)
+    if accelerator.num_processes > 1:
+        finite = accelerator.reduce(finite, "sum") / accelerator.num_processes
+    return finite.item() == 1.0
+
+
+def nonfinite_message(
+    accelerator: Accelerator, loss: torch.Tensor, batch: dict, examples: list[Example], step: int
+) -> str:
+    """One line naming the step, the value and the examples of every rank's nan/inf batch."""
+    local = (
+        [] if torch.isfinite(loss.detach()) else [(loss.item(), batch["example_index"].tolist())]
+    )
+    bad = gather_object(local) if accelerator.num_processes > 1 else local
+    ids = [examples[index].id for _, indices in bad for index in sorted(indices)]
+    return (
+        f"non-finite loss ({bad[0][0]}) at step {step} in the batch of examples {ids}; "
+        "set train.skip_nonfinite=true to skip such batches"
+    )
+
+
 def train(
     config: RunConfig,
     family: ModelFamily,
@@ -120,6 +152,8 @@ def train(
     accelerator: Accelerator,
     resume: bool,
 ):
+    if resume:  # the same config and base model, or the run would not continue exactly
+        run_folder.check_resume(run_dir, config)
     set_seed(config.seed)
     model = family.build_model()
     trainable = [p for p in model.parameters() if p.requires_grad]
@@ -131,7 +165,8 @@ def train(
     # Starting an epoch draws a seed from the loader's generator, by default the global RNG: then a
     # resumed run's dropout would differ from an uninterrupted one's (issue 6, exact resume).
     train_loader.generator = torch.Generator().manual_seed(config.seed)
-    run_folder.write_start(run_dir, config, model, accelerator, resume)
+    truncated = getattr(family, "truncated", None)
+    run_folder.write_start(run_dir, config, model, accelerator, resume, truncated)
 
     batches_per_epoch = math.ceil(len(train_batches) / accelerator.num_processes)
     steps_per_epoch = max(1, batches_per_epoch // config.train.grad_accum)
@@ -164,6 +199,10 @@ def train(
         progress = Progress(**checkpoints.load_latest(accelerator, run_dir))
         accelerator.print(f"resumed from step {progress.step} (epoch {progress.epoch})")
 
+    def save_checkpoint() -> None:
+        keep = config.train.keep_checkpoints
+        checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), keep)
+
     def evaluate_and_checkpoint() -> bool:
         """Dev evaluation + checkpoint; True when early stopping says stop."""
         metrics, _, _ = evaluate(
@@ -178,9 +217,7 @@ def train(
             progress.best_checkpoint = checkpoints.folder_name(progress.step)
         else:
             progress.evals_without_improvement += 1
-        checkpoints.save(
-            accelerator, run_dir, progress.step, asdict(progress), config.train.keep_checkpoints
-        )
+        save_checkpoint()
         accelerator.print(
             f"step {progress.step}: dev {config.eval.metric} {value:.4f}"
             + (" (best)" if improved else "")
@@ -196,60 +233,71 @@ def train(
     )
     model.train()
     stop = progress.step >= total_steps
-    running_loss, running_count, started = 0.0, 0, time.perf_counter()
-    while not stop:
-        train_batches.set_epoch(progress.epoch)
-        epoch_loader = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
-        for batch in epoch_loader:
-            with accelerator.accumulate(model):
-                loss = family.loss(model, batch)
-                accelerator.backward(loss)
-                if accelerator.sync_gradients and config.train.max_grad_norm:
-                    accelerator.clip_grad_norm_(trainable, config.train.max_grad_norm)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-            progress.batches_in_epoch += 1
-            running_loss, running_count = (
-                running_loss + loss.detach().float().item(),
-                running_count + 1,
-            )
-            if not accelerator.sync_gradients:
-                continue
-            progress.step += 1
-            bar.update(1)
-            if progress.step % config.train.log_every_steps == 0:
-                mean_loss = accelerator.reduce(
-                    torch.tensor(running_loss / running_count, device=accelerator.device), "mean"
-                )
-                progress.history.append({"step": progress.step, "train_loss": mean_loss.item()})
-                accelerator.log(
-                    {"train/loss": mean_loss.item(), "train/lr": scheduler.get_last_lr()[0]},
-                    step=progress.step,
-                )
-                bar.set_postfix(loss=f"{mean_loss.item():.4f}")
-                running_loss, running_count = 0.0, 0
-            every = config.eval.every_steps
-            if (every and progress.step % every == 0) and evaluate_and_checkpoint():
-                stop = True
-            elif (
-                config.train.save_every_steps and progress.step % config.train.save_every_steps == 0
-            ):
-                checkpoints.save(
-                    accelerator,
-                    run_dir,
-                    progress.step,
-                    asdict(progress),
-                    config.train.keep_checkpoints,
-                )
-            if stop or progress.step >= total_steps:
-                stop = True
-                break
-        else:  # the epoch ran out
-            progress.epoch, progress.batches_in_epoch = progress.epoch + 1, 0
-            if not (config.eval.every_steps and progress.step % config.eval.every_steps == 0):
-                stop = evaluate_and_checkpoint() or stop
-            stop = stop or progress.step >= total_steps
+    started = time.perf_counter()
+    with preemption.StopSignal() as stop_signal:  # SIGTERM/SIGINT: finish the step, save, exit
+        while not stop:
+            train_batches.set_epoch(progress.epoch)
+            epoch_loader = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
+            for batch in epoch_loader:
+                with accelerator.accumulate(model):
+                    loss = family.loss(model, batch)
+                    finite = finite_on_all_ranks(accelerator, loss)
+                    if finite:
+                        accelerator.backward(loss)
+                    elif config.train.skip_nonfinite:  # no gradient from this batch; counted
+                        progress.skipped_nonfinite += 1
+                    else:
+                        raise EmoscaleError(
+                            nonfinite_message(
+                                accelerator, loss, batch, splits["train"], progress.step + 1
+                            )
+                        )
+                    if accelerator.sync_gradients and config.train.max_grad_norm:
+                        accelerator.clip_grad_norm_(trainable, config.train.max_grad_norm)
+                    optimizer.step()
+                    scheduler.step()
+                    optimizer.zero_grad()
+                progress.batches_in_epoch += 1
+                if finite:
+                    progress.loss_sum += loss.detach().float().item()
+                    progress.loss_count += 1
+                if not accelerator.sync_gradients:
+                    continue
+                progress.step += 1
+                bar.update(1)
+                if progress.step % config.train.log_every_steps == 0:
+                    mean = progress.loss_sum / max(progress.loss_count, 1)
+                    mean_loss = accelerator.reduce(
+                        torch.tensor(mean, device=accelerator.device), "mean"
+                    )
+                    progress.history.append({"step": progress.step, "train_loss": mean_loss.item()})
+                    accelerator.log(
+                        {"train/loss": mean_loss.item(), "train/lr": scheduler.get_last_lr()[0]},
+                        step=progress.step,
+                    )
+                    bar.set_postfix(loss=f"{mean_loss.item():.4f}")
+                    progress.loss_sum, progress.loss_count = 0.0, 0
+                every, save_every = config.eval.every_steps, config.train.save_every_steps
+                if (every and progress.step % every == 0) and evaluate_and_checkpoint():
+                    stop = True
+                elif save_every and progress.step % save_every == 0:
+                    save_checkpoint()
+                if stop_signal.received(accelerator):  # all ranks agree: save this step, exit
+                    latest = checkpoints.latest(run_dir)
+                    if latest is None or latest.name != checkpoints.folder_name(progress.step):
+                        save_checkpoint()
+                    bar.close()
+                    accelerator.print(stop_signal.report(run_dir, progress.step, accelerator))
+                    accelerator.end_training()
+                    raise stop_signal.exit()
+                if stop or progress.step >= total_steps:
+                    stop = True
+                    break
+            else:  # the epoch ran out
+                progress.epoch, progress.batches_in_epoch = progress.epoch + 1, 0
+                if not (config.eval.every_steps and progress.step % config.eval.every_steps == 0):
+                    stop = evaluate_and_checkpoint() or stop
+                stop = stop or progress.step >= total_steps
     bar.close()
     if total_steps and not (
         progress.history
@@ -274,8 +322,20 @@ def train(
         if trainable:
             family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
         run_folder.write_results(
-            run_dir, config, corpus, family, results, progress.history, train_seconds
+            run_dir,
+            config,
+            corpus,
+            family,
+            results,
+            progress.history,
+            train_seconds,
+            skipped_nonfinite=progress.skipped_nonfinite,
         )
     accelerator.wait_for_everyone()
+    # Free the (DeepSpeed) engine while the process group still exists: on CPU, gloo threads torn
+    # down at interpreter exit otherwise abort the process now and then, after a finished run.
+    model = optimizer = scheduler = train_loader = None
+    accelerator.free_memory()
+    gc.collect()
     accelerator.end_training()
     return {split: metrics for split, (metrics, _, _) in results.items()}

@@ -20,6 +20,7 @@ from peft import (
     get_peft_model,
     prepare_model_for_kbit_training,
 )
+from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers import (
     AutoModelForCausalLM,
     AutoTokenizer,
@@ -82,7 +83,7 @@ def load_model(config: RunConfig) -> torch.nn.Module:
     if method == "none":
         model.requires_grad_(False)
     elif method != "full":
-        model = get_peft_model(model, peft_config(config))
+        model = get_peft_model(model, peft_config(config, model.config.model_type))
     return model
 
 
@@ -111,7 +112,19 @@ def _quantization_config(config: RunConfig) -> BitsAndBytesConfig | None:
     return None
 
 
-def peft_config(config: RunConfig):
+def lora_targets(configured: list[str] | None, model_type: str | None) -> list[str] | None:
+    """The configured modules, else PEFT's default for the architecture, else query/value as for
+    Llama (PEFT has no default for some, e.g. transformers' native `glm`)."""
+    if configured:
+        return list(configured)
+    if model_type is None:
+        return None  # PEFT decides from the model itself
+    return list(
+        TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type, ["q_proj", "v_proj"])
+    )
+
+
+def peft_config(config: RunConfig, model_type: str | None = None):
     """PEFT's config for `model.method`; PEFT owns the adapter code and its on-disk format."""
     method, lora, ptuning = config.model.method, config.lora, config.ptuning
     if method == "lora":
@@ -120,7 +133,7 @@ def peft_config(config: RunConfig):
             r=lora.r,
             lora_alpha=lora.alpha,
             lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,  # None: PEFT's per-architecture default (q/v)
+            target_modules=lora_targets(lora.target_modules, model_type),
             use_dora=lora.use_dora,
         )
     if method == "ptuning_v2":  # deep prompt tuning = prefix keys/values in every layer
@@ -147,6 +160,13 @@ def trainable_parameters(model: torch.nn.Module) -> dict:
     peft_model = next((module for module in model.modules() if isinstance(module, PeftModel)), None)
     if peft_model is not None:  # counts 4-bit packed weights as the parameters they hold
         trainable, total = peft_model.get_nb_trainable_parameters()
+        inside = {id(p) for p in peft_model.parameters()}
+        for (
+            p
+        ) in model.parameters():  # and what sits beside the PEFT model (the fusion family's heads)
+            if id(p) not in inside:
+                total += p.numel()
+                trainable += p.numel() if p.requires_grad else 0
     else:
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
