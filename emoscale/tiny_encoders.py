@@ -47,7 +47,9 @@ def make_tiny_speech_encoder(
 ) -> Path:
     """Save a small random speech encoder plus its feature extractor (preprocessor_config.json)."""
     if arch not in SPEECH_ARCHITECTURES:
-        raise ValueError(f"unknown speech architecture {arch!r}; known: {', '.join(SPEECH_ARCHITECTURES)}")
+        raise ValueError(
+            f"unknown speech architecture {arch!r}; known: {', '.join(SPEECH_ARCHITECTURES)}"
+        )
     config_class, model_class = SPEECH_ARCHITECTURES[arch]
     config = config_class(
         hidden_size=hidden_size,
@@ -69,7 +71,11 @@ def make_tiny_speech_encoder(
     model = model_class(config)
     # WavLM/HuBERT/wav2vec2-base ship do_normalize=False/True differently; True is the safer tiny default.
     extractor = Wav2Vec2FeatureExtractor(
-        feature_size=1, sampling_rate=sampling_rate, padding_value=0.0, do_normalize=True, return_attention_mask=True
+        feature_size=1,
+        sampling_rate=sampling_rate,
+        padding_value=0.0,
+        do_normalize=True,
+        return_attention_mask=True,
     )
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)

@@ -37,3 +37,61 @@ def tiny_llama(tmp_path_factory):
 def run_overrides(tiny_llama, demo_corpus, tmp_path):
     """The demo's config on the session's tiny model and corpus, writing into tmp_path/run."""
     return demo.overrides(demo_corpus, tiny_llama) + [f"output_dir={tmp_path / 'run'}"]
+
+
+# --- speech + text fusion (models/speech_text.py) ---------------------------------------------
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on shared CPUs run several times faster on one thread than on contended ones."""
+    import torch
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tiny_wavlm(tmp_path_factory):
+    from emoscale.tiny_encoders import make_tiny_speech_encoder
+
+    return make_tiny_speech_encoder(tmp_path_factory.mktemp("tiny_wavlm"), arch="wavlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_hubert(tmp_path_factory):
+    from emoscale.tiny_encoders import make_tiny_speech_encoder
+
+    return make_tiny_speech_encoder(tmp_path_factory.mktemp("tiny_hubert"), arch="hubert")
+
+
+@pytest.fixture(scope="session")
+def tiny_roberta(tmp_path_factory):
+    from emoscale import demo_fusion
+    from emoscale.tiny_encoders import make_tiny_text_encoder
+
+    return make_tiny_text_encoder(
+        tmp_path_factory.mktemp("tiny_roberta"), demo_fusion.corpus_texts() * 4, vocab_size=300
+    )
+
+
+@pytest.fixture(scope="session")
+def tone_corpus(tmp_path_factory):
+    """demo_fusion's corpus (160/48/48 clips of 0.4-0.8 s): the label needs the tone and the text."""
+    from emoscale import demo_fusion
+
+    return demo_fusion.write_corpus(tmp_path_factory.mktemp("tone_corpus"))
+
+
+@pytest.fixture
+def fusion_overrides(tone_corpus, tiny_wavlm, tiny_roberta, tmp_path, tmp_path_factory):
+    """The fusion demo's config on the session's tiny encoders, writing into tmp_path/run."""
+    from emoscale import demo_fusion
+
+    cache = tmp_path_factory.getbasetemp() / "text_feature_cache"  # shared: features are constants
+    return demo_fusion.overrides(tone_corpus, tiny_wavlm, tiny_roberta) + [
+        f"output_dir={tmp_path / 'run'}",
+        f"fusion.text_cache_dir={cache}",
+    ]

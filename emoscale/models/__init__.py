@@ -6,10 +6,12 @@ from __future__ import annotations
 def build_family(config, corpus):
     """The family that `model.family` names, with every input check that needs no weights done."""
     if config.model.family == "prompt_lm":
+        from emoscale import base_model
         from emoscale.models import adapters
         from emoscale.models.prompt_lm import PromptLMFamily
 
         adapters.check_model_folder(config.model.path)
+        base_model.check_code(config.model.path, config.model.trust_remote_code)
         return PromptLMFamily(config, corpus.info, adapters.load_tokenizer(config))
     if config.model.family == "fusion":
         from emoscale.models.speech_text import build_speech_text_family

@@ -1,0 +1,155 @@
+"""Audio for the speech encoders: check every file up front, then decode in DataLoader workers.
+
+- Up front (`check_corpus_audio`, before any model loads): every file's header is read with
+  `soundfile.info` (cheap). A missing, empty or unreadable file stops the run with one line naming
+  it, or with `data.skip_bad_audio: true` its example is dropped and counted in `corpus.dropped`
+  (run.json reports it).
+- In the workers (`AudioReader.read`, called from a Dataset's __getitem__): WAV/FLAC/... read with
+  soundfile, channels averaged to mono, resampled to the encoder's rate (its feature extractor's
+  `sampling_rate`), and cropped to `data.max_seconds`: at a random offset in training, centred in
+  evaluation. Only the frames kept are read, so a long recording costs what its crop costs.
+- `pad_waves` pads a batch to its longest clip and returns the attention mask (1 = real sample);
+  nothing is padded beyond the batch, as the mask makes longer padding pointless.
+
+Relative audio paths are taken relative to `data.path` (the corpus folder), absolute ones as given.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import soundfile
+import torch
+import torchaudio
+
+from emoscale.data.examples import Corpus
+from emoscale.errors import DataError
+
+
+def resolve_audio_path(audio_path: str, root: str | Path | None) -> Path:
+    path = Path(audio_path)
+    return path if path.is_absolute() or root is None else Path(root) / path
+
+
+def _reason(error: Exception) -> str:
+    text = getattr(error, "error_string", None) or str(error).splitlines()[0]
+    return text.strip().rstrip(".").lower()
+
+
+def audio_problem(path: Path) -> tuple[str | None, float]:
+    """(what is wrong, or None; duration in seconds) from the file's header alone."""
+    if not path.is_file():
+        return "audio file not found", 0.0
+    if path.stat().st_size == 0:
+        return "audio file is empty (no samples)", 0.0
+    try:
+        info = soundfile.info(str(path))
+    except (soundfile.SoundFileError, RuntimeError) as error:
+        return f"not a readable audio file ({_reason(error)})", 0.0
+    if info.frames == 0:
+        return "audio file is empty (no samples)", 0.0
+    return None, info.frames / info.samplerate
+
+
+def check_corpus_audio(corpus: Corpus, root: str | Path | None, skip_bad: bool) -> dict[str, float]:
+    """Check every example's audio header; returns {resolved path: seconds}.
+
+    A bad file raises a one-line DataError naming it; with `skip_bad` the example is removed from
+    its split instead and counted under `corpus.dropped["audio: <what is wrong>"]`.
+    """
+    seconds: dict[str, float] = {}
+    for split, examples in corpus.splits.items():
+        kept = []
+        for example in examples:
+            if not example.audio_path:
+                raise DataError(
+                    f"{corpus.info.name} {split}: example {example.id!r} has no audio_path"
+                )
+            path = resolve_audio_path(example.audio_path, root)
+            problem, duration = audio_problem(path)
+            if problem is None:
+                seconds[str(path)] = duration
+                kept.append(example)
+            elif skip_bad:
+                corpus.dropped[f"audio: {problem.split(' (')[0]}"] += 1
+            else:
+                raise DataError(f"{path}: {problem}")
+        if not kept and examples:
+            raise DataError(f"{corpus.info.name} {split}: no example with readable audio is left")
+        corpus.splits[split] = kept
+    return seconds
+
+
+class AudioReader:
+    """Decode one clip for the encoder: mono, resampled, cropped. Picklable, for DataLoader workers."""
+
+    def __init__(self, sample_rate: int, max_seconds: float, normalize: bool, min_samples: int = 1):
+        self.sample_rate = sample_rate
+        self.max_samples = int(round(max_seconds * sample_rate))
+        self.normalize = normalize  # the feature extractor's do_normalize: zero mean, unit variance
+        # Shorter clips are padded with silence: the encoder needs one frame's receptive field.
+        self.min_samples = min_samples
+
+    def read(self, path: str | Path, crop_seed: str | None = None) -> torch.Tensor:
+        """[samples] float32. `crop_seed` set: random crop (training); None: centred crop."""
+        try:
+            with soundfile.SoundFile(str(path)) as handle:
+                rate, frames = handle.samplerate, handle.frames
+                keep = min(frames, math.ceil(self.max_samples * rate / self.sample_rate))
+                spare = frames - keep
+                offset = (
+                    random.Random(crop_seed).randint(0, spare)
+                    if crop_seed is not None
+                    else spare // 2
+                )
+                handle.seek(offset)
+                data = handle.read(keep, dtype="float32", always_2d=True)
+        except (soundfile.SoundFileError, RuntimeError) as error:
+            raise DataError(f"{path}: not a readable audio file ({_reason(error)})") from None
+        if data.shape[0] == 0:
+            raise DataError(f"{path}: audio file is empty (no samples)")
+        wave = torch.from_numpy(data).mean(dim=1)  # mono: the average of the channels
+        if rate != self.sample_rate:
+            wave = torchaudio.functional.resample(wave, rate, self.sample_rate)
+        wave = wave[: self.max_samples]  # resampling can round one sample over
+        if self.normalize:
+            wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
+        if wave.numel() < self.min_samples:
+            wave = torch.nn.functional.pad(wave, (0, self.min_samples - wave.numel()))
+        return wave
+
+
+def pad_waves(waves: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """([B, T] zero-padded values, [B, T] long attention mask) for clips of different lengths."""
+    width = max(wave.numel() for wave in waves)
+    values = torch.zeros(len(waves), width)
+    mask = torch.zeros(len(waves), width, dtype=torch.long)
+    for row, wave in enumerate(waves):
+        values[row, : wave.numel()] = wave
+        mask[row, : wave.numel()] = 1
+    return values, mask
+
+
+class EpochTaggedBatches:
+    """Wraps a batch sampler so every index arrives as (index, epoch).
+
+    A worker then derives the random crop from (seed, epoch, index) alone: the same crops with any
+    num_workers, on any rank, and after a resume, and no draw from the training RNG.
+    """
+
+    def __init__(self, batches):
+        self.batches = batches
+        self.batch_size = batches.batch_size
+
+    def set_epoch(self, epoch: int) -> None:
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self) -> Iterator[list[tuple[int, int]]]:
+        epoch = self.batches.epoch
+        return iter([[(index, epoch) for index in batch] for batch in self.batches])
+
+    def __len__(self) -> int:
+        return len(self.batches)

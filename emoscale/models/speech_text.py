@@ -1,0 +1,305 @@
+"""LoRA-MER: speech + text emotion recognition with AT-Fusion and a MINE term (`model.family: fusion`).
+
+    audio --speech encoder (LoRA on q/v, or frozen)--> frames --Conv1D + ASP--> f_a in R^D  (eq. 1)
+    text  --frozen text encoder (features cached)----> tokens --Conv1D + ASP--> f_t in R^D  (eq. 1)
+    h = AT-Fusion(f_a, f_t) (eqs. 2-4) --> linear layers --> logits
+    L = cross-entropy + lambda * (-I_MINE(f_a; f_t))  (eq. 13; the DV bound is maximised)
+
+Ablations are config keys: `model.modalities: audio|text|both` (one modality: its vector goes
+straight to the classifier, no fusion, no MINE), `fusion.mine_weight` (lambda; 0 drops MINE),
+`model.audio_method: lora|frozen`, `model.audio_layers: last|weighted`.
+
+The paper's recipe (IEMOCAP, leave-one-session-out): Adam at lr 3e-4 (AdamW with weight decay 0 is
+Adam), cosine annealing without warmup, batch 16, at most 40 epochs with early stopping on dev; see
+recipes/iemocap_fusion_lora_wavlm.yaml. The best epoch is chosen on dev, never on the test fold.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from accelerate import PartialState
+from safetensors.torch import save_file
+from torch import nn
+from torch.utils.data import DataLoader, Dataset
+
+from emoscale.config import RunConfig
+from emoscale.data.audio import (
+    AudioReader,
+    EpochTaggedBatches,
+    check_corpus_audio,
+    pad_waves,
+    resolve_audio_path,
+)
+from emoscale.data.batching import LengthGroupedBatches, sorted_batches
+from emoscale.data.examples import Corpus, Example
+from emoscale.errors import ConfigError
+from emoscale.models.fusion import ATFusion, classifier
+from emoscale.models.mine import MINE
+from emoscale.models.pooling import AttentiveStatsPooling
+from emoscale.models.speech_encoder import (
+    SpeechEncoder,
+    check_speech_folder,
+    load_speech_encoder,
+    receptive_field,
+)
+from emoscale.models.text_features import TextFeatureCache
+
+PAPER_MINE_WEIGHT = 0.25  # lambda in LoRA-MER
+
+
+def mine_weight(config: RunConfig) -> float:
+    weight = config.fusion.mine_weight
+    if weight is None:
+        return PAPER_MINE_WEIGHT if config.model.modalities == "both" else 0.0
+    return weight
+
+
+class SpeechTextModel(nn.Module):
+    """Everything that trains, in one module, so DDP and DeepSpeed wrap it whole."""
+
+    def __init__(
+        self, speech: SpeechEncoder | None, text_dim: int | None, num_labels: int, config: RunConfig
+    ):
+        super().__init__()
+        dim = config.fusion.dim
+        self.speech = speech
+        self.audio_pool = AttentiveStatsPooling(speech.hidden_size, dim) if speech else None
+        self.text_pool = AttentiveStatsPooling(text_dim, dim) if text_dim else None
+        both = speech is not None and text_dim is not None
+        self.fusion = ATFusion(dim) if both else None
+        self.mine = None
+        if both and mine_weight(config) > 0:
+            hidden, decay = config.fusion.mine_hidden, config.fusion.mine_ema_decay
+            self.mine = MINE(dim, dim, hidden, ema_decay=decay)
+        fusion = config.fusion
+        self.classifier = classifier(dim, fusion.classifier_hidden, num_labels, fusion.dropout)
+
+    def forward(self, input_values=None, audio_mask=None, text_features=None, text_mask=None):
+        """(logits [B, k], MINE lower bound in nats or None: computed in training only)."""
+        f_a = f_t = mutual_information = None
+        if self.speech is not None:
+            f_a = self.audio_pool(*self.speech(input_values, audio_mask))
+        if self.text_pool is not None:
+            f_t = self.text_pool(text_features, text_mask)
+        if self.fusion is None:  # one modality: its vector is the utterance's
+            return self.classifier(f_a if f_a is not None else f_t), None
+        h, _ = self.fusion(f_a, f_t)
+        if self.mine is not None and self.training:
+            mutual_information = self.mine.lower_bound(f_a, f_t)
+        return self.classifier(h), mutual_information
+
+
+class SpeechTextItems(Dataset):
+    """One example: decoded audio and/or cached text features. Runs in the DataLoader workers."""
+
+    def __init__(self, rows: list[dict], reader: AudioReader | None, seed: int):
+        self.rows, self.reader, self.seed = rows, reader, seed
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, key) -> dict:
+        # training indices carry their epoch (audio.EpochTaggedBatches)
+        index, epoch = key if isinstance(key, tuple) else (key, None)
+        row = self.rows[index]
+        item = {"index": index, "label": row["label"]}
+        if self.reader is not None:
+            crop_seed = None if epoch is None else f"{self.seed}:{epoch}:{index}"
+            item["wave"] = self.reader.read(row["audio"], crop_seed)
+        if row.get("text_features") is not None:
+            item["text"] = TextFeatureCache.load(row["text_features"])
+        return item
+
+
+def collate(items: list[dict]) -> dict:
+    batch = {
+        "labels": torch.tensor([item["label"] for item in items]),
+        "example_index": torch.tensor([item["index"] for item in items]),
+    }
+    if "wave" in items[0]:
+        batch["input_values"], batch["audio_mask"] = pad_waves([item["wave"] for item in items])
+    if "text" in items[0]:
+        texts = [item["text"] for item in items]
+        width = max(text.shape[0] for text in texts)
+        batch["text_features"] = torch.zeros(len(texts), width, texts[0].shape[1])
+        batch["text_mask"] = torch.zeros(len(texts), width, dtype=torch.long)
+        for row, text in enumerate(texts):
+            batch["text_features"][row, : text.shape[0]] = text
+            batch["text_mask"][row, : text.shape[0]] = 1
+    return batch
+
+
+class SpeechTextFamily:
+    """LoRA-MER as a model family for the trainer (see models/family.py)."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        corpus: Corpus,
+        reader: AudioReader | None,
+        audio_seconds: dict[str, float],
+        pass_attention_mask: bool,
+        text_cache: TextFeatureCache | None,
+    ):
+        self.config = config
+        self.label_names = corpus.info.label_names
+        self.reader = reader  # None without the audio modality
+        self.audio_seconds = audio_seconds  # resolved path -> duration, from the header check
+        self.pass_attention_mask = pass_attention_mask  # the feature extractor's setting
+        self.text_cache = text_cache  # None without the text modality
+        self.truncated = Counter()  # split -> texts cut to data.max_length tokens
+
+    # --- data ---------------------------------------------------------------------------------
+
+    def _rows(self, examples: list[Example], split: str) -> list[dict]:
+        rows = [{"label": example.label} for example in examples]
+        if self.reader is not None:
+            for row, example in zip(rows, examples, strict=True):
+                row["audio"] = str(resolve_audio_path(example.audio_path, self.config.data.path))
+        if self.text_cache is not None:
+            state = PartialState()
+            # rank 0 encodes what is missing; the other ranks then find it cached
+            with state.main_process_first():
+                paths = self.text_cache.ensure([example.text for example in examples], state.device)
+            for row, path in zip(rows, paths, strict=True):
+                row["text_features"] = str(path)
+            self.truncated[split] = sum(TextFeatureCache.truncated(path) for path in set(paths))
+        return rows
+
+    def dataloader(
+        self, examples: list[Example], train: bool, seed: int, split: str = ""
+    ) -> DataLoader:
+        rows = self._rows(examples, split)
+        if self.reader is not None:
+            max_seconds = self.config.data.max_seconds
+            lengths = [
+                int(1000 * min(self.audio_seconds[row["audio"]], max_seconds)) for row in rows
+            ]
+        else:
+            lengths = [len(example.text) for example in examples]
+        if train:
+            sampler = EpochTaggedBatches(
+                LengthGroupedBatches(
+                    lengths, self.config.train.batch_size, seed, self.config.data.group_by_length
+                )
+            )
+        else:
+            sampler = sorted_batches(lengths, self.config.eval.batch_size)
+        return DataLoader(
+            SpeechTextItems(rows, self.reader, seed),
+            batch_sampler=sampler,
+            collate_fn=collate,
+            num_workers=self.config.train.num_workers,
+        )
+
+    # --- model --------------------------------------------------------------------------------
+
+    def build_model(self) -> nn.Module:
+        speech = None
+        if self.reader is not None:
+            speech = load_speech_encoder(self.config, self.pass_attention_mask)
+        text_dim = self.text_cache.hidden_size if self.text_cache is not None else None
+        return SpeechTextModel(speech, text_dim, len(self.label_names), self.config)
+
+    @staticmethod
+    def _inputs(batch: dict) -> dict:
+        return {
+            key: value for key, value in batch.items() if key not in ("labels", "example_index")
+        }
+
+    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        logits, mutual_information = model(**self._inputs(batch))
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        if mutual_information is not None:  # eq. 13: the bound is maximised
+            loss = loss - mine_weight(self.config) * mutual_information
+        return loss
+
+    @torch.no_grad()
+    def predict(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        logits, _ = model(**self._inputs(batch))
+        scores = logits.float().log_softmax(dim=-1)
+        return scores.argmax(dim=-1), scores
+
+    def save_model(self, model: nn.Module, folder: Path, state_dict: dict | None = None) -> None:
+        """model.safetensors: every trained tensor (LoRA, layer weights, pooling, fusion, MINE,
+        classifier) under SpeechTextModel's names; speech_adapter/: the LoRA in PEFT's format."""
+        folder.mkdir(parents=True, exist_ok=True)
+        state = state_dict if state_dict is not None else model.state_dict()
+        trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+        trained |= {name for name, _ in model.named_buffers() if not name.startswith("speech.")}
+        tensors = {
+            name: value.detach().cpu().contiguous()
+            for name, value in state.items()
+            if name in trained
+        }
+        save_file(tensors, str(folder / "model.safetensors"))
+        (folder / "labels.json").write_text(json.dumps(list(self.label_names)))
+        if model.speech is not None and not model.speech.frozen:
+            prefix = "speech.encoder."
+            adapter_state = {
+                name.removeprefix(prefix): value
+                for name, value in state.items()
+                if name.startswith(prefix)
+            }
+            model.speech.encoder.save_pretrained(
+                folder / "speech_adapter", state_dict=adapter_state
+            )
+
+
+def _check_lora_targets(config: RunConfig) -> None:
+    """LoRA targets must name modules of this speech model: checked on the meta device, no weights."""
+    from transformers import AutoConfig, AutoModel
+
+    with torch.device("meta"):
+        model = AutoModel.from_config(AutoConfig.from_pretrained(config.model.audio_path))
+    names = {name.rsplit(".", 1)[-1] for name, _ in model.named_modules()}
+    for target in config.fusion.lora_target_modules:
+        if target not in names:
+            raise ConfigError(
+                f"config key 'fusion.lora_target_modules': {target!r} is not a module of {config.model.audio_path}"
+            )
+
+
+def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFamily:
+    """Every input check that needs no weights: model folders, feature extractor, audio files."""
+    reader, seconds, text_cache = None, {}, None
+    pass_attention_mask = True
+    if config.model.modalities in ("audio", "both"):
+        from transformers import AutoConfig, AutoFeatureExtractor
+
+        folder = check_speech_folder(config.model.audio_path)
+        if config.model.audio_method == "lora":
+            _check_lora_targets(config)
+        extractor = AutoFeatureExtractor.from_pretrained(folder)
+        pass_attention_mask = bool(getattr(extractor, "return_attention_mask", True))
+        reader = AudioReader(
+            extractor.sampling_rate,
+            config.data.max_seconds,
+            normalize=bool(getattr(extractor, "do_normalize", False)),
+            min_samples=receptive_field(AutoConfig.from_pretrained(folder)),
+        )
+        seconds = check_corpus_audio(corpus, config.data.path, config.data.skip_bad_audio)
+        bad = {reason: n for reason, n in corpus.dropped.items() if reason.startswith("audio:")}
+        if bad and PartialState().is_main_process:  # run.json's data.dropped keeps the counts
+            print(f"data.skip_bad_audio: skipped {sum(bad.values())} examples ({bad})")
+    if config.model.modalities in ("text", "both"):
+        from transformers import AutoTokenizer
+
+        folder = Path(config.model.text_path)
+        if not (folder / "config.json").is_file():
+            raise ConfigError(
+                f"config key 'model.text_path': {folder} is not a Hugging Face model folder (no config.json)"
+            )
+        try:
+            AutoTokenizer.from_pretrained(folder)  # fails here, not after the speech model loaded
+        except (OSError, ValueError) as error:
+            raise ConfigError(
+                f"config key 'model.text_path': no loadable tokenizer in {folder} ({error})"
+            ) from None
+        text_cache = TextFeatureCache(folder, config.data.max_length, config.fusion.text_cache_dir)
+    return SpeechTextFamily(config, corpus, reader, seconds, pass_attention_mask, text_cache)
