@@ -173,6 +173,14 @@ class RunConfig(Section):
     seed: int = 42
     output_dir: str | None = None  # None: runs/<dataset>-<method>-<time>
 
+    @property
+    def method_label(self) -> str:
+        """The method as the papers' tables name it: 'lora', 'ptuning_v2', ... or for the fusion
+        family its modalities and speech-encoder treatment, e.g. 'both-lora', 'audio-frozen'."""
+        if self.model.family == "fusion":
+            return f"{self.model.modalities}-{self.model.audio_method}"
+        return self.model.method
+
 
 def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
     keys = []

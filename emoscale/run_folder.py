@@ -194,5 +194,5 @@ def report_row(config: RunConfig, corpus, metrics: dict) -> str:
         + " |\n"
         + "|---" * (3 + len(HEADLINE))
         + "|\n"
-        + f"| {corpus.info.name} | {config.model.method} | test | {columns} |\n"
+        + f"| {corpus.info.name} | {config.method_label} | test | {columns} |\n"
     )

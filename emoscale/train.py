@@ -64,7 +64,7 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
     # One folder for all ranks: the main process names it and tells the others.
     name = [
         config.output_dir
-        or f"runs/{config.data.dataset}-{config.model.method}-{time.strftime('%Y%m%d-%H%M%S')}"
+        or f"runs/{config.data.dataset}-{config.method_label}-{time.strftime('%Y%m%d-%H%M%S')}"
     ]
     run_dir = Path(broadcast_object_list(name)[0])
     run_folder.check(run_dir, resume, overwrite)
