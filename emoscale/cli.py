@@ -1,12 +1,194 @@
-"""The `emoscale` command: one subcommand per task, each with examples in its --help."""
+"""The `emoscale` command: one subcommand per task, each with examples in its --help.
+
+    emoscale recipes                                   # the papers' table rows, ready to run
+    emoscale train --recipe sst2_lora model.path=... data.path=...
+    emoscale cv | sweep | eval | predict | report | estimate | export | make-tiny
+
+Handlers here only read arguments and print; the work is in the module each one names. Bad input
+of any kind ends with one line, `error: ...`, and exit code 2.
+"""
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from emoscale.errors import EmoscaleError
+
+EXAMPLES = {
+    "train": """examples:
+  emoscale train                                     # the built-in demo (tiny model, CPU)
+  emoscale train --recipe sst2_lora model.path=models/chatglm2-6b data.path=data/sst
+  emoscale train --config run.yaml train.lr=3e-4 lora.r=16
+  accelerate launch emoscale/train.py --config run.yaml   # the same, on every GPU""",
+    "eval": """examples:
+  emoscale eval runs/sst2-lora --split dev                 # prints the metrics as JSON
+  emoscale eval runs/mosi3-lora data.dataset=chsims data.target=3class data.path=data/sims \\
+      --out runs/mosi3-lora-on-chsims                      # metrics, predictions, confusion matrix""",
+    "predict": """examples:
+  echo "What a wonderful film." | emoscale predict runs/sst2-lora
+  emoscale predict runs/sst2-lora --input sentences.txt --json
+  emoscale predict runs/iemocap-fold0 --input clips.tsv    # audio_path<TAB>transcript per line
+output: label<TAB>per-label probabilities<TAB>input; --json: one object per line with the
+per-label scores (log-likelihoods) and probabilities""",
+    "cv": """examples:
+  emoscale cv --recipe iemocap_fusion_lora_wavlm model.audio_path=models/wavlm-base-plus \\
+      model.text_path=models/roberta-base data.path=data/IEMOCAP_full_release
+  emoscale cv --recipe mastodon_lora model.path=... data.path=... --folds 0,1,2
+  emoscale cv --config run.yaml data.num_folds=5 output_dir=runs/my-cv""",
+    "sweep": """examples:
+  emoscale sweep --recipe sst2_lora model.path=... data.path=... --grid lora.r=4,8,16 train.lr=1e-4,3e-4
+  emoscale sweep --config run.yaml --grid seed=1,2,3       # seeds: then `emoscale report` the parent
+  emoscale sweep --config run.yaml --grid 'lora.target_modules=[q_proj,v_proj],[q_proj,k_proj,v_proj]'""",
+    "report": """examples:
+  emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2      # one row: mean ± std of 2 runs
+  emoscale report runs/iemocap-cv runs/mosi3-*  --out reports     # cv parents, globs
+writes report.md, report.csv and report.png into --out, and prints the markdown""",
+    "recipes": """examples:
+  emoscale recipes                      # every recipe: dataset, method, the paper's target
+  emoscale recipes sst2_lora            # one recipe's YAML
+  emoscale train --recipe sst2_lora model.path=... data.path=...""",
+    "estimate": """examples:
+  emoscale estimate --recipe sst2_lora model.path=models/chatglm2-6b
+  emoscale estimate --config run.yaml model.load_in_8bit=true --num-gpus 4
+reads only the model's config.json: no weights are loaded""",
+    "export": """example:
+  emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
+    "make-tiny": """example:
+  emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama""",
+}
+
+
+class Parser(argparse.ArgumentParser):
+    """Usage mistakes end like every other bad input: one line and exit code 2."""
+
+    def error(self, message: str):
+        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
+        sys.exit(2)
+
+
+def _config_path(args: argparse.Namespace) -> str | None:
+    """The base config: a recipe's file or --config (one of them at most), or none."""
+    if args.recipe:
+        from emoscale import recipes
+
+        return str(recipes.path(args.recipe))
+    return args.config
+
+
+# --- handlers ----------------------------------------------------------------------------------
+
+
+def _train(args: argparse.Namespace) -> int:
+    from emoscale import train
+
+    path = _config_path(args)
+    argv = (["--config", path] if path else []) + args.overrides
+    argv += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite
+    return train.main(argv)
+
+
+def _eval(args: argparse.Namespace) -> int:
+    from emoscale.metrics import HEADLINE
+    from emoscale.predict import evaluate_run
+
+    metrics = evaluate_run(args.run_dir, args.overrides, args.split, args.out)
+    shown = {
+        key: metrics[key] for key in (*HEADLINE, "invalid_rate", "num_examples") if key in metrics
+    }
+    print(json.dumps({"split": args.split, **shown}, indent=2))
+    if args.out:
+        print(f"written to {args.out}", file=sys.stderr)
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from emoscale.predict import format_prediction, predict
+
+    for result in predict(args.run_dir, overrides=args.overrides, source=args.input):
+        print(json.dumps(result, ensure_ascii=False) if args.json else format_prediction(result))
+    return 0
+
+
+def _cv(args: argparse.Namespace) -> int:
+    from emoscale import cv
+
+    parent, table = cv.run(
+        _config_path(args), args.overrides, args.folds, args.resume, args.overwrite
+    )
+    print(table + f"\ncv.json, cv.md and one run folder per fold: {parent}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from emoscale import sweep
+
+    parent, table = sweep.run(
+        _config_path(args), args.overrides, args.grid, args.resume, args.overwrite
+    )
+    print(table + f"\nsweep.json, sweep.md and one run folder per point: {parent}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from emoscale.report import write_report
+
+    text, out = write_report(args.run_dirs, args.out, args.split)
+    print(text + f"\nreport.md, report.csv, report.png: {out}")
+    return 0
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from emoscale import recipes
+
+    if args.name:
+        print(recipes.path(args.name).read_text(), end="")
+        return 0
+    rows = recipes.listing()
+    columns = ("name", "dataset", "method", "target")
+    widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in columns[:-1]}
+    print("  ".join(key.ljust(widths.get(key, 0)) for key in columns).rstrip())
+    for row in rows:
+        print("  ".join(row[key].ljust(widths.get(key, 0)) for key in columns).rstrip())
+    print(f"\n{len(rows)} recipes in {recipes.RECIPE_DIR}; targets: {recipes.TARGETS_FILE.name}")
+    return 0
+
+
+def _estimate(args: argparse.Namespace) -> int:
+    from emoscale import estimate
+    from emoscale.config import load_config
+    from emoscale.errors import ConfigError
+    from emoscale.models.adapters import check_model_folder
+
+    config = load_config(_config_path(args), args.overrides)
+    if config.model.family != "prompt_lm":
+        raise ConfigError("config key 'model.family': estimate sizes prompt_lm runs (an LLM) only")
+    if config.model.method not in estimate.METHODS:
+        raise ConfigError(
+            f"config key 'model.method': estimate sizes training runs ({', '.join(estimate.METHODS)}); "
+            f"{config.model.method!r} trains nothing"
+        )
+    folder = check_model_folder(config.model.path)
+    shape = estimate.shape_from_run_config(config)
+    rows = estimate.estimate_from_folder(folder, shape, args.num_gpus)
+    quantization = f", {shape.quantization}" if shape.quantization else ""
+    print(
+        f"{folder}: {shape.method}, batch {shape.batch_size} x {shape.seq_len} tokens, "
+        f"{shape.dtype}{quantization}, {args.num_gpus} GPU(s)"
+    )
+    print(estimate.format_table(rows))
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    from emoscale.export import export
+
+    if not Path(args.run_dir).is_dir():
+        raise EmoscaleError(f"run folder {args.run_dir} does not exist")
+    print(f"merged model saved to {export(args.run_dir, args.out)}")
+    return 0
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
@@ -25,55 +207,125 @@ def _make_tiny(args: argparse.Namespace) -> int:
     return 0
 
 
-def _train(args: argparse.Namespace) -> int:
-    from emoscale import train
-
-    argv = (["--config", args.config] if args.config else []) + args.overrides
-    argv += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite
-    return train.main(argv)
+# --- arguments ---------------------------------------------------------------------------------
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="emoscale", description="Emotion recognition with large pretrained models."
+def _positive(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
+    return int(text)
+
+
+def _config_arguments(command: argparse.ArgumentParser, overrides: bool = True) -> None:
+    source = command.add_mutually_exclusive_group()
+    source.add_argument("--recipe", help="a shipped recipe as the base config (`emoscale recipes`)")
+    source.add_argument("--config", help="a YAML run config as the base config")
+    if overrides:
+        command.add_argument(
+            "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4"
+        )
+
+
+def _run_flags(command: argparse.ArgumentParser, what: str) -> None:
+    command.add_argument("--resume", action="store_true", help=f"continue interrupted {what}")
+    command.add_argument("--overwrite", action="store_true", help=f"redo finished {what}")
+
+
+def build_parser() -> Parser:
+    parser = Parser(
+        prog="emoscale",
+        description="Emotion recognition with large pretrained models.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="examples:\n  emoscale recipes\n  emoscale train --recipe sst2_lora "
+        "model.path=... data.path=...\n  emoscale <command> --help",
     )
-    commands = parser.add_subparsers(dest="command", required=True)
-    formatter = argparse.RawDescriptionHelpFormatter
+    commands = parser.add_subparsers(dest="command", required=True, metavar="<command>")
 
-    from emoscale.train import build_parser as train_arguments
+    def command(name: str, help: str, handler) -> Parser:
+        sub = commands.add_parser(
+            name,
+            help=help,
+            description=help[0].upper() + help[1:] + ".",
+            epilog=EXAMPLES[name],
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        sub.set_defaults(handler=handler)
+        return sub
 
-    train = commands.add_parser(
-        "train",
-        help="train and evaluate one run",
-        formatter_class=formatter,
-        epilog="examples:\n  emoscale train                      # the built-in demo\n"
-        "  emoscale train --config run.yaml train.lr=3e-4 lora.r=16\n"
-        "  accelerate launch emoscale/train.py --config run.yaml   # the same, on every GPU",
+    train = command("train", "train and evaluate one run", _train)
+    _config_arguments(train)
+    train.add_argument("--resume", action="store_true", help="continue the run in output_dir")
+    train.add_argument("--overwrite", action="store_true", help="replace a run in output_dir")
+
+    eval_ = command("eval", "evaluate a finished run on another split or corpus", _eval)
+    eval_.add_argument("run_dir", help="a finished run folder")
+    eval_.add_argument("overrides", nargs="*", metavar="key=value", help="data.* and eval.* keys")
+    eval_.add_argument("--split", default="test", choices=["train", "dev", "test"])
+    eval_.add_argument("--out", help="write metrics, predictions and a confusion matrix here")
+
+    predict = command("predict", "label new texts (or audio + text) with a finished run", _predict)
+    predict.add_argument("run_dir", help="a finished run folder")
+    predict.add_argument("overrides", nargs="*", metavar="key=value", help="data.* and eval.* keys")
+    predict.add_argument("--input", help="a file with one input per line (default: stdin)")
+    predict.add_argument("--json", action="store_true", help="one JSON object per input")
+
+    cv = command("cv", "cross-validation: every fold a run, then mean ± std", _cv)
+    _config_arguments(cv)
+    cv.add_argument("--folds", help="comma-separated fold numbers (default: all)")
+    _run_flags(cv, "folds")
+
+    sweep = command("sweep", "a grid over config keys: every point a run", _sweep)
+    _config_arguments(sweep)
+    sweep.add_argument(
+        "--grid", nargs="+", required=True, metavar="key=v1,v2", help="values to try per key"
     )
-    train_arguments(train)
-    train.set_defaults(handler=_train)
+    _run_flags(sweep, "points")
 
-    tiny = commands.add_parser(
-        "make-tiny",
-        help="save a tiny random causal LM with a tokenizer trained on your text",
-        formatter_class=formatter,
-        epilog="example:\n  emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama",
-    )
+    report = command("report", "finished runs as the papers' tables and a chart", _report)
+    report.add_argument("run_dirs", nargs="+", help="run folders, or folders holding runs")
+    report.add_argument("--out", default="reports", help="output folder (default: reports)")
+    report.add_argument("--split", default="test", choices=["dev", "test"])
+
+    listing = command("recipes", "list the shipped recipes, or print one", _recipes)
+    listing.add_argument("name", nargs="?", help="a recipe to print")
+
+    estimate = command("estimate", "predict a run's peak GPU memory per device", _estimate)
+    _config_arguments(estimate)
+    estimate.add_argument("--num-gpus", type=_positive, default=1, help="GPUs the run shards over")
+
+    export = command("export", "merge a LoRA run into a plain model folder", _export)
+    export.add_argument("run_dir", help="a finished LoRA run folder")
+    export.add_argument("--out", required=True, help="folder for the merged model")
+
+    tiny = command("make-tiny", "save a tiny random causal LM for tests and demos", _make_tiny)
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
-    tiny.add_argument(
-        "--text", required=True, help="a text file, one sentence per line (tokenizer training)"
-    )
+    tiny.add_argument("--text", required=True, help="one sentence per line (tokenizer training)")
     tiny.add_argument("--out", required=True, help="folder to write the model into")
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--layers", type=int, default=2)
-    tiny.set_defaults(handler=_make_tiny)
     return parser
 
 
+def parse(argv: list[str]) -> argparse.Namespace:
+    """Like parse_args, but `key=value` overrides may also follow the options."""
+    parser = build_parser()
+    args, extra = parser.parse_known_args(argv)
+    stray = [item for item in extra if item.startswith("-") or "=" not in item]
+    if stray or (extra and not hasattr(args, "overrides")):
+        prog = f"emoscale {args.command}"
+        Parser(prog=prog).error(f"unrecognized arguments: {' '.join(stray or extra)}")
+    if extra:
+        args.overrides = args.overrides + extra
+    return args
+
+
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
     try:
+        args = parse(argv)
         return args.handler(args)
+    except SystemExit as exit:  # --help (0) and usage errors (2) end here, not in the caller
+        return exit.code if isinstance(exit.code, int) else 2
     except EmoscaleError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

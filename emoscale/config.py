@@ -209,6 +209,8 @@ def _one_line(error: ValidationError) -> str:
 
 def parse_value(text: str) -> Any:
     """A command-line value as YAML would read it: `3e-4` is a float, `[q_proj,v_proj]` a list."""
+    if text.lower() in ("yes", "no", "on", "off", "y", "n"):
+        return text  # YAML 1.1 would read these as booleans: train.mixed_precision=no is the string
     value = yaml.safe_load(text) if text != "" else ""
     return text if value is None and text.lower() not in ("null", "none", "~") else value
 

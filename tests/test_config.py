@@ -62,3 +62,8 @@ def test_malformed_override_and_missing_file(tmp_path):
     assert error_of("train.lr") == "override 'train.lr': expected key=value, e.g. train.lr=3e-4"
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "missing.yaml")
+
+
+def test_yes_no_words_stay_strings():
+    assert load_config(overrides=["train.mixed_precision=no"]).train.mixed_precision == "no"
+    assert load_config(overrides=["model.load_in_8bit=false"]).model.load_in_8bit is False

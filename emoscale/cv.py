@@ -1,0 +1,99 @@
+"""`emoscale cv`: k-fold cross-validation; each fold is a run folder under one parent.
+
+    emoscale cv --recipe iemocap_fusion_lora_wavlm model.audio_path=... model.text_path=... \\
+        data.path=data/IEMOCAP_full_release              # 5 folds: leave one session out
+    emoscale cv --config run.yaml data.num_folds=5 --folds 0,1   # some folds only
+
+The folds are data/folds.py's (`data.fold`, `data.num_folds`): IEMOCAP's five sessions, EmoDB's
+speakers, Mastodon's ten dev tenths, speaker folds of a CSV corpus. cv sets data.fold itself.
+Finished folds are kept when cv runs again (see sweep.run_points). cv.json and cv.md hold each
+fold's dev and test metrics and their mean ± sample standard deviation.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from emoscale.config import load_config
+from emoscale.data.folds import num_folds
+from emoscale.errors import ConfigError
+from emoscale.report import mean_std, percent
+from emoscale.sweep import headline, parent_folder, run_points
+
+
+def summarize(results: list[tuple[str, Path, dict]]) -> dict:
+    """Per fold and mean ± std of every headline metric, for dev and test."""
+    summary = {"folds": [], "mean": {}, "std": {}}
+    for name, run_dir, metrics in results:
+        fold = {"name": name, "run_dir": str(run_dir)}
+        summary["folds"].append(
+            fold | {split: headline(metrics[split]) for split in ("dev", "test")}
+        )
+    for split in ("dev", "test"):
+        keys = summary["folds"][0][split]
+        pairs = {key: mean_std([fold[split][key] for fold in summary["folds"]]) for key in keys}
+        summary["mean"][split] = {key: mean for key, (mean, _) in pairs.items()}
+        summary["std"][split] = {key: std for key, (_, std) in pairs.items()}
+    return summary
+
+
+def table(summary: dict, title: str) -> str:
+    keys = list(summary["mean"]["test"])
+    lines = [
+        f"{title}: test split, % (± sample standard deviation over {len(summary['folds'])} folds)",
+        "",
+        "| fold | " + " | ".join(keys) + " |",
+        "|" + "---|" * (len(keys) + 1),
+    ]
+    for fold in summary["folds"]:
+        lines.append(
+            f"| {fold['name']} | " + " | ".join(percent(100 * fold["test"][k]) for k in keys) + " |"
+        )
+    mean, std = summary["mean"]["test"], summary["std"]["test"]
+    cells = [percent(100 * mean[k], 100 * std[k]) for k in keys]
+    lines.append("| **mean** | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def parse_folds(text: str | None, count: int, dataset: str) -> list[int]:
+    if text is None:
+        return list(range(count))
+    try:
+        folds = [int(part) for part in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"--folds {text!r}: expected fold numbers, e.g. 0,1,2") from None
+    for fold in folds:
+        if not 0 <= fold < count:
+            raise ConfigError(f"--folds: fold {fold} is out of range; {dataset} has {count} folds")
+    return folds
+
+
+def run(
+    config_path: str | Path | None,
+    overrides: list[str],
+    folds: str | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+) -> tuple[Path, str]:
+    """Train every fold; returns the parent folder and the cv table (markdown)."""
+    from accelerate import PartialState
+
+    base = load_config(config_path, overrides)
+    chosen = parse_folds(folds, num_folds(base.data.dataset, base.data), base.data.dataset)
+    parent = parent_folder(base, "cv")
+    configs = [
+        (
+            f"fold{i}",
+            load_config(
+                config_path, [*overrides, f"data.fold={i}", f"output_dir={parent / f'fold{i}'}"]
+            ),
+        )
+        for i in chosen
+    ]
+    summary = summarize(run_points(configs, resume, overwrite))
+    text = table(summary, f"{base.data.dataset}, {base.model.method}")
+    if PartialState().is_main_process:
+        (parent / "cv.json").write_text(json.dumps(summary, indent=2))
+        (parent / "cv.md").write_text(text)
+    return parent, text

@@ -1,0 +1,272 @@
+"""Use a finished run: predict new inputs (`emoscale predict`) or evaluate it on another split or
+corpus (`emoscale eval`).
+
+    emoscale predict runs/sst2-lora < sentences.txt       # one text per line: label, label scores
+    emoscale predict runs/iemocap-fold0 --input clips.tsv  # audio_path<TAB>transcript per line
+    emoscale eval runs/sst2-lora --split dev
+    emoscale eval runs/mosi3-lora data.dataset=chsims data.target=3class data.path=... --out runs/x
+
+The run's config.yaml rebuilds its model family (only data.* and eval.* keys may be overridden:
+the weights are the run's). Trained tensors come from <run>/model, in safetensors only: a PEFT
+adapter, the full weights, or the fusion model's tensors. Nothing in the run or model folders is
+executed: trust_remote_code stays off, and a run trained with it is refused.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+from emoscale.config import RunConfig, load_config, save_config
+from emoscale.data.examples import Corpus, CorpusInfo, Example
+from emoscale.errors import ConfigError, DataError, EmoscaleError
+
+OVERRIDABLE = ("data.", "eval.")
+
+
+def run_config(run_dir: Path, overrides: list[str] = ()) -> RunConfig:
+    """The finished run's config with data.* / eval.* overrides; refuses remote code."""
+    if not (run_dir / "config.yaml").is_file():
+        raise EmoscaleError(f"{run_dir} is not a run folder (no config.yaml)")
+    if not (run_dir / "metrics.json").is_file():
+        raise EmoscaleError(f"{run_dir}: the run has not finished (no metrics.json)")
+    for item in overrides:
+        if not item.partition("=")[0].startswith(OVERRIDABLE):
+            raise ConfigError(
+                f"override {item!r}: only data.* and eval.* keys can change; the model is the run's"
+            )
+    config = load_config(run_dir / "config.yaml", list(overrides))
+    if config.model.trust_remote_code:
+        raise EmoscaleError(
+            f"{run_dir} was trained with model.trust_remote_code=true; "
+            "predict and eval never run code from a model folder"
+        )
+    return config
+
+
+def run_labels(run_dir: Path) -> tuple[str, ...]:
+    """The labels the run was trained on, in its order (metrics.json keeps per-class results)."""
+    return tuple(json.loads((run_dir / "metrics.json").read_text())["test"]["per_class"])
+
+
+def _safetensors_only(folder: Path, expected: str) -> Path:
+    if not (folder / expected).is_file() and not (folder / f"{expected}.index.json").is_file():
+        raise EmoscaleError(
+            f"{folder}: no {expected} (emoscale loads trained weights from safetensors only)"
+        )
+    return folder
+
+
+def load_trained(run_dir: Path, config: RunConfig, family) -> torch.nn.Module:
+    """The run's model: the base rebuilt from the config, the trained tensors from <run>/model."""
+    folder = run_dir / "model"
+    if config.model.family == "fusion":
+        from safetensors.torch import load_file
+
+        model = family.build_model()
+        state = load_file(str(_safetensors_only(folder, "model.safetensors") / "model.safetensors"))
+        result = model.load_state_dict(state, strict=False)  # the frozen encoder is not saved
+        trained = {name for name, parameter in model.named_parameters() if parameter.requires_grad}
+        lost = sorted(trained & set(result.missing_keys))
+        if result.unexpected_keys or lost:
+            name = (result.unexpected_keys or lost)[0]
+            problem = (
+                "holds a tensor the model does not have" if result.unexpected_keys else "lacks"
+            )
+            raise EmoscaleError(f"{folder}/model.safetensors {problem} {name!r}")
+        return model
+    from peft import PeftModel
+
+    from emoscale.models import adapters
+    from emoscale.models.prompt_lm import PromptedLM
+
+    base = config.model_copy(deep=True)
+    if config.model.method == "full":  # the saved folder is the whole model
+        base.model.path = str(_safetensors_only(folder, "model.safetensors"))
+    base.model.method = "none"  # the base as loaded for training, nothing trainable
+    lm = adapters.load_model(base)
+    if config.model.method not in ("none", "full"):
+        _safetensors_only(folder, "adapter_model.safetensors")
+        lm = PeftModel.from_pretrained(lm, folder, is_trainable=False)
+    return PromptedLM(lm)
+
+
+def build(run_dir: Path, config: RunConfig, corpus: Corpus):
+    """(family, model on its device, accelerator) for `corpus` with the run's trained weights."""
+    from accelerate import Accelerator
+
+    from emoscale.models import build_family
+
+    family = build_family(config, corpus)
+    if config.model.family == "fusion" and tuple(family.label_names) != run_labels(run_dir):
+        raise DataError(
+            f"{corpus.info.name} has labels {list(family.label_names)}; "
+            f"the run's classifier predicts {list(run_labels(run_dir))}"
+        )
+    accelerator = Accelerator(mixed_precision=config.train.mixed_precision)
+    model = accelerator.prepare_model(load_trained(run_dir, config, family), evaluation_mode=True)
+    model.eval()
+    return family, model, accelerator
+
+
+# --- eval ----------------------------------------------------------------------------------------
+
+
+def evaluate_run(
+    run_dir: str | Path,
+    overrides: list[str] = (),
+    split: str = "test",
+    out: str | Path | None = None,
+) -> dict:
+    """Metrics of the run on `split` of its (possibly overridden) corpus; with `out`, a folder
+    holding config.yaml, eval.json, metrics.json, predictions.jsonl and confusion_matrix.png."""
+    from emoscale import plots
+    from emoscale.data import load_corpus
+    from emoscale.trainer import evaluate, shard_for_evaluation
+
+    run_dir = Path(run_dir)
+    config = run_config(run_dir, overrides)
+    if (
+        out is not None
+        and Path(out).exists()
+        and (not Path(out).is_dir() or any(Path(out).iterdir()))
+    ):
+        raise EmoscaleError(f"--out {out} exists and is not an empty folder")
+    corpus = load_corpus(config.data)
+    examples = corpus.split(split)
+    if not examples:
+        raise DataError(f"{corpus.info.name} {split}: no examples")
+    family, model, accelerator = build(run_dir, config, corpus)
+    loader = family.dataloader(examples, train=False, seed=config.seed, split=split)
+    metrics, predictions, scores = evaluate(
+        accelerator, family, model, shard_for_evaluation(loader, accelerator), examples,
+        config.eval.mode == "generate",
+    )  # fmt: skip
+    if out is not None:
+        out = Path(out)
+        out.mkdir(parents=True, exist_ok=True)
+        save_config(config, out / "config.yaml")
+        record = {"run": str(run_dir), "split": split, "overrides": list(overrides)}
+        (out / "eval.json").write_text(json.dumps(record, indent=2))
+        (out / "metrics.json").write_text(json.dumps({split: metrics}, indent=2))
+        with open(out / "predictions.jsonl", "w") as handle:
+            for example, predicted, label_scores in zip(examples, predictions, scores, strict=True):
+                names = family.label_names
+                row = {"id": example.id, "split": split, "text": example.text,
+                       "gold": names[example.label], "pred": names[predicted] if predicted >= 0 else None,
+                       "scores": dict(zip(names, label_scores, strict=True))}  # fmt: skip
+                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+        plots.confusion_matrix(
+            metrics["confusion_matrix"], family.label_names, out / "confusion_matrix.png"
+        )
+    return metrics
+
+
+# --- predict -------------------------------------------------------------------------------------
+
+
+def read_inputs(lines: list[str], modalities: str | None, base: Path) -> list[Example]:
+    """Examples from input lines: a text per line (prompt LM, fusion text-only); for fusion with
+    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`."""
+    examples = []
+    for number, line in enumerate(lines, start=1):
+        line = line.rstrip("\r\n")
+        if not line.strip():
+            continue
+        text, audio = line, None
+        if modalities in ("audio", "both"):
+            audio, _, text = line.partition("\t")
+            if modalities == "both" and not text.strip():
+                raise DataError(f"input line {number}: expected audio_path<TAB>transcript")
+            audio = str((base / audio.strip()).resolve())
+        examples.append(Example(id=f"input-{number}", text=text, label=0, audio_path=audio))
+    if not examples:
+        raise DataError("no input: give one text per line (fusion runs: audio_path<TAB>transcript)")
+    return examples
+
+
+def corpus_info(run_dir: Path, config: RunConfig) -> CorpusInfo:
+    """Labels, label words and prompt template. A prompt LM reads them from its corpus (data.path);
+    a fusion model's labels are saved with it."""
+    if config.model.family == "fusion":
+        labels = tuple(json.loads((run_dir / "model" / "labels.json").read_text()))
+        return CorpusInfo(config.data.dataset, labels, labels)
+    from emoscale.data import load_corpus
+
+    try:
+        return load_corpus(config.data).info
+    except EmoscaleError as error:
+        raise DataError(
+            f"predict reads the label words and prompt of the run's corpus, which failed: {error} "
+            "(point data.path=... at the corpus)"
+        ) from None
+
+
+def predict(
+    run_dir: str | Path,
+    lines: list[str] | None = None,
+    base: Path = Path("."),
+    overrides: list[str] = (),
+    source: str | None = None,
+) -> list[dict]:
+    """One dict per input: text (and audio_path), label, scores (per label) and probabilities.
+    Inputs are `lines` (audio paths relative to `base`), or else read from `source` (read_lines)."""
+    run_dir = Path(run_dir)
+    config = run_config(run_dir, overrides)  # checked before waiting for input on stdin
+    if lines is None:
+        lines, base = read_lines(source)
+    modalities = config.model.modalities if config.model.family == "fusion" else None
+    examples = read_inputs(lines, modalities, base)
+    corpus = Corpus(corpus_info(run_dir, config), {"predict": examples})
+    family, model, accelerator = build(run_dir, config, corpus)
+    examples = corpus.split("predict")  # unchanged unless data.skip_bad_audio dropped some
+    loader = family.dataloader(examples, train=False, seed=config.seed, split="predict")
+    found = {}
+    with torch.no_grad():
+        for batch in loader:
+            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            predicted, scores = family.predict(model, batch)
+            for index, label, row in zip(
+                batch["example_index"], predicted, scores.float(), strict=True
+            ):
+                found[int(index)] = (int(label), row.tolist())
+    names = family.label_names
+    results = []
+    for index, example in enumerate(examples):
+        label, scores = found[index]
+        top = max(scores)
+        weights = [math.exp(score - top) for score in scores]  # softmax over the labels
+        result = {"text": example.text}
+        if example.audio_path:
+            result["audio_path"] = example.audio_path
+        result |= {
+            "label": names[label] if label >= 0 else None,
+            "scores": dict(zip(names, scores, strict=True)),
+            "probabilities": {
+                name: w / sum(weights) for name, w in zip(names, weights, strict=True)
+            },
+        }
+        results.append(result)
+    return results
+
+
+def format_prediction(result: dict) -> str:
+    """label<TAB>p(label1) ... <TAB>text: one line a person reads and a script splits."""
+    probabilities = " ".join(f"{name}={p:.3f}" for name, p in result["probabilities"].items())
+    source = result.get("audio_path", "")
+    text = f"{source}\t{result['text']}" if source else result["text"]
+    return f"{result['label'] or '(invalid)'}\t{probabilities}\t{text}"
+
+
+def read_lines(source: str | None) -> tuple[list[str], Path]:
+    """Input lines from a file, or from stdin for None or '-'; relative audio paths start at base."""
+    if source in (None, "-"):
+        return sys.stdin.read().splitlines(), Path(".")
+    file = Path(source)
+    if not file.is_file():
+        raise DataError(f"--input {file} does not exist")
+    return file.read_text(encoding="utf-8").splitlines(), file.parent

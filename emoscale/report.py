@@ -1,0 +1,250 @@
+"""`emoscale report`: finished runs as the papers' tables (markdown, CSV) and a bar chart (PNG).
+
+    emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2 runs/iemocap-cv --out reports
+
+Runs that share a row of the papers' tables (dataset x method: recipes.table_row) are seeds or folds
+of one result, shown as mean ± sample standard deviation. A folder holding runs (an `emoscale cv`
+or `emoscale sweep` parent) stands for all the runs below it; a sweep's points stay rows of their
+own. The papers' published numbers (recipes/targets.yaml) sit in a column beside ours. Numbers are
+percentages of the chosen split (test by default), as the papers print them.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from emoscale import recipes
+from emoscale.data.folds import natural_key
+from emoscale.errors import EmoscaleError
+from emoscale.metrics import HEADLINE
+
+# The columns of each paper's tables: the LLM paper reports accuracy and F1, LoRA-MER UA and WA.
+FAMILY_METRICS = {"prompt_lm": ("accuracy", "macro_f1", "weighted_f1"), "fusion": ("ua", "wa")}
+FAMILY_TITLES = {
+    "prompt_lm": "LLM as a classifier by prompting",
+    "fusion": "Speech + text (LoRA-MER)",
+}
+METRIC_NAMES = {
+    "accuracy": "Acc",
+    "macro_f1": "macro-F1",
+    "weighted_f1": "weighted-F1",
+    "ua": "UA",
+    "wa": "WA",
+}
+SEARCH_DEPTH = 3  # folders below a given path searched for runs (runs/<cv parent>/<fold>)
+
+
+@dataclass
+class Run:
+    path: Path
+    config: dict  # config.yaml as written by the run (read as YAML: older runs need not validate)
+    metrics: dict  # metrics.json: {"dev": {...}, "test": {...}}
+    setting: str = ""  # the sweep point ("lora.r=4"), so that sweep points are not averaged
+
+
+@dataclass
+class ReportRow:
+    row: recipes.Row
+    setting: str
+    runs: list[Run]
+    mean: dict[str, float] = field(default_factory=dict)  # metric -> %
+    std: dict[str, float] = field(default_factory=dict)
+    paper: dict[str, float | None] = field(default_factory=dict)
+    source: str = ""
+
+    @property
+    def method(self) -> str:
+        return f"{self.row.method} [{self.setting}]" if self.setting else self.row.method
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1 in the denominator; 0 for a single value)."""
+    mean = sum(values) / len(values)
+    if len(values) < 2:
+        return mean, 0.0
+    return mean, math.sqrt(sum((value - mean) ** 2 for value in values) / (len(values) - 1))
+
+
+def percent(value: float | None, std: float | None = None) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.2f}" if std is None else f"{value:.2f} ± {std:.2f}"
+
+
+def read_run(folder: Path, setting: str = "") -> Run:
+    config = yaml.safe_load((folder / "config.yaml").read_text())
+    return Run(folder, config, json.loads((folder / "metrics.json").read_text()), setting)
+
+
+def _sweep_settings(folder: Path) -> dict[str, str]:
+    """A sweep parent's point folder -> its varied keys except the seed (seeds are averaged)."""
+    file = folder / "sweep.json"
+    if not file.is_file():
+        return {}
+    points = json.loads(file.read_text())["points"]
+    return {
+        point["name"]: ", ".join(
+            f"{key}={value}" for key, value in point["assignments"].items() if key != "seed"
+        )
+        for point in points
+    }
+
+
+def find_runs(paths: list[str | Path]) -> list[Run]:
+    """Every finished run (a folder with metrics.json and config.yaml) at or below the paths."""
+    found: list[Run] = []
+
+    def search(folder: Path, depth: int, setting: str) -> None:
+        if (folder / "metrics.json").is_file() and (folder / "config.yaml").is_file():
+            found.append(read_run(folder, setting))
+            return
+        if depth == 0:
+            return
+        settings = _sweep_settings(folder)
+        children = sorted(
+            (p for p in folder.iterdir() if p.is_dir()), key=lambda p: natural_key(p.name)
+        )
+        for child in children:  # fold2 before fold10
+            search(child, depth - 1, settings.get(child.name, setting))
+
+    for item in paths:
+        folder = Path(item)
+        if not folder.is_dir():
+            raise EmoscaleError(f"{folder} is not a folder")
+        before = len(found)
+        search(folder, SEARCH_DEPTH, "")
+        if len(found) == before:
+            raise EmoscaleError(f"{folder}: no finished run (metrics.json) in it or below it")
+    return found
+
+
+def table_rows(runs: list[Run], split: str = "test") -> list[ReportRow]:
+    """Runs grouped by table row (and sweep point), with mean ± std and the paper's numbers."""
+    groups: dict[tuple, ReportRow] = {}
+    for run in runs:
+        if split not in run.metrics:
+            raise EmoscaleError(f"{run.path}: metrics.json has no {split!r} split")
+        row = recipes.table_row(run.config)
+        groups.setdefault((row, run.setting), ReportRow(row, run.setting, [])).runs.append(run)
+    targets = recipes.paper_targets()
+    for report_row in groups.values():
+        for metric in HEADLINE:
+            values = [100 * run.metrics[split][metric] for run in report_row.runs]
+            report_row.mean[metric], report_row.std[metric] = mean_std(values)
+        target = targets.get(report_row.row, {}) if not report_row.setting else {}
+        report_row.paper = {metric: target.get(metric) for metric in HEADLINE}
+        report_row.source = target.get("source", "")
+    return sorted(groups.values(), key=lambda row: (recipes.row_order(row.row), row.setting))
+
+
+def markdown(rows: list[ReportRow], split: str = "test") -> str:
+    parts = []
+    for family, metrics in FAMILY_METRICS.items():
+        chosen = [row for row in rows if row.row.family == family]
+        if not chosen:
+            continue
+        header = ["dataset", "method", "runs"]
+        for metric in metrics:
+            header += [METRIC_NAMES[metric], f"{METRIC_NAMES[metric]} (paper)"]
+        lines = [
+            f"### {FAMILY_TITLES[family]}: {split} split, %",
+            "",
+            "| " + " | ".join(header) + " |",
+            "|" + "---|" * len(header),
+        ]
+        for row in chosen:
+            cells = [row.row.dataset, row.method, str(len(row.runs))]
+            for metric in metrics:
+                std = row.std[metric] if len(row.runs) > 1 else None
+                cells += [percent(row.mean[metric], std), percent(row.paper[metric])]
+            lines.append("| " + " | ".join(cells) + " |")
+        parts.append("\n".join(lines))
+    notes = [
+        "mean ± sample standard deviation over a row's runs (seeds or folds); paper: the papers'",
+        "published numbers from emoscale/recipes/targets.yaml, – where none is recorded.",
+        "",
+        "Runs:",
+    ]
+    notes += [
+        f"- {row.row.dataset}, {row.method}: " + ", ".join(str(run.path) for run in row.runs)
+        for row in rows
+    ]
+    return "\n\n".join(parts) + "\n\n" + "\n".join(notes) + "\n"
+
+
+def write_csv(rows: list[ReportRow], path: Path) -> None:
+    with open(path, "w", newline="") as handle:
+        writer = csv.writer(handle)
+        header = ["family", "dataset", "method", "runs"]
+        for metric in HEADLINE:
+            header += [f"{metric}_mean", f"{metric}_std", f"{metric}_paper"]
+        writer.writerow(header + ["paper_source", "run_dirs"])
+        for row in rows:
+            cells = [row.row.family, row.row.dataset, row.method, len(row.runs)]
+            for metric in HEADLINE:
+                paper = row.paper[metric]
+                cells += [
+                    f"{row.mean[metric]:.4f}",
+                    f"{row.std[metric]:.4f}",
+                    "" if paper is None else paper,
+                ]
+            writer.writerow(cells + [row.source, ";".join(str(run.path) for run in row.runs)])
+
+
+def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
+    """One panel per model family: a bar per row and metric (error bar: std), the paper as a dash."""
+    from emoscale.plots import plt  # pyplot on the Agg backend: files only, no display
+
+    families = [family for family in FAMILY_METRICS if any(r.row.family == family for r in rows)]
+    widths = [max(4.0, 1.3 * sum(r.row.family == f for r in rows) + 1.5) for f in families]
+    figure, axes = plt.subplots(
+        1, len(families), figsize=(sum(widths), 4.5), squeeze=False, width_ratios=widths
+    )
+    for panel, family in zip(axes[0], families, strict=True):
+        chosen = [row for row in rows if row.row.family == family]
+        metrics = FAMILY_METRICS[family]
+        width = 0.8 / len(metrics)
+        for index, metric in enumerate(metrics):
+            xs = [
+                position + (index - (len(metrics) - 1) / 2) * width
+                for position in range(len(chosen))
+            ]
+            panel.bar(
+                xs,
+                [row.mean[metric] for row in chosen],
+                width,
+                yerr=[row.std[metric] if len(row.runs) > 1 else math.nan for row in chosen],
+                capsize=3,
+                label=METRIC_NAMES[metric],
+            )
+            papers = [(x, row.paper[metric]) for x, row in zip(xs, chosen, strict=True)]
+            papers = [(x, value) for x, value in papers if value is not None]
+            if papers:
+                panel.scatter(*zip(*papers, strict=True), marker="_", s=400, color="black", zorder=3,
+                              label="paper" if index == 0 else None)  # fmt: skip
+        panel.set_xticks(
+            range(len(chosen)), [f"{row.row.dataset}\n{row.method}" for row in chosen], fontsize=8
+        )
+        panel.set(title=FAMILY_TITLES[family], ylabel=f"{split} %", ylim=(0, 100))
+        panel.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14), ncol=4)
+    figure.tight_layout()
+    figure.savefig(path, dpi=120)
+    plt.close(figure)
+
+
+def write_report(paths: list[str | Path], out: str | Path, split: str = "test") -> tuple[str, Path]:
+    """report.md, report.csv and report.png in `out`; returns the markdown and the folder."""
+    rows = table_rows(find_runs(paths), split)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(rows, split)
+    (out / "report.md").write_text(text)
+    write_csv(rows, out / "report.csv")
+    bar_chart(rows, out / "report.png", split)
+    return text, out

@@ -1,0 +1,177 @@
+"""`emoscale sweep`: a grid over config keys; each point is a run folder under one parent.
+
+    emoscale sweep --recipe sst2_lora model.path=... data.path=... \\
+        --grid lora.r=4,8,16 train.lr=1e-4,3e-4          # 6 runs: runs/sst2-lora-sweep-<time>/...
+    emoscale sweep --config run.yaml --grid seed=1,2,3       # three seeds, for mean ± std
+
+Every point's config is built and validated before the first one trains, so a bad value stops the
+sweep at once. Run it again to go on: finished points (metrics.json) are kept, an interrupted one
+continues with --resume, --overwrite redoes them all. sweep.json and sweep.md list every point's
+dev and test metrics; the best point on dev (`eval.metric`) is marked.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import re
+import time
+from pathlib import Path
+
+from emoscale.config import RunConfig, load_config
+from emoscale.errors import ConfigError, EmoscaleError
+from emoscale.metrics import HEADLINE
+
+
+def parse_grid(items: list[str]) -> dict[str, list[str]]:
+    """['lora.r=4,8', 'lora.target_modules=[q_proj,v_proj],[q_proj]'] -> key -> value texts.
+    Values split on commas outside brackets and quotes; each is read like a command-line value."""
+    grid: dict[str, list[str]] = {}
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key or not text:
+            raise ConfigError(f"--grid {item!r}: expected key=value1,value2,... e.g. lora.r=4,8,16")
+        if key in grid:
+            raise ConfigError(f"--grid: key {key!r} given twice")
+        values, depth, quote, current = [], 0, None, ""
+        for char in text:
+            if quote:
+                quote = None if char == quote else quote
+            elif char in "'\"":
+                quote = char
+            elif char in "[{":
+                depth += 1
+            elif char in "]}":
+                depth -= 1
+            elif char == "," and depth == 0:
+                values.append(current)
+                current = ""
+                continue
+            current += char
+        values.append(current)
+        if any(not value.strip() for value in values):
+            raise ConfigError(f"--grid {item!r}: an empty value")
+        grid[key] = [value.strip() for value in values]
+    return grid
+
+
+def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
+    """The cartesian product, the first key varying slowest."""
+    return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def point_name(assignments: dict[str, str]) -> str:
+    """A folder name for a point: 'lora.r=4,train.lr=1e-4' with unsafe characters replaced."""
+    text = ",".join(f"{key}={value}" for key, value in assignments.items())
+    return re.sub(r"[^A-Za-z0-9._=,+-]", "-", text)
+
+
+def parent_folder(base: RunConfig, kind: str) -> Path:
+    """output_dir, else runs/<dataset>-<method>-<kind>-<time>. Launched on several processes,
+    each would stamp its own time: there the parent must be named."""
+    if base.output_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise ConfigError(f"config key 'output_dir': required for {kind} on several processes")
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    parent = Path(base.output_dir or f"runs/{base.data.dataset}-{base.model.method}-{kind}-{stamp}")
+    check_parent(parent)
+    return parent
+
+
+def check_parent(parent: Path) -> None:
+    if (parent / "config.yaml").exists():
+        raise EmoscaleError(
+            f"output_dir {parent} is a run folder; a sweep or cv writes its runs below a parent folder"
+        )
+
+
+def run_points(
+    points: list[tuple[str, RunConfig]], resume: bool = False, overwrite: bool = False
+) -> list[tuple[str, Path, dict]]:
+    """Train each (name, config) in turn; a point whose run folder is finished is read, not rerun."""
+    from emoscale import train
+
+    results = []
+    for name, config in points:
+        run_dir = Path(config.output_dir)
+        if (run_dir / "metrics.json").is_file() and not overwrite:
+            print(f"{name}: finished earlier, kept ({run_dir})")
+            results.append((name, run_dir, json.loads((run_dir / "metrics.json").read_text())))
+            continue
+        print(f"{name}: training into {run_dir}")
+        interrupted = resume and (run_dir / "config.yaml").is_file()
+        run_dir, metrics = train.run(config, resume=interrupted, overwrite=overwrite)
+        results.append((name, run_dir, metrics))
+    return results
+
+
+def headline(metrics: dict) -> dict[str, float]:
+    return {key: metrics[key] for key in (*HEADLINE, "invalid_rate") if key in metrics}
+
+
+def run(
+    config_path: str | Path | None,
+    overrides: list[str],
+    grid_items: list[str],
+    resume: bool = False,
+    overwrite: bool = False,
+) -> tuple[Path, str]:
+    """Run the grid; returns the parent folder and the summary table (markdown)."""
+    from accelerate import PartialState
+
+    from emoscale.report import percent
+
+    grid = parse_grid(grid_items)
+    base = load_config(config_path, overrides)
+    parent = parent_folder(base, "sweep")
+    points = grid_points(grid)
+    configs = [  # all validated before anything trains
+        (
+            point_name(point),
+            load_config(
+                config_path,
+                [*overrides]
+                + [f"{key}={value}" for key, value in point.items()]
+                + [f"output_dir={parent / point_name(point)}"],
+            ),
+        )
+        for point in points
+    ]
+    results = run_points(configs, resume, overwrite)
+
+    metric = base.eval.metric
+    summary = [
+        {
+            "name": name,
+            "assignments": point,
+            "run_dir": str(run_dir),
+            "dev": headline(metrics["dev"]),
+            "test": headline(metrics["test"]),
+        }
+        for point, (name, run_dir, metrics) in zip(points, results, strict=True)
+    ]
+    best = max(range(len(summary)), key=lambda i: summary[i]["dev"][metric])
+    header = [*grid, f"dev {metric}", *(f"test {key}" for key in HEADLINE)]
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for index, point in enumerate(summary):
+        cells = [*point["assignments"].values(), percent(100 * point["dev"][metric])]
+        cells += [percent(100 * point["test"][key]) for key in HEADLINE]
+        if index == best:
+            cells = [f"**{cell}**" for cell in cells]
+        lines.append("| " + " | ".join(cells) + " |")
+    table = (
+        f"Sweep over {', '.join(grid)} ({len(summary)} runs, %); bold: the best on dev {metric}.\n\n"
+        + "\n".join(lines)
+        + "\n"
+    )
+    if PartialState().is_main_process:
+        record = {
+            "grid": grid,
+            "eval_metric": metric,
+            "best": summary[best]["name"],
+            "points": summary,
+        }
+        (parent / "sweep.json").write_text(json.dumps(record, indent=2))
+        (parent / "sweep.md").write_text(table)
+    return parent, table

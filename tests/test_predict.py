@@ -1,0 +1,140 @@
+"""`emoscale predict` and `emoscale eval` load a finished run's trained tensors (safetensors only)
+and give exactly the run's own predictions and metrics: from a file, from stdin in a real
+process, on another corpus, and for the speech + text family."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from emoscale import cli, demo, predict, train
+from emoscale.config import load_config
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+SIZES = {"train": 64, "dev": 16, "test": 16}
+
+
+def saved_test_predictions(run_dir: Path) -> list[dict]:
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    return [row for row in rows if row["split"] == "test"]
+
+
+@pytest.fixture(scope="module")
+def runs(tiny_llama, tmp_path_factory) -> dict[str, Path]:
+    """Two finished runs on a small demo corpus: LoRA and P-Tuning v2 (an adapter of each kind)."""
+    corpus = demo.write_corpus(tmp_path_factory.mktemp("predict_corpus"), SIZES)
+    folders = {}
+    for method, extra in (
+        ("lora", []),
+        ("ptuning_v2", ["ptuning.num_virtual_tokens=8", "train.lr=3e-2"]),
+    ):
+        output = tmp_path_factory.mktemp(f"predict_{method}") / "run"
+        overrides = demo.overrides(corpus, tiny_llama) + [f"model.method={method}", *extra]
+        overrides += ["train.max_steps=6", f"output_dir={output}"]
+        folders[method], _ = train.run(load_config(overrides=overrides))
+    return folders
+
+
+@pytest.mark.parametrize("method", ["lora", "ptuning_v2"])
+def test_predict_from_a_file_gives_the_runs_own_predictions(method, runs, tmp_path, capsys):
+    expected = saved_test_predictions(runs[method])
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text(
+        "\n".join(row["text"] for row in expected) + "\n\n"
+    )  # a blank line is skipped
+    assert cli.main(["predict", str(runs[method]), "--input", str(inputs), "--json"]) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["text"] for r in results] == [row["text"] for row in expected]
+    assert [r["label"] for r in results] == [row["pred"] for row in expected]
+    for result, row in zip(results, expected, strict=True):
+        assert result["scores"] == pytest.approx(row["scores"], abs=1e-4)
+        assert sum(result["probabilities"].values()) == pytest.approx(1.0)
+        assert max(result["probabilities"], key=result["probabilities"].get) == result["label"]
+
+
+@pytest.mark.slow
+def test_predict_reads_stdin_in_a_real_process(runs):
+    expected = saved_test_predictions(runs["lora"])[:4]
+    env = dict(os.environ, HF_HUB_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    done = subprocess.run(
+        [sys.executable, "-m", "emoscale", "predict", str(runs["lora"])],
+        input="".join(row["text"] + "\n" for row in expected),
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 4
+    for line, row in zip(lines, expected, strict=True):
+        label, probabilities, text = line.split("\t")
+        assert (label, text) == (row["pred"], row["text"])
+        assert probabilities.split()[0].startswith(f"{list(row['scores'])[0]}=0.")
+
+
+def test_eval_reproduces_the_runs_test_metrics_and_writes_a_folder(runs, tmp_path, capsys):
+    run = runs["lora"]
+    assert cli.main(["eval", str(run), "--out", str(tmp_path / "eval")]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    saved = json.loads((run / "metrics.json").read_text())["test"]
+    for key in ("accuracy", "macro_f1", "weighted_f1", "ua", "wa", "num_examples"):
+        assert shown[key] == pytest.approx(saved[key]), key
+    written = json.loads((tmp_path / "eval" / "metrics.json").read_text())["test"]
+    assert written["confusion_matrix"] == saved["confusion_matrix"]
+    assert (tmp_path / "eval" / "confusion_matrix.png").stat().st_size > 0
+    assert len((tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()) == 16
+    assert json.loads((tmp_path / "eval" / "eval.json").read_text())["run"] == str(run)
+
+
+def test_eval_on_another_corpus_and_split(runs, tmp_path, capsys):
+    other = demo.write_corpus(tmp_path / "other", {"train": 8, "dev": 12, "test": 20}, seed=7)
+    assert cli.main(["eval", str(runs["ptuning_v2"]), f"data.path={other}", "--split", "dev"]) == 0
+    shown = json.loads(capsys.readouterr().out)
+    assert (shown["split"], shown["num_examples"]) == ("dev", 12)
+
+
+def test_eval_refuses_to_change_the_model(runs, capsys):
+    assert cli.main(["eval", str(runs["lora"]), "model.method=none"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: override 'model.method=none': only data.* and eval.* keys can change; "
+        "the model is the run's"
+    )
+
+
+def test_a_run_that_needs_remote_code_is_refused(runs, tmp_path, capsys):
+    copy = tmp_path / "run"
+    copy.mkdir()
+    config = yaml.safe_load((runs["lora"] / "config.yaml").read_text())
+    config["model"]["trust_remote_code"] = True
+    (copy / "config.yaml").write_text(yaml.safe_dump(config))
+    (copy / "metrics.json").write_text((runs["lora"] / "metrics.json").read_text())
+    assert cli.main(["predict", str(copy), "--input", str(copy / "config.yaml")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        f"error: {copy} was trained with model.trust_remote_code=true; "
+        "predict and eval never run code from a model folder"
+    )
+
+
+@pytest.mark.slow
+def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_corpus, tmp_path):
+    run_dir, _ = train.run(load_config(overrides=fusion_overrides + ["train.max_steps=2"]))
+    with open(tone_corpus / "test.csv") as handle:
+        rows = list(csv.DictReader(handle))[:6]
+    lines = [f"{tone_corpus / row['audio_path']}\t{row['text']}" for row in rows]
+    results = predict.predict(run_dir, lines)
+    expected = saved_test_predictions(run_dir)[:6]  # in the order of test.csv
+    for result, row, saved in zip(results, rows, expected, strict=True):
+        assert (result["audio_path"], result["text"]) == (
+            str(tone_corpus / row["audio_path"]),
+            saved["text"],
+        )
+        assert result["label"] == saved["pred"]
+        assert result["scores"] == pytest.approx(saved["scores"], abs=1e-4)
