@@ -92,7 +92,7 @@ def run(
         for i in chosen
     ]
     summary = summarize(run_points(configs, resume, overwrite))
-    text = table(summary, f"{base.data.dataset}, {base.model.method}")
+    text = table(summary, f"{base.data.dataset}, {base.method_label}")
     if PartialState().is_main_process:
         (parent / "cv.json").write_text(json.dumps(summary, indent=2))
         (parent / "cv.md").write_text(text)

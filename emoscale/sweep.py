@@ -74,7 +74,7 @@ def parent_folder(base: RunConfig, kind: str) -> Path:
     if base.output_dir is None and int(os.environ.get("WORLD_SIZE", "1")) > 1:
         raise ConfigError(f"config key 'output_dir': required for {kind} on several processes")
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    parent = Path(base.output_dir or f"runs/{base.data.dataset}-{base.model.method}-{kind}-{stamp}")
+    parent = Path(base.output_dir or f"runs/{base.data.dataset}-{base.method_label}-{kind}-{stamp}")
     check_parent(parent)
     return parent
 
