@@ -51,9 +51,17 @@ class PromptedLM(nn.Module):
         )
         self.num_virtual = peft_config.num_virtual_tokens if self.prompt_learning else 0
 
-    def forward(self, input_ids, attention_mask, cache=None, cache_mask=None, use_cache=False):
-        """Logits for `input_ids` [B, L]; `cache`/`cache_mask` continue an earlier call.
-        Returns (logits [B, L, V], cache, mask over cache + input)."""
+    def forward(
+        self,
+        input_ids,
+        attention_mask,
+        cache=None,
+        cache_mask=None,
+        use_cache=False,
+        last_only=False,
+    ):
+        """Logits for `input_ids` [B, L] (or only the last column: `last_only`); `cache`/`cache_mask`
+        continue an earlier call. Returns (logits [B, L or 1, V], cache, mask over cache + input)."""
         batch = input_ids.shape[0]
         model, inputs, virtual = self.lm, {"input_ids": input_ids}, 0
         if cache is None and self.prompt_learning:
@@ -87,8 +95,10 @@ class PromptedLM(nn.Module):
             position_ids=positions,
             past_key_values=cache,
             use_cache=use_cache,
+            logits_to_keep=1 if last_only else 0,  # 0: all positions
         )
-        return output.logits[:, virtual:], output.past_key_values, full_mask
+        logits = output.logits if last_only else output.logits[:, virtual:]
+        return logits, output.past_key_values, full_mask
 
 
 class PromptLMFamily:
@@ -236,10 +246,17 @@ class PromptLMFamily:
             torch.arange(answers.shape[1], device=device)[None] < lengths[:, None]
         )  # [k, A]
 
-        logits, cache, full_mask = model(input_ids, attention_mask, use_cache=True)
-        # The last real prompt token predicts the first answer token (any padding side).
+        # The last real prompt token predicts the first answer token. Left-padded batches (all of
+        # evaluation's) have it in the last column: only that column's logits are computed.
+        left_padded = bool(attention_mask[:, -1].all())
+        logits, cache, full_mask = model(
+            input_ids, attention_mask, use_cache=True, last_only=left_padded
+        )
         last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
-        first = logits[torch.arange(batch, device=device), last].float().log_softmax(-1)  # [B, V]
+        first = (
+            logits[:, -1] if left_padded else logits[torch.arange(batch, device=device), last]
+        ).float()
+        first = first.log_softmax(-1)  # [B, V]
         scores = first[:, answers[:, 0]]  # [B, k]
         if answers.shape[1] > 1:
             # All k continuations at once on the shared prompt cache: rows are (example, label) pairs.
