@@ -31,9 +31,9 @@ class ModelConfig(Section):
     # family fusion (models/speech_text.py): a speech encoder and a text encoder, local folders
     audio_path: str | None = None  # WavLM / HuBERT / wav2vec2 folder with its feature extractor
     text_path: str | None = None  # a text encoder folder (RoBERTa-base in LoRA-MER), always frozen
-    audio_method: Literal["lora", "frozen"] = (
-        "lora"  # LoRA on the speech encoder's q/v (fusion.lora_*)
-    )
+    # lora: LoRA on the speech encoder's q/v (fusion.lora_*); frozen; full: every encoder weight
+    # trains (a speech encoder trained from scratch or fully fine-tuned)
+    audio_method: Literal["lora", "frozen", "full"] = "lora"
     audio_layers: Literal["last", "weighted"] = (
         "last"  # weighted: learned softmax mix of all layers
     )

@@ -130,7 +130,7 @@ def method_label(config: dict) -> str:
         return f"{label} ({bits})" if bits else label
     parts = []
     if model["modalities"] in ("audio", "both"):
-        how = "LoRA" if model["audio_method"] == "lora" else "frozen"
+        how = {"lora": "LoRA", "full": "fully trained"}.get(model["audio_method"], "frozen")
         weighted = ", weighted layers" if model["audio_layers"] == "weighted" else ""
         parts.append(f"{encoder_label(model['audio_path'])} {how}{weighted}")
     if model["modalities"] in ("text", "both"):

@@ -161,3 +161,19 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_ends(fusion_overrides):
     assert [r.get("train_loss") for r in again] == pytest.approx(
         [r.get("train_loss") for r in losses], abs=1e-6
     )
+
+
+def test_full_audio_method_trains_every_encoder_weight(fusion_overrides):
+    """`model.audio_method=full`: a speech encoder trained whole (e.g. from scratch), no adapter."""
+    from emoscale import train
+    from emoscale.config import load_config
+
+    overrides = fusion_overrides + [
+        "model.modalities=audio",
+        "model.audio_method=full",
+        "train.max_steps=3",
+    ]
+    run_dir, _ = train.run(load_config(overrides=overrides))
+    counts = json.loads((run_dir / "run.json").read_text())["trainable_parameters"]
+    assert counts["trainable"] == counts["total"]
+    assert not (run_dir / "model" / "speech_adapter").exists()

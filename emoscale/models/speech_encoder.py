@@ -1,9 +1,9 @@
-"""The speech encoder: any local WavLM / HuBERT / wav2vec2 folder, frozen or with LoRA on q and v.
+"""The speech encoder: any local WavLM / HuBERT / wav2vec2 folder: frozen, LoRA on q and v, or full.
 
 `model.audio_method: lora` puts PEFT LoRA on the self-attention query and value projections
 (LoRA-MER: r=2, alpha=16, dropout 0.1 gives 73,728 trainable parameters on a 12-layer, 768-wide
 base model: 12 layers x 2 projections x (768x2 + 2x768)). `frozen` trains nothing in it and runs it
-in eval mode (no dropout, no SpecAugment) without building a graph.
+in eval mode (no dropout, no SpecAugment) without building a graph; `full` trains every weight.
 
 Features are the last hidden layer, or with `model.audio_layers: weighted` a learned softmax-weighted
 sum of all hidden layers (the CNN projection and every transformer layer), as in SUPERB.
@@ -177,7 +177,7 @@ def load_speech_encoder(config: RunConfig, pass_attention_mask: bool) -> SpeechE
     frozen = config.model.audio_method == "frozen"
     if frozen:
         encoder.requires_grad_(False)
-    else:
+    elif config.model.audio_method == "lora":
         fusion = config.fusion
         encoder = get_peft_model(
             encoder,

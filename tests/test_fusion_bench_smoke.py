@@ -1,0 +1,89 @@
+"""benchmarks/bench_fusion.py and benchmarks/emodb_validation.py end to end on tiny inputs. Smoke
+tests: no timing is asserted (the machine may be busy), only what must hold whatever the timings.
+
+Neither reads the real EmoDB: bench_fusion falls back to generated tones when --data holds no
+emodb/, and the validation test writes a tiny EmoDB-named folder of tones.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+from pathlib import Path
+
+import soundfile
+import torch
+
+from emoscale import demo_fusion
+from emoscale.data.emodb import LETTERS
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def load(name: str, monkeypatch):
+    monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their sibling common.py
+    spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_fusion_quick(tmp_path, monkeypatch):
+    bench = load("bench_fusion", monkeypatch)
+    out = tmp_path / "fusion.json"
+    threads = torch.get_num_threads()  # the benchmark pins torch threads; give them back
+    try:
+        argv = ["--quick", "--data", str(tmp_path / "no-data"), "--cache-dir", str(tmp_path)]
+        returned = bench.main([*argv, "--json", str(out)])
+    finally:
+        torch.set_num_threads(threads)
+    written = json.loads(out.read_text())
+    assert written["benchmark"] == returned["benchmark"] == "fusion"
+    assert written["audio"] == "generated tones" and written["table"].startswith("| ")
+    assert set(written["runs"]) == set(bench.SIDES)
+    warm, cold = written["runs"]["warm cache, 0 workers"], written["runs"]["cold cache, 0 workers"]
+    # A cold cache encodes every text once, before training; after that nothing is encoded.
+    assert cold[0]["text_passes_setup"] == cold[0]["cache_forward_passes"] > 0
+    assert warm[0]["text_passes_setup"] == warm[0]["cache_forward_passes"] == 0
+    assert written["text_passes_after_first_epoch"] == 0
+    for runs in written["runs"].values():
+        for run in runs:
+            assert len(run["epoch_seconds"]) == 2 and len(run["step_seconds"]) == 4
+            assert 0 < run["data_share"] < 1
+            assert all(
+                0 <= w <= s for w, s in zip(run["wait_seconds"], run["step_seconds"], strict=True)
+            )
+
+
+def tiny_emodb(folder: Path) -> Path:
+    """One 0.5 s tone per (speaker, emotion), named as EmoDB names its files."""
+    (folder / "wav").mkdir(parents=True)
+    rng = random.Random(0)
+    for speaker in ("03", "08", "09", "10", "11"):
+        for number, letter in enumerate(LETTERS):
+            wave = demo_fusion.tone(110.0 * (number + 1), 0.5, 16_000, rng)
+            soundfile.write(folder / "wav" / f"{speaker}a01{letter}a.wav", wave, 16_000)
+    return folder
+
+
+def test_emodb_validation_trains_the_whole_encoder(tmp_path, monkeypatch):
+    validation = load("emodb_validation", monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--data", str(tiny_emodb(tmp_path / "emodb")), "--out", str(tmp_path / "cv"),
+                "--num-folds", "5", "--folds", "0,1", "--epochs", "1", "--hidden", "16",
+                "--workers", "0", "--cache-dir", str(tmp_path / "models"),
+                "--json", str(tmp_path / "validation.json")]  # fmt: skip
+        result = validation.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    assert json.loads((tmp_path / "validation.json").read_text())["method"] == "full"
+    assert [fold["name"] for fold in result["cv"]["folds"]] == ["fold0", "fold1"]
+    for counts in result["trainable_parameters"].values():  # every weight trained, none frozen
+        assert counts["trainable"] == counts["total"] > 0
+    assert 0 <= result["cv"]["mean"]["test"]["ua"] <= 1
+    # The patch is undone: the product's loader is back.
+    from emoscale.models import speech_encoder, speech_text
+
+    assert speech_text.load_speech_encoder is speech_encoder.load_speech_encoder
