@@ -1,8 +1,17 @@
-"""Checkpoints that a kill cannot corrupt: write to a hidden temporary folder, fsync, rename, then
-move the `latest` pointer. A save killed half-way leaves only a `.tmp` folder that nothing reads,
-and the previous checkpoint stays intact. The newest `keep` checkpoints and the best are kept.
+"""Checkpoints that a kill cannot corrupt and a resume continues exactly.
 
-Layout: <run>/checkpoints/step-00000040/ (accelerator.save_state + progress.json), <run>/checkpoints/latest.
+A save writes a hidden temporary folder, fsyncs it, renames it, then moves the `latest` pointer:
+a save killed half-way (or one that runs out of disk) leaves only a `.tmp` folder that nothing
+reads, and the previous checkpoint stays intact. The newest `keep` checkpoints and the best are kept.
+
+What a checkpoint holds (issue 6): the *trainable* tensors only (LoRA, prefixes, classifier heads,
+plus buffers such as MINE's moving average), never the frozen base model, which `--resume` reloads
+from model.path; then optimizer, scheduler, every rank's RNG states and `progress.json` (step,
+epoch, batches already trained on in that epoch, best metric, history). Under DeepSpeed the engine
+writes its own shards in its own format; there `exclude_frozen_parameters` keeps the base out.
+
+Layout: <run>/checkpoints/step-00000040/ (model.safetensors, optimizer.bin, scheduler.bin,
+random_states_<rank>.pkl, progress.json; DeepSpeed: pytorch_model/ shards), <run>/checkpoints/latest.
 """
 
 from __future__ import annotations
@@ -10,17 +19,74 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import weakref
 from pathlib import Path
 
+import torch
 from accelerate import Accelerator
+from accelerate.utils import DistributedType
+from accelerate.utils import load as load_safely  # torch.load(weights_only=True) + numpy
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 
 from emoscale.errors import EmoscaleError
 
 PREFIX = "step-"
+# What a failing write raises: OSError from Python, RuntimeError from torch.save's C++ writer,
+# SafetensorError from safetensors' Rust one (EFBIG/ENOSPC surface as any of the three).
+WRITE_ERRORS = (OSError, RuntimeError, SafetensorError)
 
 
 def folder_name(step: int) -> str:
     return f"{PREFIX}{step:08d}"
+
+
+# --- only trainable tensors in a checkpoint ---------------------------------------------------
+
+
+def _trained(model: torch.nn.Module) -> set[str]:
+    """The state-dict names a checkpoint keeps: trainable parameters and buffers. Not the frozen
+    base, nor the quantisation state bitsandbytes adds to a 4-bit/8-bit base's state dict."""
+    names = {n for n, p in model.named_parameters(remove_duplicate=False) if p.requires_grad}
+    return names | {name for name, _ in model.named_buffers(remove_duplicate=False)}
+
+
+def _drop_frozen(models: list, weights: list, output_dir: str) -> None:
+    """save_state pre-hook: the state dicts about to be written keep the trained tensors only."""
+    for model, state in zip(models, weights, strict=False):  # DeepSpeed: `weights` is empty
+        for name in set(state) - _trained(model):
+            del state[name]
+
+
+def _load_trained(models: list, input_dir: str) -> None:
+    """load_state pre-hook: load what _drop_frozen kept (non-strict) and take the models off
+    Accelerate's list, whose own loader is strict and would miss the frozen weights."""
+    for index, model in enumerate(models):
+        name = "model.safetensors" if index == 0 else f"model_{index}.safetensors"
+        state = load_file(str(Path(input_dir) / name))
+        unexpected = model.load_state_dict(state, strict=False).unexpected_keys
+        lost = sorted((_trained(model) & set(model.state_dict())) - set(state))
+        if unexpected or lost:
+            problem = "does not fit the model" if unexpected else "lacks the trained tensor"
+            raise EmoscaleError(f"checkpoint {input_dir} {problem} {(unexpected or lost)[0]!r}")
+    models.clear()
+
+
+_hooked: weakref.WeakSet = weakref.WeakSet()
+
+
+def _install_hooks(accelerator: Accelerator) -> None:
+    if accelerator not in _hooked:
+        accelerator.register_save_state_pre_hook(_drop_frozen)
+        accelerator.register_load_state_pre_hook(_load_trained)
+        _hooked.add(accelerator)
+
+
+def _deepspeed(accelerator: Accelerator) -> bool:
+    return accelerator.distributed_type == DistributedType.DEEPSPEED
+
+
+# --- save -------------------------------------------------------------------------------------
 
 
 def _fsync_tree(folder: Path) -> None:
@@ -44,29 +110,73 @@ def _write_atomically(path: Path, text: str) -> None:
     os.replace(temporary, path)
 
 
+def _any_rank(accelerator: Accelerator, flag: bool) -> bool:
+    """True on every rank when `flag` is true on one: ranks must take the same branch."""
+    if accelerator.num_processes == 1:
+        return flag
+    flags = torch.tensor([float(flag)], device=accelerator.device)
+    return bool(accelerator.reduce(flags, "sum").item() > 0)
+
+
+def _reason(error: Exception, folder: Path) -> str:
+    """The OS's words for a failed write. torch.save's C++ writer only says "unexpected pos ...",
+    so a 1 MiB probe write asks the file system what is wrong (ENOSPC, EFBIG, EDQUOT ...)."""
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror
+    probe = folder / ".write-probe"
+    try:
+        with open(probe, "wb") as handle:
+            handle.write(bytes(1 << 20))
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError as failed:
+        if failed.strerror:
+            return failed.strerror
+    finally:
+        probe.unlink(missing_ok=True)
+    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+
+
 def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, keep: int) -> str:
+    """Write checkpoint `step` atomically on all ranks; returns its folder name. A failed write
+    (disk full ...) raises one line on every rank and leaves the previous checkpoint as it was."""
+    _install_hooks(accelerator)
     root = run_dir / "checkpoints"
     final, temporary = root / folder_name(step), root / f".{folder_name(step)}.tmp"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(temporary, ignore_errors=True)  # left by a save that was killed
     accelerator.wait_for_everyone()
+    failure = None
     try:
-        accelerator.save_state(str(temporary))
-    except OSError as error:
+        kwargs = {"exclude_frozen_parameters": True} if _deepspeed(accelerator) else {}
+        accelerator.save_state(str(temporary), **kwargs)
+    except WRITE_ERRORS as error:
+        failure = error
+    if not _any_rank(accelerator, failure is not None) and accelerator.is_main_process:
+        try:
+            (temporary / "progress.json").write_text(json.dumps(progress))
+            _fsync_tree(temporary)
+            if final.exists():  # the same step saved twice (e.g. a resumed run): replace it whole
+                shutil.rmtree(final)
+            os.replace(temporary, final)
+            _write_atomically(root / "latest", final.name)
+        except OSError as error:
+            failure = error
+    if _any_rank(accelerator, failure is not None):
+        reason = _reason(failure, root) if failure is not None else "on another rank"
         if accelerator.is_main_process:
             shutil.rmtree(temporary, ignore_errors=True)
+        previous = latest(run_dir)
         raise EmoscaleError(
-            f"saving checkpoint {final} failed ({error.strerror or error}); the previous checkpoint is intact"
-        ) from None
-    accelerator.wait_for_everyone()
+            f"saving checkpoint {final} failed ({reason}); "
+            + (
+                f"the latest checkpoint, {previous.name}, is intact"
+                if previous
+                else "none saved yet"
+            )
+        )
     if accelerator.is_main_process:
-        (temporary / "progress.json").write_text(json.dumps(progress))
-        _fsync_tree(temporary)
-        if final.exists():  # the same step saved twice (e.g. a resumed run): replace it whole
-            shutil.rmtree(final)
-        os.replace(temporary, final)
-        _write_atomically(root / "latest", final.name)
         _prune(root, keep, progress.get("best_checkpoint"))
     accelerator.wait_for_everyone()
     return final.name
@@ -81,6 +191,9 @@ def _prune(root: Path, keep: int, best: str | None) -> None:
             shutil.rmtree(path)
 
 
+# --- load -------------------------------------------------------------------------------------
+
+
 def latest(run_dir: Path) -> Path | None:
     pointer = run_dir / "checkpoints" / "latest"
     if not pointer.is_file():
@@ -90,7 +203,15 @@ def latest(run_dir: Path) -> Path | None:
 
 
 def load(accelerator: Accelerator, folder: Path) -> dict:
-    accelerator.load_state(str(folder))
+    """Restore weights, optimizer, scheduler and RNG (Accelerate reads its .bin/.pkl files with
+    torch.load(weights_only=True); DeepSpeed's own shards it reads with weights_only=False)."""
+    _install_hooks(accelerator)
+    kwargs = {"load_module_strict": False} if _deepspeed(accelerator) else {}
+    accelerator.load_state(str(folder), **kwargs)
+    # Accelerate logs a failed RNG restore at info level and goes on; a resume would then differ.
+    saved = load_safely(folder / f"random_states_{accelerator.process_index}.pkl")
+    if not torch.equal(torch.get_rng_state(), saved["torch_manual_seed"]):
+        raise EmoscaleError(f"checkpoint {folder}: its RNG state could not be restored")
     return json.loads((folder / "progress.json").read_text())
 
 

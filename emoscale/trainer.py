@@ -200,6 +200,9 @@ def train(
         accelerator.print(f"resumed from step {progress.step} (epoch {progress.epoch})")
 
     def save_checkpoint() -> None:
+        # progress.json is rank 0's: the running loss, the one rank-local field, becomes the mean.
+        loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=accelerator.device)
+        progress.loss_sum = accelerator.reduce(loss_sum, "mean").item()
         keep = config.train.keep_checkpoints
         checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), keep)
 
@@ -234,7 +237,9 @@ def train(
     model.train()
     stop = progress.step >= total_steps
     started = time.perf_counter()
-    with preemption.StopSignal() as stop_signal:  # SIGTERM/SIGINT: finish the step, save, exit
+    # SIGTERM/SIGINT: finish the step, save, exit (preemption.py). The bar closes on any exit, so
+    # an error's one line is the last thing printed.
+    with preemption.StopSignal() as stop_signal, bar:
         while not stop:
             train_batches.set_epoch(progress.epoch)
             epoch_loader = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
@@ -298,7 +303,6 @@ def train(
                 if not (config.eval.every_steps and progress.step % config.eval.every_steps == 0):
                     stop = evaluate_and_checkpoint() or stop
                 stop = stop or progress.step >= total_steps
-    bar.close()
     if total_steps and not (
         progress.history
         and "dev" in progress.history[-1]
