@@ -56,7 +56,9 @@ class LoraConfig(Section):
     r: int = Field(8, ge=1)  # rank 8, as in the LLM paper
     alpha: int = Field(16, ge=1)
     dropout: float = Field(0.05, ge=0.0, lt=1.0)
-    target_modules: list[str] | None = None  # None: PEFT's choice for the architecture (q/v projections)
+    target_modules: list[str] | None = (
+        None  # None: PEFT's choice for the architecture (q/v projections)
+    )
     use_dora: bool = False  # weight-decomposed LoRA (DoRA)
 
 

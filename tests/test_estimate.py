@@ -76,7 +76,10 @@ PEFT_CONFIGS = {
     "lora": lambda: LoraConfig(task_type="CAUSAL_LM", r=8, target_modules=["q_proj", "v_proj"]),
     "ptuning_v2": lambda: PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=32),
     "ptuning_v2+projection": lambda: PrefixTuningConfig(
-        task_type="CAUSAL_LM", num_virtual_tokens=32, prefix_projection=True, encoder_hidden_size=512
+        task_type="CAUSAL_LM",
+        num_virtual_tokens=32,
+        prefix_projection=True,
+        encoder_hidden_size=512,
     ),
     "prompt_tuning": lambda: PromptTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=32),
     "p_tuning": lambda: PromptEncoderConfig(
