@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+from tokenizers import processors
 from transformers import (
     HubertConfig,
     HubertModel,
@@ -27,6 +27,8 @@ from transformers import (
     WavLMConfig,
     WavLMModel,
 )
+
+from emoscale.tiny import byte_level_bpe
 
 SPEECH_ARCHITECTURES = {
     "wavlm": (WavLMConfig, WavLMModel),
@@ -86,16 +88,7 @@ def make_tiny_speech_encoder(
 
 def train_roberta_tokenizer(texts: Iterable[str], vocab_size: int = 500) -> PreTrainedTokenizerFast:
     """A byte-level BPE tokenizer with RoBERTa's special tokens and `<s> text </s>` framing."""
-    tokenizer = Tokenizer(models.BPE(unk_token="<unk>"))
-    tokenizer.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tokenizer.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size,
-        special_tokens=ROBERTA_SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
-        show_progress=False,
-    )
-    tokenizer.train_from_iterator(texts, trainer=trainer)
+    tokenizer = byte_level_bpe(texts, vocab_size, ROBERTA_SPECIAL_TOKENS)
     tokenizer.post_processor = processors.RobertaProcessing(("</s>", 2), ("<s>", 0))
     return PreTrainedTokenizerFast(
         tokenizer_object=tokenizer,

@@ -20,6 +20,7 @@ from emoscale.data.examples import (
     check_unique_ids,
     label_index,
 )
+from emoscale.data.layout import corpus_folder
 from emoscale.errors import DataError
 
 OPTIONAL_COLUMNS = ("speaker", "dialogue_id", "session", "audio_path")
@@ -67,11 +68,7 @@ def _find(folder: Path, split: str, extension: str) -> Path:
 
 
 def load(data_config) -> Corpus:
-    if data_config.path is None:
-        raise DataError(f"data.path is required for dataset {data_config.dataset!r}")
-    folder = Path(data_config.path)
-    if not folder.is_dir():
-        raise DataError(f"data.path {folder} is not a folder")
+    folder = corpus_folder(data_config)
     text_column, label_column, id_column = (
         data_config.text_column,
         data_config.label_column,

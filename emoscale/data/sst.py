@@ -10,6 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoscale.data.examples import Corpus, CorpusInfo, Example, check_text, label_index
+from emoscale.data.layout import corpus_folder
 from emoscale.errors import DataError
 
 SST2 = CorpusInfo("sst2", ("negative", "positive"), ("Negative", "Positive"))
@@ -19,15 +20,6 @@ SST5 = CorpusInfo(
     ("Very negative", "Negative", "Neutral", "Positive", "Very positive"),
 )
 SPLITS = ("train", "dev", "test")
-
-
-def _folder(data_config) -> Path:
-    if data_config.path is None:
-        raise DataError(f"data.path is required for dataset {data_config.dataset!r}")
-    folder = Path(data_config.path)
-    if not folder.is_dir():
-        raise DataError(f"data.path {folder} is not a folder")
-    return folder
 
 
 def _read_label_first(path: Path, info: CorpusInfo, split: str) -> list[Example]:
@@ -62,7 +54,7 @@ def _read_glue_tsv(path: Path, split: str) -> list[Example]:
 
 
 def _load(data_config, info: CorpusInfo, prefix: str) -> Corpus:
-    folder = _folder(data_config)
+    folder = corpus_folder(data_config)
     if all((folder / f"{prefix}.{split}").is_file() for split in SPLITS):
         splits = {s: _read_label_first(folder / f"{prefix}.{s}", info, s) for s in SPLITS}
         return Corpus(info, splits)
