@@ -117,6 +117,15 @@ def _dora_is_lora(config: RunConfig) -> str | None:
     return None
 
 
+def _dora_on_int8_needs_a_gpu(config: RunConfig) -> str | None:
+    import torch
+
+    # Seen with bitsandbytes 0.50 on CPU: DoRA's weight norm drops Int8 state (SCB) after one step.
+    if config.lora.use_dora and config.model.load_in_8bit and not torch.cuda.is_available():
+        return "config key 'lora.use_dora': DoRA on 8-bit weights fails on CPU (bitsandbytes drops the int8 scales); use load_in_4bit or a GPU"
+    return None
+
+
 def _quantisation_under_zero3(config: RunConfig) -> str | None:
     if deepspeed_zero_stage() != 3:
         return None
@@ -151,6 +160,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _no_full_finetuning_of_quantised_weights,
     _prefix_tuning_without_gradient_checkpointing,
     _dora_is_lora,
+    _dora_on_int8_needs_a_gpu,
     _quantisation_under_zero3,
     _generate_under_zero3_needs_synced_gpus,
     _fusion_model_keys,

@@ -91,3 +91,10 @@ def test_fp16_needs_a_gpu():
     assert error_of("train.mixed_precision=fp16") == (
         "config key 'train.mixed_precision': fp16 needs a CUDA GPU; use bf16 or no on CPU"
     )
+
+
+def test_dora_on_int8_is_refused_on_cpu():
+    assert error_of("lora.use_dora=true", "model.load_in_8bit=true") == (
+        "config key 'lora.use_dora': DoRA on 8-bit weights fails on CPU (bitsandbytes drops the int8 scales); "
+        "use load_in_4bit or a GPU"
+    )
