@@ -81,9 +81,12 @@ def load_trained(run_dir: Path, config: RunConfig, family) -> torch.nn.Module:
         return model
     from peft import PeftModel
 
+    from emoscale import base_model
     from emoscale.models import adapters
     from emoscale.models.prompt_lm import PromptedLM
 
+    if config.model.method != "full":  # an adapter only fits the weights it was trained on
+        base_model.check(run_dir, config.model.path)
     base = config.model_copy(deep=True)
     if config.model.method == "full":  # the saved folder is the whole model
         base.model.path = str(_safetensors_only(folder, "model.safetensors"))

@@ -138,3 +138,30 @@ def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_c
         )
         assert result["label"] == saved["pred"]
         assert result["scores"] == pytest.approx(saved["scores"], abs=1e-4)
+
+
+def test_adapter_on_a_changed_base_model_is_refused(run_overrides, tmp_path, capsys):
+    """The run's model.path now holds other weights: predict and export stop with one line."""
+    import shutil
+
+    from emoscale import cli, demo, train
+    from emoscale.config import load_config
+    from emoscale.tiny import make_tiny
+
+    base = tmp_path / "base"
+    texts = [text for text, _ in demo.sentences(300, seed=99)]
+    make_tiny(base, texts, vocab_size=400, seed=0)
+    run_dir, _ = train.run(
+        load_config(overrides=run_overrides + [f"model.path={base}", "train.max_steps=2"])
+    )
+    shutil.rmtree(base)
+    make_tiny(base, texts, vocab_size=400, seed=1)  # same shapes, other weights
+    (tmp_path / "texts.txt").write_text("the movie was lovely.\n")
+    assert cli.main(["predict", str(run_dir), "--input", str(tmp_path / "texts.txt")]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line == (
+        f"error: model folder {base} is not the base model of run {run_dir} "
+        f"(its weights differ; the run was trained on {base})"
+    )
+    assert cli.main(["export", str(run_dir), "--out", str(tmp_path / "merged")]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == line
