@@ -29,8 +29,6 @@ from __future__ import annotations
 
 import itertools
 import shutil
-import tempfile
-from pathlib import Path
 
 import common
 import torch
@@ -77,19 +75,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.steps <= args.skip or args.steps * 16 > args.train:
         parser.error("need --skip < --steps and --steps * 16 <= --train (a run stays in one epoch)")
 
-    sst = common.load_sst5(args.data)
-    model_path = common.tiny_model(args.cache_dir, common.tokenizer_texts(sst), shape)
-    corpus = common.subset(sst, args.train, 16, 16)
-    work = Path(tempfile.mkdtemp(prefix="bench-trainer-overhead-"))
-    config = common.config(
-        f"model.path={model_path}",
-        "model.method=lora",
-        "data.dataset=sst5",
-        f"data.path={Path(args.data) / 'sst'}",
-        "train.batch_size=16",
-        f"train.max_steps={args.steps}",
-        "eval.batch_size=16",
-        f"output_dir={work / 'run'}",
+    model_path, corpus, config, work = common.sst5_lora_setup(
+        args, shape, "trainer-overhead", f"train.max_steps={args.steps}"
     )
     family = build_family(config, corpus)
     clocks: dict[str, list[common.Clock]] = {"emoscale": [], "minimal": []}

@@ -32,7 +32,6 @@ emoscale within 50 batches (800 examples). Goal: emoscale >= 1.1x the usual Trai
 from __future__ import annotations
 
 import shutil
-import tempfile
 from pathlib import Path
 
 import common
@@ -185,19 +184,8 @@ def main(argv: list[str] | None = None) -> dict:
         )
     shape = common.QUICK_MODEL if quick else common.MODEL
 
-    sst = common.load_sst5(args.data)
-    model_path = common.tiny_model(args.cache_dir, common.tokenizer_texts(sst), shape)
-    corpus = common.subset(sst, args.train, 16, 16)
-    work = Path(tempfile.mkdtemp(prefix="bench-vs-hf-trainer-"))
-    config = common.config(
-        f"model.path={model_path}",
-        "model.method=lora",
-        "data.dataset=sst5",
-        f"data.path={Path(args.data) / 'sst'}",
-        "train.batch_size=16",
-        "train.epochs=1",
-        "eval.batch_size=16",
-        f"output_dir={work / 'run'}",
+    model_path, corpus, config, work = common.sst5_lora_setup(
+        args, shape, "vs-hf-trainer", "train.epochs=1"
     )
     family = build_family(config, corpus)
     rows = trainer_rows(family, corpus.split("train"))

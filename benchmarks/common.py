@@ -299,3 +299,24 @@ def finish(args: argparse.Namespace, name: str, table: str, results: dict) -> di
         path.write_text(json.dumps(payload, indent=2, default=str))
         print(f"\nwrote {path}")
     return payload
+
+
+def sst5_lora_setup(args: argparse.Namespace, shape: dict, name: str, *extra: str):
+    """The training benchmarks' shared setup: the tiny model (cached), the first --train SST-5
+    examples, a LoRA run config with batch 16 writing into a fresh temporary folder.
+    Returns (model_path, corpus, config, work folder)."""
+    sst = load_sst5(args.data)
+    model_path = tiny_model(args.cache_dir, tokenizer_texts(sst), shape)
+    corpus = subset(sst, args.train, 16, 16)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    run_config = config(
+        f"model.path={model_path}",
+        "model.method=lora",
+        "data.dataset=sst5",
+        f"data.path={Path(args.data) / 'sst'}",
+        "train.batch_size=16",
+        "eval.batch_size=16",
+        f"output_dir={work / 'run'}",
+        *extra,
+    )
+    return model_path, corpus, run_config, work
