@@ -155,8 +155,7 @@ def write_results(
     run["train_seconds"] = round(seconds, 2)
     run["skipped_nonfinite_batches"] = skipped_nonfinite  # train.skip_nonfinite
     run["data"] = {
-        "examples": {split: len(corpus.split(split)) for split in results}
-        | {"train": len(corpus.split("train"))},
+        "examples": {split: len(corpus.split(split)) for split in ("train", "dev", "test")},
         "dropped": dict(corpus.dropped),
         "truncated": dict(getattr(family, "truncated", {})),
     }

@@ -206,6 +206,10 @@ def train(
         keep = config.train.keep_checkpoints
         checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), keep)
 
+    def evaluated_at_current_step() -> bool:
+        last = progress.history[-1] if progress.history else {}
+        return "dev" in last and last["step"] == progress.step
+
     def evaluate_and_checkpoint() -> bool:
         """Dev evaluation + checkpoint; True when early stopping says stop."""
         metrics, _, _ = evaluate(
@@ -300,14 +304,10 @@ def train(
                     break
             else:  # the epoch ran out
                 progress.epoch, progress.batches_in_epoch = progress.epoch + 1, 0
-                if not (config.eval.every_steps and progress.step % config.eval.every_steps == 0):
+                if not evaluated_at_current_step():
                     stop = evaluate_and_checkpoint() or stop
                 stop = stop or progress.step >= total_steps
-    if total_steps and not (
-        progress.history
-        and "dev" in progress.history[-1]
-        and progress.history[-1]["step"] == progress.step
-    ):
+    if total_steps and not evaluated_at_current_step():
         evaluate_and_checkpoint()  # the last steps must be eligible as best, too
     train_seconds = time.perf_counter() - started
 

@@ -14,8 +14,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent / "data"))  # the corpus writers of tests/data
 from corpus_files import (  # noqa: E402
-    MOSI_COLUMNS,
-    SIMS_COLUMNS,
+    MMSA_COLUMNS,
     clip,
     write_friends,
     write_iemocap,
@@ -180,8 +179,8 @@ CORPORA = {
     "sst5": lambda folder: _sst(
         folder, "stsa.fine", ["negative", "negative", "neutral", "positive", "positive"]
     ),
-    "mosi": lambda folder: _mmsa(folder, MOSI_COLUMNS, [-1.5, 0.0, 2.0], chinese=False),
-    "chsims": lambda folder: _mmsa(folder, SIMS_COLUMNS, [-0.8, 0.4, 0.0], chinese=True),
+    "mosi": lambda folder: _mmsa(folder, MMSA_COLUMNS, [-1.5, 0.0, 2.0], chinese=False),
+    "chsims": lambda folder: _mmsa(folder, MMSA_COLUMNS, [-0.8, 0.4, 0.0], chinese=True),
     "mastodon": _mastodon,
     "friends": _friends,
     "m3ed": _m3ed,

@@ -64,18 +64,8 @@ def write_mastodon(folder: Path, train: list[str], test: list[str]) -> Path:
     return folder
 
 
-MOSI_COLUMNS = (
-    "video_id",
-    "clip_id",
-    "text",
-    "label",
-    "label_T",
-    "label_A",
-    "label_V",
-    "annotation",
-    "mode",
-)
-SIMS_COLUMNS = (
+# MMSA's label.csv, the release layout of both CMU-MOSI and CH-SIMS.
+MMSA_COLUMNS = (
     "video_id",
     "clip_id",
     "text",
@@ -89,7 +79,7 @@ SIMS_COLUMNS = (
 
 
 def write_label_csv(
-    folder: Path, rows: list[dict], columns: tuple[str, ...] = MOSI_COLUMNS, bom: bool = False
+    folder: Path, rows: list[dict], columns: tuple[str, ...] = MMSA_COLUMNS, bom: bool = False
 ) -> Path:
     """MMSA's label.csv; missing columns in a row are written empty (MOSI's label_T/A/V)."""
     folder.mkdir(parents=True, exist_ok=True)

@@ -1,5 +1,5 @@
 import pytest
-from corpus_files import SIMS_COLUMNS, clip, data_config, write_label_csv
+from corpus_files import MMSA_COLUMNS, clip, data_config, write_label_csv
 
 from emoscale.data import chsims
 from emoscale.errors import DataError
@@ -14,7 +14,7 @@ ROWS += [
 
 
 def _load(tmp_path, target=None):
-    folder = write_label_csv(tmp_path, ROWS, SIMS_COLUMNS, bom=True)
+    folder = write_label_csv(tmp_path, ROWS, MMSA_COLUMNS, bom=True)
     return chsims.load(data_config("chsims", folder, target=target))
 
 
@@ -74,5 +74,5 @@ def test_a_score_outside_minus_one_to_one_is_refused(tmp_path):
 def test_duplicate_clips_are_refused(tmp_path):
     rows = [ROWS[0], {**ROWS[0], "mode": "test"}]
     with pytest.raises(DataError) as error:
-        chsims.load(data_config("chsims", write_label_csv(tmp_path, rows, SIMS_COLUMNS)))
+        chsims.load(data_config("chsims", write_label_csv(tmp_path, rows, MMSA_COLUMNS)))
     assert str(error.value) == f"{tmp_path / 'label.csv'}: duplicate example id 'video_0001_1'"

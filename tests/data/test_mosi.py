@@ -1,5 +1,5 @@
 import pytest
-from corpus_files import SIMS_COLUMNS, clip, data_config, write_label_csv
+from corpus_files import MMSA_COLUMNS, clip, data_config, write_label_csv
 
 from emoscale.data import mosi
 from emoscale.errors import DataError
@@ -90,7 +90,7 @@ def test_errors_name_the_line(tmp_path):
 def test_a_ch_sims_label_csv_is_refused(tmp_path):
     rows = [clip("video_0001", 1, "我觉得很好", 0.8, "train")]
     with pytest.raises(DataError) as error:
-        mosi.load(data_config("mosi", write_label_csv(tmp_path, rows, SIMS_COLUMNS)))
+        mosi.load(data_config("mosi", write_label_csv(tmp_path, rows, MMSA_COLUMNS)))
     assert str(error.value) == (
         f"{tmp_path / 'label.csv'}:2: the text is Mandarin; this label.csv looks like CH-SIMS's (data.dataset=chsims)"
     )
