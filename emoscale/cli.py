@@ -45,7 +45,9 @@ per-label scores (log-likelihoods) and probabilities""",
     "report": """examples:
   emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2      # one row: mean ± std of 2 runs
   emoscale report runs/iemocap-cv runs/mosi3-*  --out reports     # cv parents, globs
-writes report.md, report.csv and report.png into --out, and prints the markdown""",
+  emoscale report runs/sst2-* --targets my_targets.yaml           # the paper's numbers, your copy
+writes report.md, report.csv and report.png into --out, and prints the markdown. --targets: a
+file in the format of emoscale/recipes/targets.yaml (recipe: {accuracy: <%>, source: ...})""",
     "recipes": """examples:
   emoscale recipes                      # every recipe: dataset, method, the paper's target
   emoscale recipes sst2_lora            # one recipe's YAML
@@ -135,7 +137,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from emoscale.report import write_report
 
-    text, out = write_report(args.run_dirs, args.out, args.split)
+    text, out = write_report(args.run_dirs, args.out, args.split, args.targets)
     print(text + f"\nreport.md, report.csv, report.png: {out}")
     return 0
 
@@ -285,6 +287,10 @@ def build_parser() -> Parser:
     report.add_argument("run_dirs", nargs="+", help="run folders, or folders holding runs")
     report.add_argument("--out", default="reports", help="output folder (default: reports)")
     report.add_argument("--split", default="test", choices=["dev", "test"])
+    report.add_argument(
+        "--targets",
+        help="the papers' numbers, in targets.yaml's format (default: the shipped targets.yaml)",
+    )
 
     listing = command("recipes", "list the shipped recipes, or print one", _recipes)
     listing.add_argument("name", nargs="?", help="a recipe to print")

@@ -193,8 +193,13 @@ def read_inputs(lines: list[str], modalities: str | None, base: Path) -> list[Ex
 
 
 def corpus_info(run_dir: Path, config: RunConfig) -> CorpusInfo:
-    """Labels, label words and prompt template. A prompt LM reads them from its corpus (data.path);
-    a fusion model's labels are saved with it."""
+    """Labels, label words and prompt template, as the run saved them in corpus.json; runs made
+    before it existed read them from the corpus (data.path), fusion runs from model/labels.json."""
+    if (run_dir / "corpus.json").is_file():
+        saved = json.loads((run_dir / "corpus.json").read_text())
+        for key in ("label_names", "label_words"):
+            saved[key] = tuple(saved[key])
+        return CorpusInfo(**saved)
     if config.model.family == "fusion":
         labels = tuple(json.loads((run_dir / "model" / "labels.json").read_text()))
         return CorpusInfo(config.data.dataset, labels, labels)

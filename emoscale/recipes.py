@@ -86,9 +86,47 @@ def load(name: str, overrides: list[str] = ()) -> RunConfig:
     return load_config(path(name), list(overrides))
 
 
-def targets() -> dict[str, dict]:
-    """recipe name -> {metric: value in % or None, "source": where the number comes from}."""
-    return yaml.safe_load(TARGETS_FILE.read_text()) or {}
+TARGET_METRICS = ("accuracy", "macro_f1", "weighted_f1", "ua", "wa")
+
+
+def targets(file: str | Path | None = None) -> dict[str, dict]:
+    """recipe name -> {metric: value in % or None, "source": where the number comes from}, from
+    the shipped targets.yaml or a researcher's own copy in the same format, checked entry by entry."""
+    file = Path(file or TARGETS_FILE)
+    try:
+        loaded = yaml.safe_load(file.read_text())
+    except OSError as error:
+        raise EmoscaleError(f"{file}: cannot read the targets file ({error.strerror})") from None
+    except yaml.YAMLError as error:
+        raise EmoscaleError(f"{file}: not valid YAML ({error})".replace("\n", " ")) from None
+    if not isinstance(loaded, dict):
+        raise EmoscaleError(f"{file}: expected a mapping of recipe name -> {{metric: value}}")
+    for name, target in loaded.items():
+        where = f"{file}: {name}"
+        if name not in names():
+            close = difflib.get_close_matches(str(name), names(), n=1, cutoff=0.5)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise EmoscaleError(
+                f"{where}: not a shipped recipe{hint}; `emoscale recipes` lists them"
+            )
+        if not isinstance(target, dict):
+            raise EmoscaleError(f"{where}: expected {{metric: value in %, source: text}}")
+        for key, value in target.items():
+            if key == "source":
+                continue
+            if key not in TARGET_METRICS:
+                raise EmoscaleError(
+                    f"{where}: unknown metric {key!r} (one of {', '.join(TARGET_METRICS)}, source)"
+                )
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, (int, float))
+                or not 0 <= value <= 100
+            ):
+                raise EmoscaleError(
+                    f"{where}: {key} must be a number in % (0-100) or null, got {value!r}"
+                )
+    return loaded
 
 
 def encoder_label(folder: str | None) -> str:
@@ -172,12 +210,11 @@ def row_order(row: Row) -> tuple:
     )
 
 
-def paper_targets() -> dict[Row, dict]:
+def paper_targets(file: str | Path | None = None) -> dict[Row, dict]:
     """Row -> the paper's numbers for it ({metric: value or None, "source": ...})."""
     found = {}
-    for name, target in targets().items():
-        if name in names():
-            found.setdefault(table_row(load(name)), {**target, "recipe": name})
+    for name, target in targets(file).items():
+        found.setdefault(table_row(load(name)), {**target, "recipe": name})
     return found
 
 

@@ -124,7 +124,9 @@ def find_runs(paths: list[str | Path]) -> list[Run]:
     return found
 
 
-def table_rows(runs: list[Run], split: str = "test") -> list[ReportRow]:
+def table_rows(
+    runs: list[Run], split: str = "test", targets_file: str | Path | None = None
+) -> list[ReportRow]:
     """Runs grouped by table row (and sweep point), with mean ± std and the paper's numbers."""
     groups: dict[tuple, ReportRow] = {}
     for run in runs:
@@ -132,7 +134,7 @@ def table_rows(runs: list[Run], split: str = "test") -> list[ReportRow]:
             raise EmoscaleError(f"{run.path}: metrics.json has no {split!r} split")
         row = recipes.table_row(run.config)
         groups.setdefault((row, run.setting), ReportRow(row, run.setting, [])).runs.append(run)
-    targets = recipes.paper_targets()
+    targets = recipes.paper_targets(targets_file)
     for report_row in groups.values():
         for metric in HEADLINE:
             values = [100 * run.metrics[split][metric] for run in report_row.runs]
@@ -143,7 +145,9 @@ def table_rows(runs: list[Run], split: str = "test") -> list[ReportRow]:
     return sorted(groups.values(), key=lambda row: (recipes.row_order(row.row), row.setting))
 
 
-def markdown(rows: list[ReportRow], split: str = "test") -> str:
+def markdown(
+    rows: list[ReportRow], split: str = "test", targets_file: str | Path | None = None
+) -> str:
     parts = []
     for family, metrics in FAMILY_METRICS.items():
         chosen = [row for row in rows if row.row.family == family]
@@ -167,7 +171,8 @@ def markdown(rows: list[ReportRow], split: str = "test") -> str:
         parts.append("\n".join(lines))
     notes = [
         "mean ± sample standard deviation over a row's runs (seeds or folds); paper: the papers'",
-        "published numbers from emoscale/recipes/targets.yaml, – where none is recorded.",
+        f"published numbers from {targets_file or 'emoscale/recipes/targets.yaml'}, – where none"
+        " is recorded.",
         "",
         "Runs:",
     ]
@@ -238,12 +243,17 @@ def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
     plt.close(figure)
 
 
-def write_report(paths: list[str | Path], out: str | Path, split: str = "test") -> tuple[str, Path]:
+def write_report(
+    paths: list[str | Path],
+    out: str | Path,
+    split: str = "test",
+    targets_file: str | Path | None = None,
+) -> tuple[str, Path]:
     """report.md, report.csv and report.png in `out`; returns the markdown and the folder."""
-    rows = table_rows(find_runs(paths), split)
+    rows = table_rows(find_runs(paths), split, targets_file)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, split)
+    text = markdown(rows, split, targets_file)
     (out / "report.md").write_text(text)
     write_csv(rows, out / "report.csv")
     bar_chart(rows, out / "report.png", split)

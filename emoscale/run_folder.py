@@ -15,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import sys
+from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
@@ -103,6 +104,7 @@ def write_start(
     accelerator,
     resume: bool,
     truncated: dict | None = None,
+    corpus_info=None,
 ) -> None:
     from emoscale import base_model
     from emoscale.models.adapters import trainable_parameters
@@ -138,6 +140,8 @@ def write_start(
     if base is not None and (Path(base) / "config.json").is_file():
         record["base_model"] = {"path": base, "fingerprint": base_model.fingerprint(base)}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
+    if corpus_info is not None:  # labels, label words, template: predict needs no corpus
+        (run_dir / "corpus.json").write_text(json.dumps(asdict(corpus_info), indent=2))
 
 
 def write_results(

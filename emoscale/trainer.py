@@ -70,6 +70,7 @@ class Progress:
     evals_without_improvement: int = 0
     loss_sum: float = 0.0  # training loss since the last log line, so a resume logs the same mean
     loss_count: int = 0
+    term_sums: dict = field(default_factory=dict)  # the family's named loss terms, summed likewise
     skipped_nonfinite: int = 0  # batches skipped for a nan/inf loss (train.skip_nonfinite)
     history: list = field(
         default_factory=list
@@ -121,6 +122,15 @@ def evaluate(
     return metrics, predictions, scores
 
 
+def mean_over_ranks(accelerator: Accelerator, values: dict[str, float]) -> dict[str, float]:
+    """Each value averaged over the ranks, in one collective (every rank has the same keys)."""
+    if accelerator.num_processes == 1 or not values:
+        return dict(values)
+    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=accelerator.device)
+    averaged = accelerator.reduce(stacked, "mean").tolist()
+    return dict(zip(values, averaged, strict=True))
+
+
 def finite_on_all_ranks(accelerator: Accelerator, loss: torch.Tensor) -> bool:
     """Whether the loss is finite on every rank: all ranks must skip or stop together."""
     finite = torch.isfinite(loss.detach()).float().reshape(1)
@@ -166,7 +176,7 @@ def train(
     # resumed run's dropout would differ from an uninterrupted one's (issue 6, exact resume).
     train_loader.generator = torch.Generator().manual_seed(config.seed)
     truncated = getattr(family, "truncated", None)
-    run_folder.write_start(run_dir, config, model, accelerator, resume, truncated)
+    run_folder.write_start(run_dir, config, model, accelerator, resume, truncated, corpus.info)
 
     batches_per_epoch = math.ceil(len(train_batches) / accelerator.num_processes)
     steps_per_epoch = max(1, batches_per_epoch // config.train.grad_accum)
@@ -203,6 +213,7 @@ def train(
         # progress.json is rank 0's: the running loss, the one rank-local field, becomes the mean.
         loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=accelerator.device)
         progress.loss_sum = accelerator.reduce(loss_sum, "mean").item()
+        progress.term_sums = mean_over_ranks(accelerator, progress.term_sums)
         keep = config.train.keep_checkpoints
         checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), keep)
 
@@ -249,7 +260,8 @@ def train(
             epoch_loader = accelerator.skip_first_batches(train_loader, progress.batches_in_epoch)
             for batch in epoch_loader:
                 with accelerator.accumulate(model):
-                    loss = family.loss(model, batch)
+                    terms = {}  # e.g. the fusion family's cross-entropy and MINE estimate
+                    loss = family.loss(model, batch, terms)
                     finite = finite_on_all_ranks(accelerator, loss)
                     if finite:
                         accelerator.backward(loss)
@@ -270,22 +282,30 @@ def train(
                 if finite:
                     progress.loss_sum += loss.detach().float().item()
                     progress.loss_count += 1
+                    for name, value in terms.items():
+                        progress.term_sums[name] = progress.term_sums.get(name, 0.0) + float(value)
                 if not accelerator.sync_gradients:
                     continue
                 progress.step += 1
                 bar.update(1)
                 if progress.step % config.train.log_every_steps == 0:
-                    mean = progress.loss_sum / max(progress.loss_count, 1)
-                    mean_loss = accelerator.reduce(
-                        torch.tensor(mean, device=accelerator.device), "mean"
+                    count = max(progress.loss_count, 1)
+                    means = mean_over_ranks(
+                        accelerator,
+                        {"loss": progress.loss_sum / count}
+                        | {name: total / count for name, total in progress.term_sums.items()},
                     )
-                    progress.history.append({"step": progress.step, "train_loss": mean_loss.item()})
+                    mean_loss, term_means = means.pop("loss"), means
+                    progress.history.append(
+                        {"step": progress.step, "train_loss": mean_loss} | term_means
+                    )
                     accelerator.log(
-                        {"train/loss": mean_loss.item(), "train/lr": scheduler.get_last_lr()[0]},
+                        {"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}
+                        | {f"train/{name}": value for name, value in term_means.items()},
                         step=progress.step,
                     )
-                    bar.set_postfix(loss=f"{mean_loss.item():.4f}")
-                    progress.loss_sum, progress.loss_count = 0.0, 0
+                    bar.set_postfix(loss=f"{mean_loss:.4f}")
+                    progress.loss_sum, progress.loss_count, progress.term_sums = 0.0, 0, {}
                 every, save_every = config.eval.every_steps, config.train.save_every_steps
                 if (every and progress.step % every == 0) and evaluate_and_checkpoint():
                     stop = True

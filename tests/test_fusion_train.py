@@ -158,9 +158,14 @@ def test_a_resumed_run_ends_where_an_uninterrupted_one_ends(fusion_overrides):
     assert resumed["dev"]["macro_f1"] == pytest.approx(first["dev"]["macro_f1"], abs=1e-9)
     losses = [json.loads(line) for line in first_losses.splitlines()]
     again = [json.loads(line) for line in (run_dir / "history.jsonl").read_text().splitlines()]
-    assert [r.get("train_loss") for r in again] == pytest.approx(
-        [r.get("train_loss") for r in losses], abs=1e-6
-    )
+    for key in ("train_loss", "cross_entropy", "mine_mi"):
+        assert [r.get(key) for r in again] == pytest.approx([r.get(key) for r in losses], abs=1e-6)
+    # The loss's parts are logged beside it: loss = CE - lambda * MI (lambda 0.25 by default).
+    train_records = [r for r in again if "train_loss" in r]
+    assert len(train_records) == 6
+    for record in train_records:
+        expected = record["cross_entropy"] - 0.25 * record["mine_mi"]
+        assert record["train_loss"] == pytest.approx(expected, abs=1e-5)
 
 
 def test_full_audio_method_trains_every_encoder_weight(fusion_overrides):

@@ -59,6 +59,21 @@ def test_predict_from_a_file_gives_the_runs_own_predictions(method, runs, tmp_pa
         assert max(result["probabilities"], key=result["probabilities"].get) == result["label"]
 
 
+def test_predict_needs_no_corpus(runs, tmp_path, capsys):
+    """The run keeps its labels, label words and template (corpus.json): a corpus that moved away
+    does not stop prediction."""
+    expected = saved_test_predictions(runs["lora"])[:3]
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text("".join(row["text"] + "\n" for row in expected))
+    moved = f"data.path={tmp_path / 'moved'}"
+    arguments = ["predict", str(runs["lora"]), "--input", str(inputs), "--json", moved]
+    assert cli.main(arguments) == 0
+    results = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["label"] for r in results] == [row["pred"] for row in expected]
+    saved = json.loads((runs["lora"] / "corpus.json").read_text())
+    assert saved["label_names"] == list(results[0]["scores"])
+
+
 @pytest.mark.slow
 def test_predict_reads_stdin_in_a_real_process(runs):
     expected = saved_test_predictions(runs["lora"])[:4]

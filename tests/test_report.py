@@ -11,6 +11,7 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
+import yaml
 
 from emoscale import cli, demo, recipes, report
 
@@ -69,14 +70,24 @@ def test_two_seeds_make_one_row_with_mean_std_csv_and_chart(seeded_runs, tmp_pat
     assert image.shape[0] > 200 and image.shape[1] > 200
 
 
-def test_the_papers_number_sits_beside_ours(seeded_runs, tmp_path, monkeypatch):
-    row = recipes.table_row(report.read_run(seeded_runs[0]).config)
-    monkeypatch.setattr(
-        recipes,
-        "paper_targets",
-        lambda: {row: {"accuracy": 91.5, "macro_f1": None, "source": "Table 2"}},
-    )
-    text, out = report.write_report(seeded_runs, tmp_path)
+def test_the_papers_number_sits_beside_ours(seeded_runs, tmp_path, capsys):
+    """A researcher's own copy of the targets (the shipped file has none filled yet), for runs
+    of the sst2_lora row: the seeded runs' folders, relabelled as SST-2 runs."""
+    runs = []
+    for index, run in enumerate(seeded_runs):
+        runs.append(tmp_path / f"sst2-lora-{index}")
+        runs[-1].mkdir()
+        shutil.copy(run / "metrics.json", runs[-1])
+        config = yaml.safe_load((run / "config.yaml").read_text())
+        config["data"]["dataset"] = "sst2"
+        (runs[-1] / "config.yaml").write_text(yaml.safe_dump(config))
+    row = recipes.table_row(report.read_run(runs[0]).config)
+    assert row == recipes.table_row(recipes.load("sst2_lora"))
+    targets = tmp_path / "my_targets.yaml"
+    targets.write_text("sst2_lora: {accuracy: 91.5, macro_f1: null, source: Table 2}\n")
+    arguments = ["report", *map(str, runs), "--out", str(tmp_path), "--targets", str(targets)]
+    assert cli.main(arguments) == 0
+    text, out = capsys.readouterr().out, tmp_path
     cells = [
         cell.strip()
         for cell in next(line for line in text.splitlines() if "| LoRA |" in line)
@@ -126,3 +137,39 @@ def test_a_folder_without_runs_is_an_error(tmp_path, capsys):
         capsys.readouterr().err.strip()
         == f"error: {tmp_path}: no finished run (metrics.json) in it or below it"
     )
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (
+            "sst2_lroa: {accuracy: 91.5}",
+            "sst2_lroa: not a shipped recipe (did you mean 'sst2_lora'?); `emoscale recipes` lists them",
+        ),
+        (
+            "sst2_lora: {acc: 91.5}",
+            "sst2_lora: unknown metric 'acc' (one of accuracy, macro_f1, weighted_f1, ua, wa, source)",
+        ),
+        (
+            "sst2_lora: {accuracy: 0.915%}",
+            "sst2_lora: accuracy must be a number in % (0-100) or null, got '0.915%'",
+        ),
+        (
+            "sst2_lora: {accuracy: 191.5}",
+            "sst2_lora: accuracy must be a number in % (0-100) or null, got 191.5",
+        ),
+        ("- sst2_lora", "expected a mapping of recipe name -> {metric: value}"),
+    ],
+)
+def test_a_bad_targets_file_is_one_line_naming_the_entry(
+    seeded_runs, tmp_path, capsys, content, message
+):
+    targets = tmp_path / "targets.yaml"
+    targets.write_text(content + "\n")
+    out = tmp_path / "report"
+    code = cli.main(
+        ["report", *map(str, seeded_runs), "--out", str(out), "--targets", str(targets)]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.strip() == f"error: {targets}: {message}"
+    assert not out.exists()  # nothing written

@@ -26,8 +26,11 @@ class ModelFamily(Protocol):
         """Batches for one split. Every batch carries `example_index` (positions in `examples`).
         Train loaders shuffle with `seed` and expose `set_epoch` on their batch sampler."""
 
-    def loss(self, model: torch.nn.Module, batch: dict) -> torch.Tensor:
-        """The scalar training loss of one batch."""
+    def loss(
+        self, model: torch.nn.Module, batch: dict, terms: dict[str, torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """The scalar training loss of one batch. With `terms`, the family may put named parts of
+        the loss in it (scalars, detached); the trainer logs their means as train/<name>."""
 
     def predict(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted label index [B], per-label scores [B, k]); index -1 means no valid label."""

@@ -3,8 +3,11 @@
 The prompt lists the label words and the text; the answer is one label word followed by EOS.
 Training: cross-entropy on the answer tokens only. Prediction:
 - `score`: log-likelihood of every label's answer (its words + EOS), argmax; it can never return
-  an invalid label. The prompt is run once; the k label continuations then run together on top of
-  its KV cache, so k labels do not cost k prompt passes.
+  an invalid label. k labels never cost k prompt passes: the k answers are appended to the prompt
+  side by side in one row, and a block-causal attention mask lets each answer see the prompt and
+  its own earlier tokens only, so one forward pass scores them all. Where a custom 4D mask is not
+  supported (flash-attention kernels, models with their own code) the prompt runs once and the k
+  answers then run together on top of its KV cache.
 - `generate`: greedy decoding, parsed to a label; answers that match no label count as invalid.
 
 Positions are always derived from the attention mask (virtual tokens included), so left- and
@@ -59,9 +62,17 @@ class PromptedLM(nn.Module):
         cache_mask=None,
         use_cache=False,
         last_only=False,
+        visible=None,
+        positions=None,
+        keep_last=0,
     ):
         """Logits for `input_ids` [B, L] (or only the last column: `last_only`); `cache`/`cache_mask`
-        continue an earlier call. Returns (logits [B, L or 1, V], cache, mask over cache + input)."""
+        continue an earlier call. Returns (logits [B, L or 1, V], cache, mask over cache + input).
+
+        With `visible` [B, L, L] (token q sees token k) and `positions` [B, L] instead of causal
+        masking: one pass under that mask, logits of the last `keep_last` columns (0: all)."""
+        if visible is not None:
+            return self._forward_visible(input_ids, visible, positions, keep_last), None, None
         batch = input_ids.shape[0]
         model, inputs, virtual = self.lm, {"input_ids": input_ids}, 0
         if cache is None and self.prompt_learning:
@@ -99,6 +110,56 @@ class PromptedLM(nn.Module):
         )
         logits = output.logits if last_only else output.logits[:, virtual:]
         return logits, output.past_key_values, full_mask
+
+    def _forward_visible(self, input_ids, visible, positions, keep_last):
+        batch, length, virtual = *input_ids.shape, self.num_virtual
+        model, inputs, cache = self.lm, {"input_ids": input_ids}, None
+        if self.prompt_learning:
+            model = self.lm.get_base_model()
+            positions = positions + virtual  # text positions start after the virtual tokens
+            sees_virtual = visible.new_ones(batch, length, virtual)
+            if self.prompt_learning == "PREFIX_TUNING":
+                cache = self.lm.get_prompt(batch, max_cache_len=virtual + length)
+                visible = torch.cat([sees_virtual, visible], -1)
+            else:  # virtual input embeddings first: causal among themselves, seen by all text
+                prompts = self.lm.get_prompt(batch_size=batch)
+                embeds = self.lm.word_embeddings(input_ids)
+                inputs = {"inputs_embeds": torch.cat([prompts.to(embeds.dtype), embeds], dim=1)}
+                causal = torch.ones(virtual, virtual, dtype=torch.bool, device=visible.device)
+                virtual_rows = torch.cat(
+                    [
+                        causal.tril().expand(batch, -1, -1),
+                        visible.new_zeros(batch, virtual, length),
+                    ],
+                    -1,
+                )
+                visible = torch.cat([virtual_rows, torch.cat([sees_virtual, visible], -1)], 1)
+                first = torch.arange(virtual, device=positions.device).expand(batch, -1)
+                positions = torch.cat([first, positions], 1)
+        # Additive, not boolean: eager attention adds the mask to the scores, and a row that sees
+        # nothing (a padding query) stays finite instead of turning into NaN under SDPA.
+        dtype = self.lm.get_input_embeddings().weight.dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+        mask = mask.masked_fill(~visible, torch.finfo(dtype).min)[:, None]
+        output = model(
+            **inputs,
+            attention_mask=mask,
+            position_ids=positions,
+            past_key_values=cache,
+            use_cache=False,
+            logits_to_keep=keep_last,
+        )
+        is_embeds = "inputs_embeds" in inputs
+        return output.logits[:, virtual:] if keep_last == 0 and is_embeds else output.logits
+
+
+def supports_custom_masks(lm: nn.Module) -> bool:
+    """Whether `lm` takes a 4D attention mask as given: transformers' own model classes do under
+    eager and SDPA attention; flash-attention kernels and a folder's own model code may not."""
+    base = lm.get_base_model() if isinstance(lm, PeftModel) else lm
+    return base.config._attn_implementation in ("eager", "sdpa") and type(
+        base
+    ).__module__.startswith("transformers.")
 
 
 class PromptLMFamily:
@@ -216,7 +277,7 @@ class PromptLMFamily:
     def build_model(self) -> nn.Module:
         return PromptedLM(adapters.load_model(self.config))
 
-    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
         logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
         # Token t predicts token t+1; only answer tokens have targets (the rest are -100).
         return F.cross_entropy(
@@ -233,9 +294,69 @@ class PromptLMFamily:
         return scores.argmax(-1), scores
 
     def label_scores(
-        self, model: nn.Module, input_ids: torch.Tensor, attention_mask: torch.Tensor
+        self,
+        model: nn.Module,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        one_pass: bool | None = None,
     ) -> torch.Tensor:
-        """Log-likelihood of each label's answer after each prompt: [B, k]."""
+        """Log-likelihood of each label's answer after each prompt: [B, k]. `one_pass`: score with
+        the block-causal mask (True) or on the prompt's KV cache (False); None picks what the
+        model supports."""
+        if one_pass is None:
+            one_pass = supports_custom_masks(getattr(model, "module", model).lm)
+        scores = (self._scores_in_one_pass if one_pass else self._scores_on_cache)(
+            model, input_ids, attention_mask
+        )
+        if self.config.prompt.length_normalize:
+            scores = scores / torch.tensor([len(a) for a in self.answers], device=scores.device)
+        return scores
+
+    def _scores_in_one_pass(self, model, input_ids, attention_mask) -> torch.Tensor:
+        """Row b is [prompt b | answer 1 | ... | answer k] without each answer's last token; answer
+        i's tokens see the real prompt tokens and answer i's earlier tokens, nothing else."""
+        batch, width = input_ids.shape
+        device = input_ids.device
+        inputs = [answer[:-1] for answer in self.answers]  # the last token is only predicted
+        tokens = torch.tensor([t for ids in inputs for t in ids], device=device)
+        block = torch.tensor([i for i, ids in enumerate(inputs) for _ in ids], device=device)
+        offset = torch.tensor([j for ids in inputs for j in range(len(ids))], device=device)
+        targets = torch.tensor([t for answer in self.answers for t in answer[1:]], device=device)
+        tail = len(tokens)
+
+        real = attention_mask.bool()
+        causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
+        answer_sees_answer = (block[:, None] == block[None]) & (offset[None] <= offset[:, None])
+        prompt_rows = torch.cat([causal & real[:, None], real.new_zeros(batch, width, tail)], -1)
+        answer_rows = torch.cat(
+            [real[:, None].expand(-1, tail, -1), answer_sees_answer.expand(batch, -1, -1)], -1
+        )
+        visible = torch.cat([prompt_rows, answer_rows], 1)
+        prompt_positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+        answer_positions = attention_mask.sum(-1, keepdim=True) + offset
+        positions = torch.cat([prompt_positions, answer_positions], 1)
+
+        # Left-padded batches (all of evaluation's) end every prompt in the last prompt column:
+        # only the answer columns and that one need the LM head.
+        left_padded = bool(attention_mask[:, -1].all())
+        logits = model(
+            torch.cat([input_ids, tokens.expand(batch, -1)], 1),
+            None,
+            visible=visible,
+            positions=positions,
+            keep_last=tail + 1 if left_padded else 0,
+        )[0].float()
+        last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
+        prompt_end = (
+            logits[:, 0] if left_padded else logits[torch.arange(batch, device=device), last]
+        )
+        first = torch.tensor([answer[0] for answer in self.answers], device=device)
+        scores = prompt_end.log_softmax(-1)[:, first]  # [B, k]: each answer's first token
+        answer_logits = logits[:, -tail:].log_softmax(-1)
+        token_scores = answer_logits.gather(-1, targets.expand(batch, -1)[..., None]).squeeze(-1)
+        return scores.index_add(1, block, token_scores)
+
+    def _scores_on_cache(self, model, input_ids, attention_mask) -> torch.Tensor:
         batch, k = input_ids.shape[0], len(self.answers)
         device = input_ids.device
         answers = self._pad(self.answers, self.tokenizer.pad_token_id, left=False).to(
@@ -272,8 +393,6 @@ class PromptLMFamily:
             )
             token_scores = logits.float().log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
             scores = scores + (token_scores * target_mask).sum(-1).view(batch, k)
-        if self.config.prompt.length_normalize:
-            scores = scores / lengths
         return scores
 
     def _generate(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

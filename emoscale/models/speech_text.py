@@ -214,12 +214,15 @@ class SpeechTextFamily:
             key: value for key, value in batch.items() if key not in ("labels", "example_index")
         }
 
-    def loss(self, model: nn.Module, batch: dict) -> torch.Tensor:
+    def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
         logits, mutual_information = model(**self._inputs(batch))
-        loss = F.cross_entropy(logits.float(), batch["labels"])
-        if mutual_information is not None:  # eq. 13: the bound is maximised
-            loss = loss - mine_weight(self.config) * mutual_information
-        return loss
+        cross_entropy = F.cross_entropy(logits.float(), batch["labels"])
+        if mutual_information is None:
+            return cross_entropy
+        if terms is not None:  # the loss alone hides how much each part moves
+            terms["cross_entropy"] = cross_entropy.detach()
+            terms["mine_mi"] = mutual_information.detach().float()
+        return cross_entropy - mine_weight(self.config) * mutual_information  # eq. 13: MI maximised
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from emoscale.config import load_config
 from emoscale.data import load_corpus
 from emoscale.models import build_family
+from emoscale.models.prompt_lm import PromptedLM
 
 
 def make_family(run_overrides, *extra):
@@ -50,6 +52,44 @@ def test_scores_are_padding_invariant_and_never_invalid(run_overrides):
     torch.testing.assert_close(left_scores, alone, atol=1e-4, rtol=0)
     predictions, _ = family.predict(model, left)
     assert set(predictions.tolist()) <= {0, 1, 2}
+
+
+@pytest.mark.parametrize(
+    "method, attention",
+    [("lora", "sdpa"), ("lora", "eager"), ("ptuning_v2", "sdpa"), ("prompt_tuning", "eager"),
+     ("p_tuning", "sdpa")],
+)  # fmt: skip
+def test_one_pass_scores_equal_scores_on_the_prompt_cache(run_overrides, method, attention):
+    """The block-causal single pass and the KV-cache continuation are two routes to one number,
+    for every way virtual tokens enter the model, under both attention implementations that take
+    a custom mask, and for left- and right-padded batches."""
+    family, corpus = make_family(run_overrides, f"model.method={method}")
+    model = family.build_model().eval()
+    model.lm.get_base_model().set_attn_implementation(attention)
+    assert model.lm.get_base_model().config._attn_implementation == attention
+    if method == "lora":  # PEFT starts LoRA at zero: move it so the adapter changes the scores
+        for name, parameter in model.named_parameters():
+            if "lora_B" in name:
+                parameter.data.normal_(0, 0.5)
+    items = [
+        {"prompt": family.prompt_ids(e.text), "label": e.label, "index": i}
+        for i, e in enumerate(corpus.split("dev")[:8])
+    ]
+    with torch.no_grad():
+        with model.lm.disable_adapter():
+            base = PromptedLM(model.lm.get_base_model())
+            plain = family.label_scores(base, *_inputs(family, items, True))
+        for left in (True, False):
+            ids, mask = _inputs(family, items, left)
+            cached = family.label_scores(model, ids, mask, one_pass=False)
+            one_pass = family.label_scores(model, ids, mask, one_pass=True)
+            torch.testing.assert_close(one_pass, cached, atol=1e-4, rtol=0)
+    assert (one_pass - plain).abs().max() > 1e-2  # the adapter or virtual tokens took part
+
+
+def _inputs(family, items, left):
+    batch = family._collate_eval(items, left=left)
+    return batch["input_ids"], batch["attention_mask"]
 
 
 def test_scores_are_the_log_likelihood_of_the_answer(run_overrides):
