@@ -161,9 +161,9 @@ class Timeline:
             sampler.set_epoch = timed_set_epoch  # the trainer calls it at every epoch start
         return loader
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, terms=None):
         self.epochs[-1]["ready"].append(time.perf_counter())
-        return self.family.loss(model, batch)
+        return self.family.loss(model, batch, terms)
 
     def step_done(self, optimizer, args, kwargs) -> None:
         self.epochs[-1]["done"].append(common.now())

@@ -143,12 +143,12 @@ class Clock:
     def __getattr__(self, name):
         return getattr(self.family, name)
 
-    def loss(self, model, batch):
+    def loss(self, model, batch, terms=None):
         self.loss_times.append(now())
         self.batches.append(tuple(batch["example_index"].tolist()))
         self.tokens["real"] += int(batch["attention_mask"].sum())
         self.tokens["padded"] += batch["attention_mask"].numel()
-        loss = self.family.loss(model, batch)
+        loss = self.family.loss(model, batch, terms)
         if self.first_loss is None:
             self.first_loss = loss.item()
         return loss

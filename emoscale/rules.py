@@ -152,6 +152,21 @@ def _generate_under_zero3_needs_synced_gpus(config: RunConfig) -> str | None:
     return None
 
 
+def _skipping_batches_under_deepspeed_accumulation(config: RunConfig) -> str | None:
+    # DeepSpeed reduces and steps inside its own backward at the accumulation boundary: a batch
+    # skipped there (no backward) would carry its window's gradients into the next window.
+    if (
+        config.train.skip_nonfinite
+        and config.train.grad_accum > 1
+        and deepspeed_zero_stage() is not None
+    ):
+        return (
+            "config key 'train.skip_nonfinite': not with train.grad_accum > 1 under DeepSpeed "
+            "(a skipped batch would shift DeepSpeed's accumulation window); use grad_accum=1"
+        )
+    return None
+
+
 RULES: list[Callable[[RunConfig], str | None]] = [
     _known_dataset,
     _template_has_text,
@@ -163,6 +178,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _dora_on_int8_needs_a_gpu,
     _quantisation_under_zero3,
     _generate_under_zero3_needs_synced_gpus,
+    _skipping_batches_under_deepspeed_accumulation,
     _fusion_model_keys,
     _mine_needs_two_modalities,
 ]

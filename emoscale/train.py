@@ -20,10 +20,11 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
+import os  # noqa: E402
 import time  # noqa: E402
 
 from emoscale.config import RunConfig, load_config  # noqa: E402
-from emoscale.errors import EmoscaleError  # noqa: E402
+from emoscale.errors import ConfigError, DataError, EmoscaleError  # noqa: E402
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -95,7 +96,11 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(args.config, args.overrides)
         run_dir, metrics = run(config, args.resume, args.overwrite)
     except EmoscaleError as error:
-        print(f"error: {error}", file=sys.stderr)
+        rank = int(os.environ.get("RANK", "0"))  # set by accelerate launch / torchrun
+        # Bad input fails alike on every rank: one line, from rank 0. Other errors may be one
+        # rank's own (a full disk), so every rank reports those, naming itself.
+        if rank == 0 or not isinstance(error, (ConfigError, DataError)):
+            print(f"error: {f'[rank {rank}] ' if rank else ''}{error}", file=sys.stderr)
         return 2
     test = metrics["test"]
     from accelerate import PartialState

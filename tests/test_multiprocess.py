@@ -58,3 +58,17 @@ def test_two_cpu_processes_shard_batches_and_evaluate_every_example_once(run_ove
     dev_ids = [p["id"] for p in predictions if p["split"] == "dev"]
     assert sorted(dev_ids) == sorted(set(dev_ids)) and len(dev_ids) == 96  # every dev example once
     assert json.loads((run_dir / "metrics.json").read_text())["dev"]["num_examples"] == 96
+
+
+@pytest.mark.multiprocess
+def test_bad_input_is_one_line_not_one_per_rank(run_overrides):
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "emoscale/train.py"), *run_overrides, "train.lrr=0.1",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == ["error: unknown config key 'train.lrr' (did you mean 'train.lr'?)"]

@@ -98,3 +98,11 @@ def test_dora_on_int8_is_refused_on_cpu():
         "config key 'lora.use_dora': DoRA on 8-bit weights fails on CPU (bitsandbytes drops the int8 scales); "
         "use load_in_4bit or a GPU"
     )
+
+
+def test_skipping_nonfinite_batches_under_deepspeed_accumulation(zero3):
+    assert error_of("train.skip_nonfinite=true", "train.grad_accum=2") == (
+        "config key 'train.skip_nonfinite': not with train.grad_accum > 1 under DeepSpeed "
+        "(a skipped batch would shift DeepSpeed's accumulation window); use grad_accum=1"
+    )
+    load_config(overrides=["train.skip_nonfinite=true", "train.grad_accum=1"])  # allowed

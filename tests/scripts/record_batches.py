@@ -13,9 +13,9 @@ seen: list[int] = []
 original_loss = PromptLMFamily.loss
 
 
-def recording_loss(self, model, batch):
+def recording_loss(self, model, batch, terms=None):
     seen.extend(batch["example_index"].tolist())
-    return original_loss(self, model, batch)
+    return original_loss(self, model, batch, terms)
 
 
 PromptLMFamily.loss = recording_loss
