@@ -34,12 +34,16 @@ def previous_turns(example: Example, split: list[Example], k: int) -> list[Turn]
     return [(other.speaker, other.text) for other in earlier[-k:]]
 
 
-def split_contexts(split: list[Example], k: int) -> list[list[Turn]]:
-    """`previous_turns` for every example of `split` at once (one pass, not one per example)."""
+def split_contexts(
+    split: list[Example], k: int, context_only: list[Example] = ()
+) -> list[list[Turn]]:
+    """`previous_turns` for every example of `split` at once (one pass, not one per example).
+    `context_only`: the split's utterances without a label (Corpus.context_only), which are
+    context for the turns after them like any other utterance."""
     if k <= 0:
         return [[] for _ in split]
     dialogues: dict[str, list[Example]] = defaultdict(list)
-    for example in split:
+    for example in [*split, *context_only]:
         if example.dialogue_id is not None and example.turn is not None:
             dialogues[example.dialogue_id].append(example)
     for turns in dialogues.values():

@@ -48,6 +48,9 @@ class Corpus:
     info: CorpusInfo
     splits: dict[str, list[Example]]  # "train", "dev", "test"
     dropped: Counter = field(default_factory=Counter)  # reason -> number of examples dropped
+    # split -> utterances dropped from it (no usable label) that still belong to their dialogue:
+    # shown as context in later turns' prompts (prompt.context_turns), never trained or scored.
+    context_only: dict[str, list[Example]] = field(default_factory=dict)
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits:

@@ -9,6 +9,7 @@ repaired in text and speaker names (see encoding.py).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections import Counter
 from pathlib import Path
@@ -40,7 +41,9 @@ SPLITS = ("train", "dev", "test")
 KEYS = ("speaker", "utterance", "emotion")
 
 
-def _read_split(path: Path, split: str, dropped: Counter) -> list[Example]:
+def _read_split(
+    path: Path, split: str, dropped: Counter, context_only: list[Example]
+) -> list[Example]:
     try:
         dialogues = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as error:
@@ -58,19 +61,20 @@ def _read_split(path: Path, split: str, dropped: Counter) -> list[Example]:
             ]
             if missing:
                 raise DataError(f"{where}: missing key {missing[0]!r} (expected {', '.join(KEYS)})")
-            if utterance["emotion"] == NO_MAJORITY:
-                dropped["non-neutral (no majority emotion)"] += 1
-                continue
-            examples.append(
-                Example(
-                    id=f"{split}-{d}-{turn}",
-                    text=check_text(repair(utterance["utterance"]).strip(), where),
-                    label=label_index(utterance["emotion"], EMOTIONS, where),
-                    speaker=repair(utterance["speaker"]),
-                    dialogue_id=f"{split}-{d}",
-                    turn=turn,
-                )
+            example = Example(
+                id=f"{split}-{d}-{turn}",
+                text=check_text(repair(utterance["utterance"]).strip(), where),
+                label=-1,
+                speaker=repair(utterance["speaker"]),
+                dialogue_id=f"{split}-{d}",
+                turn=turn,
             )
+            if utterance["emotion"] == NO_MAJORITY:  # not scored, but still said in the dialogue
+                dropped["non-neutral (no majority emotion)"] += 1
+                context_only.append(example)
+                continue
+            label = label_index(utterance["emotion"], EMOTIONS, where)
+            examples.append(dataclasses.replace(example, label=label))
     return examples
 
 
@@ -78,7 +82,9 @@ def load(data_config) -> Corpus:
     folder = corpus_folder(data_config)
     require(folder, [f"friends_{split}.json" for split in SPLITS], "EmotionLines Friends")
     dropped: Counter = Counter()
+    context_only: dict[str, list[Example]] = {split: [] for split in SPLITS}
     splits = {
-        split: _read_split(folder / f"friends_{split}.json", split, dropped) for split in SPLITS
+        split: _read_split(folder / f"friends_{split}.json", split, dropped, context_only[split])
+        for split in SPLITS
     }
-    return Corpus(INFO, splits, dropped)
+    return Corpus(INFO, splits, dropped, context_only)

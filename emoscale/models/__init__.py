@@ -12,7 +12,8 @@ def build_family(config, corpus):
 
         adapters.check_model_folder(config.model.path)
         base_model.check_code(config.model.path, config.model.trust_remote_code)
-        return PromptLMFamily(config, corpus.info, adapters.load_tokenizer(config))
+        tokenizer = adapters.load_tokenizer(config)
+        return PromptLMFamily(config, corpus.info, tokenizer, corpus.context_only)
     if config.model.family == "fusion":
         from emoscale.models.speech_text import build_speech_text_family
 

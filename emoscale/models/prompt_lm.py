@@ -33,10 +33,16 @@ from emoscale.data.context import format_context, split_contexts
 from emoscale.data.examples import CorpusInfo, Example
 from emoscale.models import adapters
 
+# How a prompt lists the labels ("A, B or C" / "A、B或C") and introduces the dialogue context,
+# in the corpus' language (CorpusInfo.language): a Mandarin prompt stays Mandarin throughout.
+LIST_SEPARATORS = {"en": (", ", " or "), "zh": ("、", "或")}
+CONTEXT_HEADERS = {"en": "Dialogue so far:\n", "zh": "对话上文：\n"}
 
-def label_list_text(words: tuple[str, ...]) -> str:
+
+def label_list_text(words: tuple[str, ...], language: str = "en") -> str:
     """'A, B or C', as the paper's prompt lists the labels."""
-    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
+    comma, last = LIST_SEPARATORS.get(language, LIST_SEPARATORS["en"])
+    return words[0] if len(words) == 1 else f"{comma.join(words[:-1])}{last}{words[-1]}"
 
 
 class PromptedLM(nn.Module):
@@ -165,19 +171,27 @@ def supports_custom_masks(lm: nn.Module) -> bool:
 class PromptLMFamily:
     """The prompt classifier as a model family for the trainer (see models/family.py)."""
 
-    def __init__(self, config: RunConfig, info: CorpusInfo, tokenizer):
+    def __init__(
+        self,
+        config: RunConfig,
+        info: CorpusInfo,
+        tokenizer,
+        context_only: dict[str, list[Example]] | None = None,
+    ):
         self.config = config
+        self.context_only = context_only or {}  # split -> unlabelled turns (Corpus.context_only)
         self.tokenizer = tokenizer
         self.label_names = info.label_names
         self.label_words = tuple(config.prompt.labels or info.label_words)
         template = config.prompt.template or info.template
         before, _, after = template.format(
-            labels=label_list_text(self.label_words), text="\0"
+            labels=label_list_text(self.label_words, info.language), text="\0"
         ).partition("\0")
         self.prompt_before = tokenizer(before)["input_ids"]  # special tokens (BOS) included once
         self.prompt_after = tokenizer(after, add_special_tokens=False)["input_ids"]
         self.answers = [self._answer_ids(word) for word in self.label_words]
         self.truncated = Counter()  # split -> texts cut to data.max_length
+        self.context_header = CONTEXT_HEADERS.get(info.language, CONTEXT_HEADERS["en"])
 
     def _answer_ids(self, word: str) -> list[int]:
         return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"] + [
@@ -190,7 +204,7 @@ class PromptLMFamily:
         """[dialogue context] + template before {text} + text (truncated, counted) + template after."""
         context_ids = []
         if context:
-            block = "Dialogue so far:\n" + "\n".join(context) + "\n\n"
+            block = self.context_header + "\n".join(context) + "\n\n"
             context_ids = self.tokenizer(block, add_special_tokens=False)["input_ids"]
         budget = self.config.data.max_length - len(self.prompt_before) - len(self.prompt_after)
         text_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
@@ -205,12 +219,13 @@ class PromptLMFamily:
         )
         return bos + context_ids + self.prompt_before[len(bos) :] + text_ids + self.prompt_after
 
-    def contexts(self, examples: list[Example]) -> list[list[str]]:
+    def contexts(self, examples: list[Example], split: str = "") -> list[list[str]]:
         """Earlier turns of each example's dialogue (same split only), oldest dropped to fit the budget."""
         k = self.config.prompt.context_turns
         budget = self.config.prompt.context_max_tokens
         count = lambda text: len(self.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
-        return [format_context(turns, count, budget) for turns in split_contexts(examples, k)]
+        turns = split_contexts(examples, k, self.context_only.get(split, []))
+        return [format_context(earlier, count, budget) for earlier in turns]
 
     def dataloader(
         self, examples: list[Example], train: bool, seed: int, split: str = ""
@@ -218,7 +233,7 @@ class PromptLMFamily:
         # Tokenised once here, not per step.
         prompts = [
             self.prompt_ids(example.text, split, context)
-            for example, context in zip(examples, self.contexts(examples), strict=True)
+            for example, context in zip(examples, self.contexts(examples, split), strict=True)
         ]
         if train:
             items = [

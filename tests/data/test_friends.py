@@ -113,3 +113,13 @@ def test_a_meld_folder_is_not_friends(tmp_path):
         f"{tmp_path}: expected friends_train.json, friends_dev.json, friends_test.json "
         "(EmotionLines Friends); found dev_sent_emo.csv, test_sent_emo.csv, train_sent_emo.csv"
     )
+
+
+def test_non_neutral_turns_stay_in_their_dialogue_as_context(tmp_path):
+    from emoscale.data.context import split_contexts
+
+    corpus = friends.load(data_config("friends", write_friends(tmp_path, SPLITS)))
+    assert [(e.id, e.label) for e in corpus.context_only["train"]] == [("train-0-0", -1)]
+    assert [e.id for e in corpus.context_only["test"]] == ["test-0-1"]
+    contexts = split_contexts(corpus.split("train"), 2, corpus.context_only["train"])
+    assert contexts[0] == [("Phoebe", "Oh my God, he’s lost it.")]  # Monica's turn follows it

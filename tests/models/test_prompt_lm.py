@@ -6,9 +6,10 @@ import pytest
 import torch
 
 from emoscale.config import load_config
-from emoscale.data import load_corpus
+from emoscale.data import chsims, load_corpus
+from emoscale.data.examples import CorpusInfo
 from emoscale.models import build_family
-from emoscale.models.prompt_lm import PromptedLM
+from emoscale.models.prompt_lm import PromptedLM, PromptLMFamily
 
 
 def make_family(run_overrides, *extra):
@@ -154,3 +155,36 @@ def test_context_turns_show_only_earlier_turns_of_the_dialogue(run_overrides, tm
     )
     assert [len(c) for c in family.contexts(corpus.split("dev"))] == [0, 1, 1, 1]
     assert family.contexts(corpus.split("dev"))[2] == ["Rachel: the cast was lovely."]
+
+
+def test_a_mandarin_prompt_is_mandarin_throughout(run_overrides):
+    """CH-SIMS and M3ED: the label list and the context header follow the corpus' language."""
+    family, _ = make_family(run_overrides)
+    info = CorpusInfo(
+        "chsims", ("negative", "neutral", "positive"), ("消极", "中性", "积极"),
+        language="zh", template=chsims.TEMPLATE,
+    )  # fmt: skip
+    mandarin = PromptLMFamily(family.config, info, family.tokenizer)
+    prompt = family.tokenizer.decode(mandarin.prompt_ids("还行吧", context=["A: 你好"]))
+    assert prompt.endswith("对话上文：\nA: 你好\n\n将句子的情感分类为消极、中性或积极：还行吧")
+
+
+def test_unlabelled_turns_are_context_but_never_examples(run_overrides, tmp_path):
+    """Corpus.context_only (e.g. Friends' non-neutral turns) reaches later turns' prompts."""
+    corpus_dir = write_dialogue_corpus(tmp_path / "dialogues")
+    overrides = run_overrides + [f"data.path={corpus_dir}", "prompt.context_turns=2"]
+    config = load_config(overrides=overrides)
+    corpus = load_corpus(config.data)
+    unlabelled = corpus.splits["dev"].pop(1)  # turn 1 had no usable label: context only
+    corpus.context_only["dev"] = [unlabelled]
+    family = build_family(config, corpus)
+    dev = corpus.split("dev")
+    assert family.contexts(dev, "dev")[1] == [
+        "Ross: the movie was dull.",
+        "Rachel: the cast was lovely.",  # the unlabelled turn, said before turn 2
+    ]
+    assert family.contexts(dev, "test")[1] == [
+        "Ross: the movie was dull."
+    ]  # another split's: never
+    loader = family.dataloader(dev, train=False, seed=0, split="dev")
+    assert sum(len(batch["labels"]) for batch in loader) == 3  # scored: the labelled turns only
