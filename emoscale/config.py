@@ -8,6 +8,7 @@ combined) live in `emoscale/rules.py`.
 from __future__ import annotations
 
 import difflib
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -209,11 +210,27 @@ def _one_line(error: ValidationError) -> str:
     return f"config key {key!r}: {first['msg']} (got {given!r})"
 
 
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans, true and false only. PyYAML follows YAML 1.1, which reads
+    yes/no/on/off as booleans: `mixed_precision: no` or label words [yes, no] would turn False."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [entry for entry in entries if entry[0] != "tag:yaml.org,2002:bool"]
+    for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
+
+
 def parse_value(text: str) -> Any:
     """A command-line value as YAML would read it: `3e-4` is a float, `[q_proj,v_proj]` a list."""
-    if text.lower() in ("yes", "no", "on", "off", "y", "n"):
-        return text  # YAML 1.1 would read these as booleans: train.mixed_precision=no is the string
-    value = yaml.safe_load(text) if text != "" else ""
+    value = read_yaml(text) if text != "" else ""
     return text if value is None and text.lower() not in ("null", "none", "~") else value
 
 
@@ -238,7 +255,7 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = yaml.safe_load(path.read_text()) or {}
+            loaded = read_yaml(path.read_text()) or {}
         except yaml.YAMLError as error:
             raise ConfigError(
                 f"config file {path} is not valid YAML: {str(error).splitlines()[0]}"

@@ -17,9 +17,8 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from emoscale import recipes
+from emoscale.config import read_yaml
 from emoscale.data.folds import natural_key
 from emoscale.errors import EmoscaleError
 from emoscale.metrics import HEADLINE
@@ -78,7 +77,7 @@ def percent(value: float | None, std: float | None = None) -> str:
 
 
 def read_run(folder: Path, setting: str = "") -> Run:
-    config = yaml.safe_load((folder / "config.yaml").read_text())
+    config = read_yaml((folder / "config.yaml").read_text())
     return Run(folder, config, json.loads((folder / "metrics.json").read_text()), setting)
 
 

@@ -67,3 +67,13 @@ def test_malformed_override_and_missing_file(tmp_path):
 def test_yes_no_words_stay_strings():
     assert load_config(overrides=["train.mixed_precision=no"]).train.mixed_precision == "no"
     assert load_config(overrides=["model.load_in_8bit=false"]).model.load_in_8bit is False
+
+
+def test_yaml_reads_only_true_and_false_as_booleans(tmp_path):
+    """YAML 1.2's booleans, in files and on the command line: label words yes/no stay words."""
+    config = load_config(overrides=["prompt.labels=[yes,no,off]", "model.load_in_4bit=true"])
+    assert config.prompt.labels == ["yes", "no", "off"] and config.model.load_in_4bit is True
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  mixed_precision: no\nprompt:\n  labels: [Yes, No]\n")
+    config = load_config(path)
+    assert (config.train.mixed_precision, config.prompt.labels) == ("no", ["Yes", "No"])

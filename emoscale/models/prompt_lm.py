@@ -45,6 +45,25 @@ def label_list_text(words: tuple[str, ...], language: str = "en") -> str:
     return words[0] if len(words) == 1 else f"{comma.join(words[:-1])}{last}{words[-1]}"
 
 
+class AnswerRow:
+    """The k answers laid side by side after the prompt for one-pass scoring, each without its
+    last token (that one is only predicted): the same for every batch, so built once."""
+
+    def __init__(self, answers: list[list[int]]):
+        inputs = [answer[:-1] for answer in answers]
+        self.tokens = torch.tensor([t for ids in inputs for t in ids])
+        self.block = torch.tensor([i for i, ids in enumerate(inputs) for _ in ids])  # which answer
+        self.offset = torch.tensor([j for ids in inputs for j in range(len(ids))])  # where in it
+        self.targets = torch.tensor([t for answer in answers for t in answer[1:]])
+        self.first = torch.tensor([answer[0] for answer in answers])
+
+    def to(self, device) -> AnswerRow:
+        if self.tokens.device != torch.device(device):
+            for name, value in vars(self).items():
+                setattr(self, name, value.to(device))
+        return self
+
+
 class PromptedLM(nn.Module):
     """Wraps a causal LM (maybe a PEFT model) with one forward used by training and scoring alike.
 
@@ -77,7 +96,7 @@ class PromptedLM(nn.Module):
 
         With `visible` [B, L, L] (token q sees token k) and `positions` [B, L] instead of causal
         masking: one pass under that mask, logits of the last `keep_last` columns (0: all)."""
-        if visible is not None:
+        if visible is not None:  # one-pass label scoring; through forward() so DDP/DeepSpeed see it
             return self._forward_visible(input_ids, visible, positions, keep_last), None, None
         batch = input_ids.shape[0]
         model, inputs, virtual = self.lm, {"input_ids": input_ids}, 0
@@ -142,11 +161,9 @@ class PromptedLM(nn.Module):
                 visible = torch.cat([virtual_rows, torch.cat([sees_virtual, visible], -1)], 1)
                 first = torch.arange(virtual, device=positions.device).expand(batch, -1)
                 positions = torch.cat([first, positions], 1)
-        # Additive, not boolean: eager attention adds the mask to the scores, and a row that sees
-        # nothing (a padding query) stays finite instead of turning into NaN under SDPA.
+        # Additive, not boolean: eager attention adds the mask to the scores.
         dtype = self.lm.get_input_embeddings().weight.dtype
-        mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
-        mask = mask.masked_fill(~visible, torch.finfo(dtype).min)[:, None]
+        mask = torch.where(visible, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
         output = model(
             **inputs,
             attention_mask=mask,
@@ -159,13 +176,33 @@ class PromptedLM(nn.Module):
         return output.logits[:, virtual:] if keep_last == 0 and is_embeds else output.logits
 
 
-def supports_custom_masks(lm: nn.Module) -> bool:
-    """Whether `lm` takes a 4D attention mask as given: transformers' own model classes do under
-    eager and SDPA attention; flash-attention kernels and a folder's own model code may not."""
+def supports_custom_masks(lm: nn.Module, length: int) -> bool:
+    """Whether a block-causal 4D mask over `length` keys scores exactly what `lm` would score one
+    answer at a time. transformers passes a 4D mask to every attention layer as given, so not for:
+    - flash-attention kernels (no custom masks) and a folder's own model code (unknown);
+    - ALiBi models (Bloom, MPT, Falcon with alibi): their bias follows columns, not positions;
+    - layers other than attention (convolutions, linear attention, state-space layers in hybrid
+      models): they run straight along the row, so one answer would see the answers before it;
+    - sliding-window or chunked attention longer than the window: the mask would widen it."""
     base = lm.get_base_model() if isinstance(lm, PeftModel) else lm
-    return base.config._attn_implementation in ("eager", "sdpa") and type(
-        base
-    ).__module__.startswith("transformers.")
+    config = base.config.get_text_config()
+    if base.config._attn_implementation not in ("eager", "sdpa"):
+        return False
+    if not type(base).__module__.startswith("transformers."):
+        return False
+    if getattr(config, "alibi", False) or config.model_type in ("bloom", "mpt"):
+        return False
+    window = getattr(config, "sliding_window", None)
+    window = window if getattr(config, "use_sliding_window", True) else None
+    chunk = getattr(config, "attention_chunk_size", None)
+    reach = {"full_attention": None, "sliding_attention": window, "chunked_attention": chunk}
+    default = "sliding_attention" if window else "chunked_attention" if chunk else "full_attention"
+    for kind in set(getattr(config, "layer_types", None) or [default]):
+        if kind not in reach:
+            return False
+        if reach[kind] is not None and length > reach[kind]:
+            return False
+    return True
 
 
 class PromptLMFamily:
@@ -190,6 +227,7 @@ class PromptLMFamily:
         self.prompt_before = tokenizer(before)["input_ids"]  # special tokens (BOS) included once
         self.prompt_after = tokenizer(after, add_special_tokens=False)["input_ids"]
         self.answers = [self._answer_ids(word) for word in self.label_words]
+        self.answer_row = AnswerRow(self.answers)
         self.truncated = Counter()  # split -> texts cut to data.max_length
         self.context_header = CONTEXT_HEADERS.get(info.language, CONTEXT_HEADERS["en"])
 
@@ -319,7 +357,9 @@ class PromptLMFamily:
         the block-causal mask (True) or on the prompt's KV cache (False); None picks what the
         model supports."""
         if one_pass is None:
-            one_pass = supports_custom_masks(getattr(model, "module", model).lm)
+            wrapped = getattr(model, "module", model)  # DDP/DeepSpeed keep the module in .module
+            length = wrapped.num_virtual + input_ids.shape[1] + len(self.answer_row.tokens)
+            one_pass = supports_custom_masks(wrapped.lm, length)
         scores = (self._scores_in_one_pass if one_pass else self._scores_on_cache)(
             model, input_ids, attention_mask
         )
@@ -332,17 +372,18 @@ class PromptLMFamily:
         i's tokens see the real prompt tokens and answer i's earlier tokens, nothing else."""
         batch, width = input_ids.shape
         device = input_ids.device
-        inputs = [answer[:-1] for answer in self.answers]  # the last token is only predicted
-        tokens = torch.tensor([t for ids in inputs for t in ids], device=device)
-        block = torch.tensor([i for i, ids in enumerate(inputs) for _ in ids], device=device)
-        offset = torch.tensor([j for ids in inputs for j in range(len(ids))], device=device)
-        targets = torch.tensor([t for answer in self.answers for t in answer[1:]], device=device)
-        tail = len(tokens)
+        row = self.answer_row.to(device)
+        tokens, block, offset, tail = row.tokens, row.block, row.offset, len(row.tokens)
 
         real = attention_mask.bool()
         causal = torch.ones(width, width, dtype=torch.bool, device=device).tril()
         answer_sees_answer = (block[:, None] == block[None]) & (offset[None] <= offset[:, None])
-        prompt_rows = torch.cat([causal & real[:, None], real.new_zeros(batch, width, tail)], -1)
+        # A padding query sees itself (the diagonal): no row is ever fully masked, which some
+        # attention kernels would turn into NaN, whatever the dtype or autocast.
+        diagonal = torch.eye(width, dtype=torch.bool, device=device)
+        prompt_rows = torch.cat(
+            [(causal & real[:, None]) | diagonal, real.new_zeros(batch, width, tail)], -1
+        )
         answer_rows = torch.cat(
             [real[:, None].expand(-1, tail, -1), answer_sees_answer.expand(batch, -1, -1)], -1
         )
@@ -365,10 +406,10 @@ class PromptLMFamily:
         prompt_end = (
             logits[:, 0] if left_padded else logits[torch.arange(batch, device=device), last]
         )
-        first = torch.tensor([answer[0] for answer in self.answers], device=device)
-        scores = prompt_end.log_softmax(-1)[:, first]  # [B, k]: each answer's first token
+        scores = prompt_end.log_softmax(-1)[:, row.first]  # [B, k]: each answer's first token
         answer_logits = logits[:, -tail:].log_softmax(-1)
-        token_scores = answer_logits.gather(-1, targets.expand(batch, -1)[..., None]).squeeze(-1)
+        targets = row.targets.expand(batch, -1)[..., None]
+        token_scores = answer_logits.gather(-1, targets).squeeze(-1)
         return scores.index_add(1, block, token_scores)
 
     def _scores_on_cache(self, model, input_ids, attention_mask) -> torch.Tensor:

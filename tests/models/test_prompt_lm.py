@@ -9,7 +9,7 @@ from emoscale.config import load_config
 from emoscale.data import chsims, load_corpus
 from emoscale.data.examples import CorpusInfo
 from emoscale.models import build_family
-from emoscale.models.prompt_lm import PromptedLM, PromptLMFamily
+from emoscale.models.prompt_lm import PromptedLM, PromptLMFamily, supports_custom_masks
 
 
 def make_family(run_overrides, *extra):
@@ -55,37 +55,84 @@ def test_scores_are_padding_invariant_and_never_invalid(run_overrides):
     assert set(predictions.tolist()) <= {0, 1, 2}
 
 
+# Answers of 3, 9 and 17 tokens (with EOS) under the tiny tokenizer: every answer puts several
+# tokens into the one-pass row, so causality inside an answer and the blocks' lengths both count.
+UNEVEN_LABELS = "prompt.labels=[no,quite positive overall,mixed feelings of the movie and the cast]"
+
+
 @pytest.mark.parametrize(
     "method, attention",
     [("lora", "sdpa"), ("lora", "eager"), ("ptuning_v2", "sdpa"), ("prompt_tuning", "eager"),
-     ("p_tuning", "sdpa")],
+     ("p_tuning", "sdpa"), ("none", "sdpa")],
 )  # fmt: skip
-def test_one_pass_scores_equal_scores_on_the_prompt_cache(run_overrides, method, attention):
-    """The block-causal single pass and the KV-cache continuation are two routes to one number,
-    for every way virtual tokens enter the model, under both attention implementations that take
-    a custom mask, and for left- and right-padded batches."""
-    family, corpus = make_family(run_overrides, f"model.method={method}")
+def test_both_scoring_routes_give_the_log_likelihood_of_each_answer(
+    run_overrides, method, attention
+):
+    """The block-causal single pass and the KV-cache continuation both equal the (length-
+    normalised) log-likelihood of prompt + answer run alone and unpadded, for every way virtual
+    tokens enter the model, under both attention implementations that take a custom mask, for
+    left- and right-padded batches and a batch of one."""
+    family, corpus = make_family(
+        run_overrides, f"model.method={method}", UNEVEN_LABELS, "prompt.length_normalize=true"
+    )
+    assert sorted(len(answer) for answer in family.answers) == [3, 9, 17]
     model = family.build_model().eval()
-    model.lm.get_base_model().set_attn_implementation(attention)
-    assert model.lm.get_base_model().config._attn_implementation == attention
+    base = model.lm.get_base_model() if method != "none" else model.lm
+    base.set_attn_implementation(attention)
+    assert base.config._attn_implementation == attention
     if method == "lora":  # PEFT starts LoRA at zero: move it so the adapter changes the scores
         for name, parameter in model.named_parameters():
             if "lora_B" in name:
                 parameter.data.normal_(0, 0.5)
     items = [
         {"prompt": family.prompt_ids(e.text), "label": e.label, "index": i}
-        for i, e in enumerate(corpus.split("dev")[:8])
+        for i, e in enumerate(corpus.split("dev")[:6])
     ]
     with torch.no_grad():
-        with model.lm.disable_adapter():
-            base = PromptedLM(model.lm.get_base_model())
-            plain = family.label_scores(base, *_inputs(family, items, True))
+        reference = torch.tensor(
+            [[_alone(model, item["prompt"], answer) for answer in family.answers] for item in items]
+        )
         for left in (True, False):
             ids, mask = _inputs(family, items, left)
-            cached = family.label_scores(model, ids, mask, one_pass=False)
-            one_pass = family.label_scores(model, ids, mask, one_pass=True)
-            torch.testing.assert_close(one_pass, cached, atol=1e-4, rtol=0)
-    assert (one_pass - plain).abs().max() > 1e-2  # the adapter or virtual tokens took part
+            for one_pass in (True, False):
+                scores = family.label_scores(model, ids, mask, one_pass=one_pass)
+                torch.testing.assert_close(scores, reference, atol=1e-4, rtol=0)
+        ids, mask = _inputs(family, items[:1], True)
+        torch.testing.assert_close(
+            family.label_scores(model, ids, mask, one_pass=True), reference[:1], atol=1e-4, rtol=0
+        )
+        if method != "none":
+            with model.lm.disable_adapter():
+                plain = family.label_scores(PromptedLM(base), *_inputs(family, items, True))
+            assert (reference - plain).abs().max() > 1e-2  # the adapter or virtual tokens took part
+
+
+def _alone(model, prompt: list[int], answer: list[int]) -> float:
+    """Mean log-probability of `answer` after `prompt`: one unpadded causal pass (the training path)."""
+    sequence = torch.tensor([prompt + answer])
+    logits, _, _ = model(sequence, torch.ones_like(sequence))
+    log_probs = logits[0].float().log_softmax(-1)
+    return sum(log_probs[len(prompt) - 1 + i, t].item() for i, t in enumerate(answer)) / len(answer)
+
+
+def test_one_pass_only_where_a_custom_mask_is_exact():
+    """Sliding windows shorter than the row, ALiBi and non-attention layers take the KV-cache route."""
+    from transformers import AutoModelForCausalLM, BloomConfig, LlamaConfig, MistralConfig
+
+    shape = dict(hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2,
+                 num_key_value_heads=1, vocab_size=64)  # fmt: skip
+
+    def build(config, attention="sdpa"):
+        return AutoModelForCausalLM.from_config(config, attn_implementation=attention)
+
+    assert supports_custom_masks(build(LlamaConfig(**shape)), 100_000)
+    mistral = build(MistralConfig(**shape, sliding_window=8))
+    assert supports_custom_masks(mistral, 8) and not supports_custom_masks(mistral, 9)
+    bloom = BloomConfig(hidden_size=16, n_layer=2, n_head=2, vocab_size=64)
+    assert not supports_custom_masks(build(bloom, "eager"), 4)
+    hybrid = build(LlamaConfig(**shape))
+    hybrid.config.layer_types = ["full_attention", "linear_attention"]  # as Qwen3-Next declares
+    assert not supports_custom_masks(hybrid, 4)
 
 
 def _inputs(family, items, left):
@@ -94,7 +141,7 @@ def _inputs(family, items, left):
 
 
 def test_scores_are_the_log_likelihood_of_the_answer(run_overrides):
-    """The cached continuation equals scoring prompt + answer in one plain forward pass."""
+    """Label scores equal scoring prompt + answer in one plain forward pass of the bare LM."""
     family, corpus = make_family(run_overrides, "model.method=none")
     model = family.build_model().eval()
     prompt = family.prompt_ids(corpus.split("dev")[0].text)
