@@ -45,6 +45,15 @@ def label_list_text(words: tuple[str, ...], language: str = "en") -> str:
     return words[0] if len(words) == 1 else f"{comma.join(words[:-1])}{last}{words[-1]}"
 
 
+def prompt_end_logits(logits, attention_mask, column: int | None) -> torch.Tensor:
+    """Each row's logits at its last real prompt token: `column` of `logits` when the batch is
+    left-padded (every prompt ends in the same column), else found from the attention mask."""
+    if column is not None:
+        return logits[:, column]
+    last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
+    return logits[torch.arange(logits.shape[0], device=logits.device), last]
+
+
 class AnswerRow:
     """The k answers laid side by side after the prompt for one-pass scoring, each without its
     last token (that one is only predicted): the same for every batch, so built once."""
@@ -402,10 +411,7 @@ class PromptLMFamily:
             positions=positions,
             keep_last=tail + 1 if left_padded else 0,
         )[0].float()
-        last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
-        prompt_end = (
-            logits[:, 0] if left_padded else logits[torch.arange(batch, device=device), last]
-        )
+        prompt_end = prompt_end_logits(logits, attention_mask, 0 if left_padded else None)
         scores = prompt_end.log_softmax(-1)[:, row.first]  # [B, k]: each answer's first token
         answer_logits = logits[:, -tail:].log_softmax(-1)
         targets = row.targets.expand(batch, -1)[..., None]
@@ -429,11 +435,8 @@ class PromptLMFamily:
         logits, cache, full_mask = model(
             input_ids, attention_mask, use_cache=True, last_only=left_padded
         )
-        last = attention_mask.shape[1] - 1 - attention_mask.flip(-1).argmax(-1)
-        first = (
-            logits[:, -1] if left_padded else logits[torch.arange(batch, device=device), last]
-        ).float()
-        first = first.log_softmax(-1)  # [B, V]
+        first = prompt_end_logits(logits, attention_mask, -1 if left_padded else None)
+        first = first.float().log_softmax(-1)  # [B, V]
         scores = first[:, answers[:, 0]]  # [B, k]
         if answers.shape[1] > 1:
             # All k continuations at once on the shared prompt cache: rows are (example, label) pairs.
