@@ -8,10 +8,12 @@ def build_family(config, corpus):
     if config.model.family == "prompt_lm":
         from emoscale import base_model
         from emoscale.models import adapters
-        from emoscale.models.prompt_lm import PromptLMFamily
+        from emoscale.models.prompt_lm import PromptLMFamily, check_label_scoring
 
         adapters.check_model_folder(config.model.path)
         base_model.check_code(config.model.path, config.model.trust_remote_code)
+        if config.eval.mode == "score":
+            check_label_scoring(config.model.path, config.model.trust_remote_code)
         tokenizer = adapters.load_tokenizer(config)
         return PromptLMFamily(config, corpus.info, tokenizer, corpus.context_only)
     if config.model.family == "fusion":

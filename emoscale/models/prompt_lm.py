@@ -31,6 +31,7 @@ from emoscale.config import RunConfig
 from emoscale.data.batching import LengthGroupedBatches, sorted_batches
 from emoscale.data.context import format_context, split_contexts
 from emoscale.data.examples import CorpusInfo, Example
+from emoscale.errors import ConfigError
 from emoscale.models import adapters
 
 # How a prompt lists the labels ("A, B or C" / "A、B或C") and introduces the dialogue context,
@@ -185,6 +186,26 @@ class PromptedLM(nn.Module):
         return output.logits[:, virtual:] if keep_last == 0 and is_embeds else output.logits
 
 
+ATTENTION_LAYERS = ("full_attention", "sliding_attention", "chunked_attention")
+
+
+def check_label_scoring(folder: str, trust_remote_code: bool) -> None:
+    """Score mode shares one prompt among k answers through attention: a KV cache copied per
+    label, or a mask. Layers of other kinds (convolutions, linear attention, state-space layers
+    in hybrid models) carry a state that neither can share, so they are refused before any
+    weights load, rather than at the first evaluation."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    others = sorted(set(getattr(config.get_text_config(), "layer_types", None) or ()))
+    others = [kind for kind in others if kind not in ATTENTION_LAYERS]
+    if others:
+        raise ConfigError(
+            f"config key 'eval.mode': {folder} has {', '.join(others)} layers, whose state score "
+            "mode cannot share across labels; use eval.mode=generate"
+        )
+
+
 def supports_custom_masks(lm: nn.Module, length: int) -> bool:
     """Whether a block-causal 4D mask over `length` keys scores exactly what `lm` would score one
     answer at a time. transformers passes a 4D mask to every attention layer as given, so not for:
@@ -204,7 +225,7 @@ def supports_custom_masks(lm: nn.Module, length: int) -> bool:
     window = getattr(config, "sliding_window", None)
     window = window if getattr(config, "use_sliding_window", True) else None
     chunk = getattr(config, "attention_chunk_size", None)
-    reach = {"full_attention": None, "sliding_attention": window, "chunked_attention": chunk}
+    reach = dict(zip(ATTENTION_LAYERS, (None, window, chunk), strict=True))
     default = "sliding_attention" if window else "chunked_attention" if chunk else "full_attention"
     for kind in set(getattr(config, "layer_types", None) or [default]):
         if kind not in reach:

@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import json
+import shutil
+
 import pytest
 import torch
 
 from emoscale.config import load_config
 from emoscale.data import chsims, load_corpus
 from emoscale.data.examples import CorpusInfo
+from emoscale.errors import ConfigError
 from emoscale.models import build_family
 from emoscale.models.prompt_lm import PromptedLM, PromptLMFamily, supports_custom_masks
 
@@ -235,3 +239,21 @@ def test_unlabelled_turns_are_context_but_never_examples(run_overrides, tmp_path
     ]  # another split's: never
     loader = family.dataloader(dev, train=False, seed=0, split="dev")
     assert sum(len(batch["labels"]) for batch in loader) == 3  # scored: the labelled turns only
+
+
+def test_score_mode_refuses_layers_it_cannot_share_before_loading(run_overrides, tmp_path):
+    """A hybrid model (here: the tiny Llama declaring a linear-attention layer, as Qwen3-Next
+    does) is refused in one line by build_family; generate mode takes it."""
+    config = load_config(overrides=run_overrides)
+    hybrid = tmp_path / "hybrid"
+    shutil.copytree(config.model.path, hybrid)
+    settings = json.loads((hybrid / "config.json").read_text())
+    settings["layer_types"] = ["full_attention", "linear_attention"]
+    (hybrid / "config.json").write_text(json.dumps(settings))
+    with pytest.raises(ConfigError) as error:
+        make_family(run_overrides, f"model.path={hybrid}")
+    assert str(error.value) == (
+        f"config key 'eval.mode': {hybrid} has linear_attention layers, whose state score mode "
+        "cannot share across labels; use eval.mode=generate"
+    )
+    make_family(run_overrides, f"model.path={hybrid}", "eval.mode=generate")
