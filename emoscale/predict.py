@@ -26,6 +26,7 @@ from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import ConfigError, DataError, EmoscaleError
 
 OVERRIDABLE = ("data.", "eval.")
+LABEL_KEYS = ("data.dataset", "data.target", "data.labels", "data.label_column")
 
 
 def run_config(run_dir: Path, overrides: list[str] = ()) -> RunConfig:
@@ -224,6 +225,12 @@ def predict(
     """One dict per input: text (and audio_path), label, scores (per label) and probabilities.
     Inputs are `lines` (audio paths relative to `base`), or else read from `source` (read_lines)."""
     run_dir = Path(run_dir)
+    for item in overrides:  # the labels are the run's (corpus.json): only `eval` changes corpus
+        if item.partition("=")[0] in LABEL_KEYS:
+            raise ConfigError(
+                f"override {item!r}: predict answers with the run's own labels; "
+                "to score another corpus use emoscale eval"
+            )
     config = run_config(run_dir, overrides)  # checked before waiting for input on stdin
     if lines is None:
         lines, base = read_lines(source)

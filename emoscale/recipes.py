@@ -21,7 +21,7 @@ from typing import NamedTuple
 
 import yaml
 
-from emoscale.config import RunConfig, load_config
+from emoscale.config import RunConfig, load_config, read_yaml
 from emoscale.errors import EmoscaleError
 
 RECIPE_DIR = Path(__file__).with_name("recipes")
@@ -94,11 +94,20 @@ def targets(file: str | Path | None = None) -> dict[str, dict]:
     the shipped targets.yaml or a researcher's own copy in the same format, checked entry by entry."""
     file = Path(file or TARGETS_FILE)
     try:
-        loaded = yaml.safe_load(file.read_text())
+        loaded = read_yaml(file.read_text(encoding="utf-8"))
     except OSError as error:
         raise EmoscaleError(f"{file}: cannot read the targets file ({error.strerror})") from None
+    except UnicodeDecodeError:
+        raise EmoscaleError(f"{file}: not UTF-8 text") from None
     except yaml.YAMLError as error:
-        raise EmoscaleError(f"{file}: not valid YAML ({error})".replace("\n", " ")) from None
+        mark = getattr(error, "problem_mark", None)
+        line = f":{mark.line + 1}" if mark else ""
+        problem = getattr(error, "problem", error)
+        raise EmoscaleError(f"{file}{line}: not valid YAML ({problem})") from None
+    if loaded is None:
+        raise EmoscaleError(
+            f"{file}: the file is empty (expected recipe name -> {{metric: value}})"
+        )
     if not isinstance(loaded, dict):
         raise EmoscaleError(f"{file}: expected a mapping of recipe name -> {{metric: value}}")
     for name, target in loaded.items():
@@ -121,10 +130,11 @@ def targets(file: str | Path | None = None) -> dict[str, dict]:
             if value is not None and (
                 isinstance(value, bool)
                 or not isinstance(value, (int, float))
-                or not 0 <= value <= 100
+                or not 1 < value <= 100  # 0.915 is a fraction: the papers print 91.5
             ):
                 raise EmoscaleError(
-                    f"{where}: {key} must be a number in % (0-100) or null, got {value!r}"
+                    f"{where}: {key} must be a number in % (above 1, at most 100) as the paper "
+                    f"prints it, or null; got {value!r}"
                 )
     return loaded
 

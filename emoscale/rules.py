@@ -77,13 +77,7 @@ def deepspeed_zero_stage() -> int | None:
     if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
         return None
     stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
-    config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
-    if config_file and Path(config_file).is_file():
-        stage = (
-            json.loads(Path(config_file).read_text())
-            .get("zero_optimization", {})
-            .get("stage", stage)
-        )
+    stage = _deepspeed_config().get("zero_optimization", {}).get("stage", stage)
     return int(stage) if stage not in (None, "", "auto") else 0
 
 
@@ -152,17 +146,37 @@ def _generate_under_zero3_needs_synced_gpus(config: RunConfig) -> str | None:
     return None
 
 
-def _skipping_batches_under_deepspeed_accumulation(config: RunConfig) -> str | None:
-    # DeepSpeed reduces and steps inside its own backward at the accumulation boundary: a batch
-    # skipped there (no backward) would carry its window's gradients into the next window.
-    if (
-        config.train.skip_nonfinite
-        and config.train.grad_accum > 1
-        and deepspeed_zero_stage() is not None
-    ):
+def _deepspeed_config() -> dict:
+    config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
+    if config_file and Path(config_file).is_file():
+        return json.loads(Path(config_file).read_text())
+    return {}
+
+
+def _one_gradient_accumulation(config: RunConfig) -> str | None:
+    # Accelerate lets `accelerate launch --gradient_accumulation_steps` (or a number in the
+    # DeepSpeed JSON) silently win over the run config; then run.json would record the wrong one.
+    launcher = os.environ.get("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    if deepspeed_zero_stage() is not None:
+        launcher = _deepspeed_config().get("gradient_accumulation_steps", launcher)
+    if launcher not in (None, "auto") and int(launcher) != config.train.grad_accum:
         return (
-            "config key 'train.skip_nonfinite': not with train.grad_accum > 1 under DeepSpeed "
-            "(a skipped batch would shift DeepSpeed's accumulation window); use grad_accum=1"
+            f"config key 'train.grad_accum': is {config.train.grad_accum} but the launcher sets "
+            f"gradient accumulation {launcher}; set it in the run config only"
+        )
+    return None
+
+
+def _skipping_batches_while_accumulating_on_several_ranks(config: RunConfig) -> str | None:
+    # A batch skipped at the end of an accumulation window runs no backward, and gradients are
+    # synchronised in that backward (DDP's all-reduce; DeepSpeed's reduce and step): the ranks
+    # would step on unsynchronised gradients, or DeepSpeed's window would shift.
+    several = int(os.environ.get("WORLD_SIZE", "1")) > 1 or deepspeed_zero_stage() is not None
+    if config.train.skip_nonfinite and config.train.grad_accum > 1 and several:
+        return (
+            "config key 'train.skip_nonfinite': not with train.grad_accum > 1 on several "
+            "processes or under DeepSpeed (a skipped batch would skip its gradient sync); "
+            "use grad_accum=1"
         )
     return None
 
@@ -178,7 +192,8 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _dora_on_int8_needs_a_gpu,
     _quantisation_under_zero3,
     _generate_under_zero3_needs_synced_gpus,
-    _skipping_batches_under_deepspeed_accumulation,
+    _one_gradient_accumulation,
+    _skipping_batches_while_accumulating_on_several_ranks,
     _fusion_model_keys,
     _mine_needs_two_modalities,
 ]

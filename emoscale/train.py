@@ -24,7 +24,7 @@ import os  # noqa: E402
 import time  # noqa: E402
 
 from emoscale.config import RunConfig, load_config  # noqa: E402
-from emoscale.errors import ConfigError, DataError, EmoscaleError  # noqa: E402
+from emoscale.errors import EmoscaleError  # noqa: E402
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -55,7 +55,9 @@ def prepare_inputs(config: RunConfig):
     return corpus, build_family(config, corpus)
 
 
-def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
+def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False):
+    """Everything before training: inputs checked, the accelerator, the run folder named and
+    checked. Returns (corpus, family, accelerator, run_dir)."""
     from accelerate.utils import broadcast_object_list
 
     from emoscale import run_folder, trainer
@@ -69,12 +71,32 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
     ]
     run_dir = Path(broadcast_object_list(name)[0])
     run_folder.check(run_dir, resume, overwrite)
+    if resume:  # the same config and base model, or the run would not continue exactly
+        run_folder.check_resume(run_dir, config)
     # TensorBoard logs go in the run folder, which only now has its name.
     accelerator.project_configuration.project_dir = (
         accelerator.project_configuration.logging_dir
     ) = str(run_dir)
+    return corpus, family, accelerator, run_dir
+
+
+def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
+    from emoscale import trainer
+
+    corpus, family, accelerator, run_dir = prepare_run(config, resume, overwrite)
     metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
     return run_dir, metrics
+
+
+def report_error(error: EmoscaleError, training: bool) -> int:
+    """One line on stderr, exit code 2. Before training an error is bad input, alike on every rank:
+    rank 0 says it once. During training it may be one rank's own (an unreadable clip, a full
+    disk): every rank says its own, naming itself."""
+    rank, ranks = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    if training or rank == 0:
+        prefix = f"[rank {rank}] " if training and ranks > 1 else ""
+        print(f"error: {prefix}{error}", file=sys.stderr)
+    return 2
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -94,14 +116,15 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(overrides=demo.overrides(data, model))
         else:
             config = load_config(args.config, args.overrides)
-        run_dir, metrics = run(config, args.resume, args.overwrite)
+        corpus, family, accelerator, run_dir = prepare_run(config, args.resume, args.overwrite)
     except EmoscaleError as error:
-        rank = int(os.environ.get("RANK", "0"))  # set by accelerate launch / torchrun
-        # Bad input fails alike on every rank: one line, from rank 0. Other errors may be one
-        # rank's own (a full disk), so every rank reports those, naming itself.
-        if rank == 0 or not isinstance(error, (ConfigError, DataError)):
-            print(f"error: {f'[rank {rank}] ' if rank else ''}{error}", file=sys.stderr)
-        return 2
+        return report_error(error, training=False)
+    from emoscale import trainer
+
+    try:
+        metrics = trainer.train(config, family, corpus, run_dir, accelerator, args.resume)
+    except EmoscaleError as error:
+        return report_error(error, training=True)
     test = metrics["test"]
     from accelerate import PartialState
 

@@ -162,8 +162,6 @@ def train(
     accelerator: Accelerator,
     resume: bool,
 ):
-    if resume:  # the same config and base model, or the run would not continue exactly
-        run_folder.check_resume(run_dir, config)
     set_seed(config.seed)
     model = family.build_model()
     trainable = [p for p in model.parameters() if p.requires_grad]

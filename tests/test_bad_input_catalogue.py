@@ -8,8 +8,12 @@ from __future__ import annotations
 
 import csv
 import json
+import os
 import resource
 import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import soundfile
@@ -24,6 +28,8 @@ from emoscale.errors import EmoscaleError
 from emoscale.tiny import make_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def fails_with(capsys, tmp_path, overrides, run_dir_exists: bool = False) -> str:
@@ -217,6 +223,31 @@ def test_a_nonfinite_loss_stops_naming_the_step_and_the_examples(
         "error: non-finite loss (nan) at step 1 in the batch of examples ['costly']; "
         "set train.skip_nonfinite=true to skip such batches"
     )
+
+
+@pytest.mark.multiprocess
+def test_an_error_during_training_is_reported_by_every_rank(tmp_path, run_overrides, nan_model):
+    """Bad input is said once, by rank 0 (tests/test_multiprocess.py); an error during training
+    may be one rank's own, so each rank says it, naming itself."""
+    folder = nan_corpus(tmp_path / "corpus", good_train=3)
+    command = [
+        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
+        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
+        str(REPO / "emoscale/train.py"), *run_overrides, f"model.path={nan_model}",
+        f"data.path={folder}", "data.id_column=id", "train.batch_size=2",
+    ]  # fmt: skip
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert result.returncode != 0
+    # Each rank's line, wherever another rank's progress bar left the cursor.
+    errors = sorted(
+        line[line.index("error: ") :] for line in result.stderr.splitlines() if "error: " in line
+    )
+    assert [line[: len("error: [rank 0] ")] for line in errors] == [
+        "error: [rank 0] ",
+        "error: [rank 1] ",
+    ], result.stderr[-2000:]
+    assert all("non-finite loss (nan) at step 1" in line and "'costly'" in line for line in errors)
 
 
 def test_skip_nonfinite_skips_and_counts_the_batches(tmp_path, run_overrides, nan_model):

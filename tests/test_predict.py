@@ -180,3 +180,14 @@ def test_adapter_on_a_changed_base_model_is_refused(run_overrides, tmp_path, cap
     )
     assert cli.main(["export", str(run_dir), "--out", str(tmp_path / "merged")]) == 2
     assert capsys.readouterr().err.strip().splitlines()[-1] == line
+
+
+def test_predict_refuses_overrides_that_change_the_labels(runs, tmp_path, capsys):
+    inputs = tmp_path / "texts.txt"
+    inputs.write_text("a fine film\n")
+    arguments = ["predict", str(runs["lora"]), "--input", str(inputs), "data.labels=[neg,pos]"]
+    assert cli.main(arguments) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: override 'data.labels=[neg,pos]': predict answers with the run's own labels; "
+        "to score another corpus use emoscale eval"
+    )

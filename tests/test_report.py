@@ -152,13 +152,18 @@ def test_a_folder_without_runs_is_an_error(tmp_path, capsys):
         ),
         (
             "sst2_lora: {accuracy: 0.915%}",
-            "sst2_lora: accuracy must be a number in % (0-100) or null, got '0.915%'",
+            "sst2_lora: accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got '0.915%'",
         ),
         (
             "sst2_lora: {accuracy: 191.5}",
-            "sst2_lora: accuracy must be a number in % (0-100) or null, got 191.5",
+            "sst2_lora: accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got 191.5",
         ),
         ("- sst2_lora", "expected a mapping of recipe name -> {metric: value}"),
+        (
+            "sst2_lora: {accuracy: 0.915}",
+            "sst2_lora: accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got 0.915",
+        ),
+        ("# nothing yet", "the file is empty (expected recipe name -> {metric: value})"),
     ],
 )
 def test_a_bad_targets_file_is_one_line_naming_the_entry(
@@ -173,3 +178,13 @@ def test_a_bad_targets_file_is_one_line_naming_the_entry(
     assert code == 2
     assert capsys.readouterr().err.strip() == f"error: {targets}: {message}"
     assert not out.exists()  # nothing written
+
+
+def test_a_targets_file_with_a_yaml_mistake_names_its_line(seeded_runs, tmp_path, capsys):
+    targets = tmp_path / "targets.yaml"
+    targets.write_text("sst2_lora: {accuracy: 91.5}\nsst5_lora: {accuracy: [}\n")
+    code = cli.main(
+        ["report", str(seeded_runs[0]), "--out", str(tmp_path / "r"), "--targets", str(targets)]
+    )
+    assert code == 2
+    assert capsys.readouterr().err.strip().startswith(f"error: {targets}:2: not valid YAML (")

@@ -100,9 +100,39 @@ def test_dora_on_int8_is_refused_on_cpu():
     )
 
 
-def test_skipping_nonfinite_batches_under_deepspeed_accumulation(zero3):
-    assert error_of("train.skip_nonfinite=true", "train.grad_accum=2") == (
-        "config key 'train.skip_nonfinite': not with train.grad_accum > 1 under DeepSpeed "
-        "(a skipped batch would shift DeepSpeed's accumulation window); use grad_accum=1"
+def test_skipping_nonfinite_batches_while_accumulating_on_several_ranks(monkeypatch):
+    message = (
+        "config key 'train.skip_nonfinite': not with train.grad_accum > 1 on several "
+        "processes or under DeepSpeed (a skipped batch would skip its gradient sync); "
+        "use grad_accum=1"
     )
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as accelerate launch sets it for DDP
+    assert error_of("train.skip_nonfinite=true", "train.grad_accum=2") == message
     load_config(overrides=["train.skip_nonfinite=true", "train.grad_accum=1"])  # allowed
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    load_config(overrides=["train.skip_nonfinite=true", "train.grad_accum=2"])  # one process: fine
+
+
+def test_skipping_nonfinite_batches_under_deepspeed_accumulation(zero3):
+    assert error_of("train.skip_nonfinite=true", "train.grad_accum=2").startswith(
+        "config key 'train.skip_nonfinite': not with train.grad_accum > 1"
+    )
+
+
+def test_gradient_accumulation_is_set_in_one_place(monkeypatch, tmp_path):
+    monkeypatch.setenv(
+        "ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "4"
+    )  # launch --gradient_accumulation_steps 4
+    assert error_of("train.grad_accum=2") == (
+        "config key 'train.grad_accum': is 2 but the launcher sets gradient accumulation 4; "
+        "set it in the run config only"
+    )
+    load_config(overrides=["train.grad_accum=4"])
+    monkeypatch.delenv("ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+    ds = tmp_path / "ds.json"
+    ds.write_text('{"gradient_accumulation_steps": 8, "zero_optimization": {"stage": 2}}')
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(ds))
+    assert "launcher sets gradient accumulation 8" in error_of("train.grad_accum=1")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(REPO / "ds_configs" / "zero2.json"))
+    load_config(overrides=["train.grad_accum=3"])  # "auto": filled from the run config

@@ -61,9 +61,10 @@ def _read_split(
             ]
             if missing:
                 raise DataError(f"{where}: missing key {missing[0]!r} (expected {', '.join(KEYS)})")
+            text = repair(utterance["utterance"]).strip()
             example = Example(
                 id=f"{split}-{d}-{turn}",
-                text=check_text(repair(utterance["utterance"]).strip(), where),
+                text=text,
                 label=-1,
                 speaker=repair(utterance["speaker"]),
                 dialogue_id=f"{split}-{d}",
@@ -71,8 +72,10 @@ def _read_split(
             )
             if utterance["emotion"] == NO_MAJORITY:  # not scored, but still said in the dialogue
                 dropped["non-neutral (no majority emotion)"] += 1
-                context_only.append(example)
+                if text:
+                    context_only.append(example)
                 continue
+            check_text(text, where)
             label = label_index(utterance["emotion"], EMOTIONS, where)
             examples.append(dataclasses.replace(example, label=label))
     return examples

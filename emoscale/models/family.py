@@ -30,7 +30,9 @@ class ModelFamily(Protocol):
         self, model: torch.nn.Module, batch: dict, terms: dict[str, torch.Tensor] | None = None
     ) -> torch.Tensor:
         """The scalar training loss of one batch. With `terms`, the family may put named parts of
-        the loss in it (scalars, detached); the trainer logs their means as train/<name>."""
+        the loss in it (scalars, detached); the trainer logs their means as train/<name>. The
+        names must be the same for every batch on every rank (the trainer averages them across
+        ranks in one collective), so let the config decide them, not the batch."""
 
     def predict(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         """(predicted label index [B], per-label scores [B, k]); index -1 means no valid label."""

@@ -123,3 +123,10 @@ def test_non_neutral_turns_stay_in_their_dialogue_as_context(tmp_path):
     assert [e.id for e in corpus.context_only["test"]] == ["test-0-1"]
     contexts = split_contexts(corpus.split("train"), 2, corpus.context_only["train"])
     assert contexts[0] == [("Phoebe", "Oh my God, he’s lost it.")]  # Monica's turn follows it
+
+
+def test_an_empty_unscored_turn_is_dropped_not_an_error(tmp_path):
+    splits = {**SPLITS, "dev": [[("Rachel", "", "non-neutral"), ("Ross", "Fine.", "fear")]]}
+    corpus = friends.load(data_config("friends", write_friends(tmp_path, splits)))
+    assert [e.text for e in corpus.split("dev")] == ["Fine."]
+    assert corpus.context_only["dev"] == []  # nothing said: no context either
