@@ -8,16 +8,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import resource
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import soundfile
 import torch
+from launching import launch_two_processes
 from safetensors.torch import load_file, save_file
 from training_process import TrainingProcess, latest_step
 from transformers import AutoTokenizer
@@ -28,8 +25,6 @@ from emoscale.errors import EmoscaleError
 from emoscale.tiny import make_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-REPO = Path(__file__).resolve().parent.parent
 
 
 def fails_with(capsys, tmp_path, overrides, run_dir_exists: bool = False) -> str:
@@ -230,14 +225,8 @@ def test_an_error_during_training_is_reported_by_every_rank(tmp_path, run_overri
     """Bad input is said once, by rank 0 (tests/test_multiprocess.py); an error during training
     may be one rank's own, so each rank says it, naming itself."""
     folder = nan_corpus(tmp_path / "corpus", good_train=3)
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "emoscale/train.py"), *run_overrides, f"model.path={nan_model}",
-        f"data.path={folder}", "data.id_column=id", "train.batch_size=2",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    overrides = [f"model.path={nan_model}", f"data.path={folder}", "data.id_column=id"]
+    result = launch_two_processes([*run_overrides, *overrides, "train.batch_size=2"], timeout=300)
     assert result.returncode != 0
     # Each rank's line, wherever another rank's progress bar left the cursor.
     errors = sorted(

@@ -5,21 +5,17 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import shutil
-import subprocess
-import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 import soundfile
+from launching import launch_two_processes, succeeded
 
 from emoscale import train
 from emoscale.config import load_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.mark.slow
@@ -125,15 +121,7 @@ def test_trains_on_emodb(fusion_overrides, emodb_folder):
 
 @pytest.mark.multiprocess
 def test_two_processes_through_accelerate_launch(fusion_overrides, tmp_path):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch",
-        "--multi_gpu", "--num_processes", "2", "--num_machines", "1",
-        "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "emoscale/train.py"), *fusion_overrides, "train.max_steps=3",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert succeeded(launch_two_processes([*fusion_overrides, "train.max_steps=3"]))
     run_dir = tmp_path / "run"
     assert json.loads((run_dir / "run.json").read_text())["num_processes"] == 2
     metrics = json.loads((run_dir / "metrics.json").read_text())

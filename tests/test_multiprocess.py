@@ -3,46 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-
-REPO = Path(__file__).resolve().parent.parent
-
-
-def launch(args: list[str], env_extra: dict, timeout: int = 600) -> subprocess.CompletedProcess:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", **env_extra}
-    command = [sys.executable, "-m", "accelerate.commands.launch", *args]
-    result = subprocess.run(
-        command, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout
-    )
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    return result
+from launching import REPO, launch_two_processes, succeeded
 
 
 @pytest.mark.multiprocess
 def test_two_cpu_processes_shard_batches_and_evaluate_every_example_once(run_overrides, tmp_path):
     record = tmp_path / "record"
     record.mkdir()
-    launch(
-        [
-            "--multi_gpu",
-            "--num_processes",
-            "2",
-            "--num_machines",
-            "1",
-            "--mixed_precision",
-            "no",
-            "--dynamo_backend",
-            "no",
-            str(REPO / "tests/scripts/record_batches.py"),
-            *run_overrides,
-            "train.max_steps=12",
-        ],
-        {"RECORD_DIR": str(record)},
+    script = REPO / "tests/scripts/record_batches.py"
+    environment = {"RECORD_DIR": str(record)}
+    assert succeeded(
+        launch_two_processes([*run_overrides, "train.max_steps=12"], script, environment)
     )
     rank0 = json.loads((record / "rank-0.json").read_text())
     rank1 = json.loads((record / "rank-1.json").read_text())
@@ -62,13 +35,7 @@ def test_two_cpu_processes_shard_batches_and_evaluate_every_example_once(run_ove
 
 @pytest.mark.multiprocess
 def test_bad_input_is_one_line_not_one_per_rank(run_overrides):
-    command = [
-        sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2",
-        "--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no",
-        str(REPO / "emoscale/train.py"), *run_overrides, "train.lrr=0.1",
-    ]  # fmt: skip
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    result = launch_two_processes([*run_overrides, "train.lrr=0.1"], timeout=300)
     assert result.returncode != 0
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert errors == ["error: unknown config key 'train.lrr' (did you mean 'train.lr'?)"]
