@@ -101,8 +101,8 @@ def main(argv: list[str] | None = None) -> dict:
     paired = {key: common.median(ratio[f"paired_{key}"]) for key in common.CLOCKS}
     table += (
         f"\n\nemoscale / minimal, ratio of medians: wall {ratio['per_s']:.3f}, CPU time"
-        f" {ratio['per_cpu_s']:.3f} (goal >= {GOAL}: wall {_word(verdict['per_s'])}, CPU"
-        f" {_word(verdict['per_cpu_s'])}); median of paired ratios: wall"
+        f" {ratio['per_cpu_s']:.3f} (goal >= {GOAL}: wall {common.goal_word(verdict['per_s'])}, CPU"
+        f" {common.goal_word(verdict['per_cpu_s'])}); median of paired ratios: wall"
         f" {paired['per_s']:.3f}, CPU {paired['per_cpu_s']:.3f}.\n{runs['emoscale'][0]['steps']}"
         f" timed steps per run (batch 16, SST-5); same batches on both sides: {same_batches};"
         f" first loss {first.first_loss:.6f} (emoscale) vs {other.first_loss:.6f} (minimal)."
@@ -121,10 +121,6 @@ def main(argv: list[str] | None = None) -> dict:
             "first_loss": {"emoscale": first.first_loss, "minimal": other.first_loss},
         },
     )
-
-
-def _word(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 if __name__ == "__main__":

@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> dict:
     verdict = {key: ratio[key] >= GOAL for key in common.CLOCKS}
     table += (
         f"\n\nemoscale / {usual}, ratio of medians: wall {ratio['per_s']:.3f}x, CPU time"
-        f" {ratio['per_cpu_s']:.3f}x (goal >= {GOAL}x: wall {_word(verdict['per_s'])}, CPU"
-        f" {_word(verdict['per_cpu_s'])}).\n{len(rows)} SST-5 train examples, batch 16, one epoch"
+        f" {ratio['per_cpu_s']:.3f}x (goal >= {GOAL}x: wall {common.goal_word(verdict['per_s'])}, CPU"
+        f" {common.goal_word(verdict['per_cpu_s'])}).\n{len(rows)} SST-5 train examples, batch 16, one epoch"
         f" per run. Same objective: |loss difference| on one batch {loss_difference:.1e}."
     )
     return common.finish(
@@ -236,10 +236,6 @@ def main(argv: list[str] | None = None) -> dict:
             "loss_difference_one_batch": loss_difference,
         },
     )
-
-
-def _word(met: bool) -> str:
-    return "met" if met else "MISSED"
 
 
 if __name__ == "__main__":

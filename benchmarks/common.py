@@ -272,6 +272,10 @@ def machine() -> dict:
     }
 
 
+def goal_word(met: bool) -> str:
+    return "met" if met else "MISSED"
+
+
 def markdown_table(headers: list[str], rows: list[list]) -> str:
     def cell(value) -> str:
         return f"{value:.3f}" if isinstance(value, float) else str(value)

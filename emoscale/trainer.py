@@ -208,10 +208,9 @@ def train(
         accelerator.print(f"resumed from step {progress.step} (epoch {progress.epoch})")
 
     def save_checkpoint() -> None:
-        # progress.json is rank 0's: the running loss, the one rank-local field, becomes the mean.
-        loss_sum = torch.tensor(progress.loss_sum, dtype=torch.float64, device=accelerator.device)
-        progress.loss_sum = accelerator.reduce(loss_sum, "mean").item()
-        progress.term_sums = mean_over_ranks(accelerator, progress.term_sums)
+        # progress.json is rank 0's: the running sums, the rank-local fields, become the means.
+        sums = mean_over_ranks(accelerator, {"loss": progress.loss_sum} | progress.term_sums)
+        progress.loss_sum, progress.term_sums = sums.pop("loss"), sums
         keep = config.train.keep_checkpoints
         checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), keep)
 
