@@ -6,14 +6,14 @@ step time spent waiting for data with 0 and 2 DataLoader workers (issue 7, items
 
 Data: EmoDB's WAVs (--data holding emodb/: 22.05 kHz, 2.0 s, so every clip is decoded and
 resampled to 16 kHz in the DataLoader), or, without that folder, noisy tones written at 22.05 kHz.
-Each clip gets its own generated transcript (sentences of emoscale/demo.py), as in IEMOCAP, where
+Each clip gets its own generated transcript (sentences of emoscale/tiny/demo.py), as in IEMOCAP, where
 every utterance's text differs; EmoDB's own text is one of ten sentences and would leave the cache
 almost nothing to do. Labels are EmoDB's emotions (random for the tones): timing only.
 Model: the fusion family as the paper runs it (speech encoder with LoRA r=2 on q/v, frozen text
-encoder, both modalities, MINE), on random encoders from emoscale.tiny_encoders: WavLM 64 wide x 2
+encoder, both modalities, MINE), on random encoders from emoscale.tiny.encoders: WavLM 64 wide x 2
 layers, and a RoBERTa 256 wide x 4 layers, larger than the tests' 32 x 2 so that its cost shows.
 
-Sides, interleaved (A B C A B C ...), each a whole `emoscale.trainer.train` run:
+Sides, interleaved (A B C A B C ...), each a whole `emoscale.training.trainer.train` run:
 - warm cache, 0 workers: fusion.text_cache_dir already holds every text's features.
 - cold cache, 0 workers: "without the cache". emoscale has no switch that turns the cache off, so
   this side gives every run a fresh, empty fusion.text_cache_dir: every text is encoded when the
@@ -53,12 +53,13 @@ import numpy as np
 import soundfile
 from torch.optim.optimizer import register_optimizer_step_post_hook
 
-from emoscale import demo, demo_fusion, trainer
 from emoscale.data import load_corpus
 from emoscale.data.emodb import EMOTIONS, LETTERS, NAME
 from emoscale.models import build_family
 from emoscale.models.text_features import TextFeatureCache
-from emoscale.tiny_encoders import make_tiny_speech_encoder, make_tiny_text_encoder
+from emoscale.tiny import demo, demo_fusion
+from emoscale.tiny.encoders import make_tiny_speech_encoder, make_tiny_text_encoder
+from emoscale.training import trainer
 
 SIZES = {"train": 192, "dev": 32, "test": 32}
 QUICK_SIZES = {"train": 32, "dev": 16, "test": 16}

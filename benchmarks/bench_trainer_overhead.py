@@ -8,7 +8,7 @@ Both sides: the tiny Llama of common.MODEL (hidden 256, 4 layers, vocabulary 200
 matrix work, not Python overhead), LoRA r=8 on q/v (emoscale's default), the first --train examples
 of SST-5 train, batch 16, PromptLMFamily.dataloader (length-grouped batches) and .loss, AdamW.
 
-- emoscale: `emoscale.trainer.train` itself, called as train.py calls it, with train.max_steps set
+- emoscale: `emoscale.training.trainer.train` itself, called as train.py calls it, with train.max_steps set
   below one epoch, so the only evaluation is the one the trainer always runs after the last step
   (dev and test hold 16 examples). Per step it does everything it does in a real run: accumulate,
   the non-finite loss check, clipping at 1.0, the linear schedule, loss.item(), the stop-signal

@@ -9,7 +9,7 @@ dropout 0.05 on q/v built by emoscale (the same PEFT model), one epoch over the 
 examples of SST-5 train, batch 16, AdamW lr 2e-4, linear schedule with 10% warmup, clipping at
 1.0, loss logged every 10 steps, the same seed.
 
-- emoscale: emoscale.trainer.train (length-grouped batches, data.group_by_length=true, the default).
+- emoscale: emoscale.training.trainer.train (length-grouped batches, data.group_by_length=true, the default).
 - trainer: transformers.Trainer with the usual causal-LM fine-tuning recipe (alpaca-lora style):
   every example tokenised as prompt + answer + EOS (the very token ids emoscale trains on), labels
   -100 on the prompt, DataCollatorForSeq2Seq padding each batch to its longest row (on the right),

@@ -104,7 +104,7 @@ def tokenizer_texts(*corpora: Corpus) -> list[str]:
 def tiny_model(cache_dir: str | Path, texts: list[str], shape: dict) -> Path:
     """A random tiny Llama with a byte-level BPE tokenizer trained on `texts`, made once per
     (shape, texts) and reused."""
-    from emoscale.tiny import make_tiny
+    from emoscale.tiny.lm import make_tiny
 
     digest = hashlib.sha1("\n".join(texts).encode()).hexdigest()[:10]
     name = "llama-{hidden_size}x{num_layers}-v{vocab_size}".format(**shape) + f"-{digest}"
@@ -130,7 +130,7 @@ def rates(count: float, start: tuple[float, float], end: tuple[float, float]) ->
 
 class Clock:
     """A model family that notes when each loss is computed, on which batch, and when the first
-    prediction starts (the end of training in emoscale.trainer.train); the rest is the family's."""
+    prediction starts (the end of training in emoscale.training.trainer.train); the rest is the family's."""
 
     def __init__(self, family):
         self.family = family
@@ -172,8 +172,8 @@ class Clock:
 
 
 def run_emoscale_trainer(config: RunConfig, family, corpus: Corpus, run_dir: Path) -> Clock:
-    """emoscale.trainer.train, called as emoscale/train.py calls it, timed by a Clock."""
-    from emoscale import trainer
+    """emoscale.training.trainer.train, called as emoscale/train.py calls it, timed by a Clock."""
+    from emoscale.training import trainer
 
     clock = Clock(family)
     accelerator = trainer.make_accelerator(config)

@@ -4,10 +4,10 @@
     python benchmarks/emodb_validation.py --folds 0,1 --epochs 4 --out runs/emodb-try
     python benchmarks/emodb_validation.py --method lora --out runs/emodb-lora      # product path only
 
-The model: a random-init WavLM from emoscale.tiny_encoders (--hidden, --layers; the conv front end
+The model: a random-init WavLM from emoscale.tiny.encoders (--hidden, --layers; the conv front end
 is tiny_encoders' 4 x 32 channels, total stride 320), then the LoRA-MER audio branch (Conv1D +
 attentive statistics pooling, classifier), audio only (`model.modalities=audio`: EmoDB's text is one
-of ten fixed sentences and carries no emotion). Each fold is a run of `emoscale cv` (emoscale.cv.run,
+of ten fixed sentences and carries no emotion). Each fold is a run of `emoscale cv` (emoscale.studies.cv.run,
 called in this process): EmoDB's folds of data/folds.py, one test speaker per fold by default,
 whole dev speakers carved from the rest, the best epoch chosen on dev UA.
 
@@ -57,7 +57,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def random_encoder(args: argparse.Namespace) -> Path:
-    from emoscale.tiny_encoders import make_tiny_speech_encoder
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
 
     folder = Path(args.cache_dir) / f"wavlm-random-{args.hidden}x{args.layers}"
     if not (folder / "config.json").is_file():
@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> dict:
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(args.threads)
-    from emoscale import cv
+    from emoscale.studies import cv
 
     encoder = random_encoder(args)
     keys = overrides(args, encoder)

@@ -1,5 +1,5 @@
 """Peak memory, tokens/s and MFU of one LLM training step, emoscale's vs transformers.Trainer's,
-beside the estimator's prediction (emoscale/estimate.py).
+beside the estimator's prediction (emoscale/training/estimate.py).
 
     python benchmarks/gpu_llm_memory.py --json runs/gpu_llm_memory.json            # one GPU
     python benchmarks/gpu_llm_memory.py --models llama-7b --precisions 4bit        # a subset
@@ -11,7 +11,7 @@ LLM.int8 (8bit) or NF4 with double quantisation (4bit) through BitsAndBytesConfi
 checkpoint would be. Methods: LoRA r=8 and P-Tuning v2 (prefix tuning, 32 virtual tokens).
 Batch 16 x 128 tokens, AdamW, gradient clipping at 1.0, no autocast (bf16 weights, fp32 adapters).
 
-- emoscale: emoscale.models.prompt_lm.PromptedLM around the PEFT model, with the loss of
+- emoscale: emoscale.models.prompted_lm.PromptedLM around the PEFT model, with the loss of
   PromptLMFamily.loss (answer tokens only), in a plain loop.
 - trainer: transformers.Trainer on the same PEFT model and batches (labels on the answer tokens).
 
@@ -48,8 +48,15 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as transformers_logging
 
-from emoscale.estimate import GIB, RunShape, cpu_peak_bytes, estimate, model_facts, peft_config
-from emoscale.models.prompt_lm import PromptedLM
+from emoscale.models.prompted_lm import PromptedLM
+from emoscale.training.estimate import (
+    GIB,
+    RunShape,
+    cpu_peak_bytes,
+    estimate,
+    model_facts,
+    peft_config,
+)
 
 SHAPES = {
     "chatglm2-6b": GlmConfig(hidden_size=4096, num_hidden_layers=28, num_attention_heads=32, num_key_value_heads=2,

@@ -74,7 +74,7 @@ class Parser(argparse.ArgumentParser):
 def _config_path(args: argparse.Namespace) -> str | None:
     """The base config: a recipe's file or --config (one of them at most), or none."""
     if args.recipe:
-        from emoscale import recipes
+        from emoscale.studies import recipes
 
         return str(recipes.path(args.recipe))
     return args.config
@@ -93,8 +93,8 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _eval(args: argparse.Namespace) -> int:
-    from emoscale.metrics import HEADLINE
-    from emoscale.predict import evaluate_run
+    from emoscale.evaluation.metrics import HEADLINE
+    from emoscale.inference.predict import evaluate_run
 
     metrics = evaluate_run(args.run_dir, args.overrides, args.split, args.out)
     shown = {
@@ -107,7 +107,7 @@ def _eval(args: argparse.Namespace) -> int:
 
 
 def _predict(args: argparse.Namespace) -> int:
-    from emoscale.predict import format_prediction, predict
+    from emoscale.inference.predict import format_prediction, predict
 
     for result in predict(args.run_dir, overrides=args.overrides, source=args.input):
         print(json.dumps(result, ensure_ascii=False) if args.json else format_prediction(result))
@@ -115,7 +115,7 @@ def _predict(args: argparse.Namespace) -> int:
 
 
 def _cv(args: argparse.Namespace) -> int:
-    from emoscale import cv
+    from emoscale.studies import cv
 
     parent, table = cv.run(
         _config_path(args), args.overrides, args.folds, args.resume, args.overwrite
@@ -125,7 +125,7 @@ def _cv(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from emoscale import sweep
+    from emoscale.studies import sweep
 
     parent, table = sweep.run(
         _config_path(args), args.overrides, args.grid, args.resume, args.overwrite
@@ -135,7 +135,7 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _report(args: argparse.Namespace) -> int:
-    from emoscale.report import write_report
+    from emoscale.studies.report import write_report
 
     text, out = write_report(args.run_dirs, args.out, args.split, args.targets)
     print(text + f"\nreport.md, report.csv, report.png: {out}")
@@ -143,7 +143,7 @@ def _report(args: argparse.Namespace) -> int:
 
 
 def _recipes(args: argparse.Namespace) -> int:
-    from emoscale import recipes
+    from emoscale.studies import recipes
 
     if args.name:
         print(recipes.path(args.name).read_text(), end="")
@@ -159,10 +159,10 @@ def _recipes(args: argparse.Namespace) -> int:
 
 
 def _estimate(args: argparse.Namespace) -> int:
-    from emoscale import estimate
     from emoscale.config import load_config
     from emoscale.errors import ConfigError
     from emoscale.models.adapters import check_model_folder
+    from emoscale.training import estimate
 
     config = load_config(_config_path(args), args.overrides)
     if config.model.family != "prompt_lm":
@@ -185,7 +185,7 @@ def _estimate(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from emoscale.export import export
+    from emoscale.inference.export import export
 
     if not Path(args.run_dir).is_dir():
         raise EmoscaleError(f"run folder {args.run_dir} does not exist")
@@ -194,7 +194,7 @@ def _export(args: argparse.Namespace) -> int:
 
 
 def _make_tiny(args: argparse.Namespace) -> int:
-    from emoscale.tiny import make_tiny
+    from emoscale.tiny.lm import make_tiny
 
     text_file = Path(args.text)
     if not text_file.is_file():

@@ -60,7 +60,7 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
     checked. Returns (corpus, family, accelerator, run_dir)."""
     from accelerate.utils import broadcast_object_list
 
-    from emoscale import run_folder, trainer
+    from emoscale.training import run_folder, trainer
 
     corpus, family = prepare_inputs(config)
     accelerator = trainer.make_accelerator(config)
@@ -81,7 +81,7 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
 
 
 def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
-    from emoscale import trainer
+    from emoscale.training import trainer
 
     corpus, family, accelerator, run_dir = prepare_run(config, resume, overwrite)
     metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
@@ -104,10 +104,10 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_intermixed_args(argv)  # options and key=value pairs in any order
     try:
         if not argv:
-            from emoscale import demo
+            from emoscale.tiny import demo
 
             print(
-                "emoscale demo: a tiny LLM learns three-way sentiment with LoRA (see emoscale/demo.py)"
+                "emoscale demo: a tiny LLM learns three-way sentiment with LoRA (see emoscale/tiny/demo.py)"
             )
             from accelerate import PartialState
 
@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         corpus, family, accelerator, run_dir = prepare_run(config, args.resume, args.overwrite)
     except EmoscaleError as error:
         return report_error(error, training=False)
-    from emoscale import trainer
+    from emoscale.training import trainer
 
     try:
         metrics = trainer.train(config, family, corpus, run_dir, accelerator, args.resume)

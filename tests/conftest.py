@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import os
+import sys
 import warnings
+from pathlib import Path
 
 import pytest
 
-from emoscale import demo
-from emoscale.tiny import make_tiny
+from emoscale.tiny import demo
+from emoscale.tiny.lm import make_tiny
 
+# The corpus writers of tests/data serve tests in every folder.
+sys.path.insert(0, str(Path(__file__).parent / "data"))
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # nothing may download
 warnings.filterwarnings(
@@ -55,22 +59,22 @@ def one_torch_thread():
 
 @pytest.fixture(scope="session")
 def tiny_wavlm(tmp_path_factory):
-    from emoscale.tiny_encoders import make_tiny_speech_encoder
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
 
     return make_tiny_speech_encoder(tmp_path_factory.mktemp("tiny_wavlm"), arch="wavlm")
 
 
 @pytest.fixture(scope="session")
 def tiny_hubert(tmp_path_factory):
-    from emoscale.tiny_encoders import make_tiny_speech_encoder
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
 
     return make_tiny_speech_encoder(tmp_path_factory.mktemp("tiny_hubert"), arch="hubert")
 
 
 @pytest.fixture(scope="session")
 def tiny_roberta(tmp_path_factory):
-    from emoscale import demo_fusion
-    from emoscale.tiny_encoders import make_tiny_text_encoder
+    from emoscale.tiny import demo_fusion
+    from emoscale.tiny.encoders import make_tiny_text_encoder
 
     return make_tiny_text_encoder(
         tmp_path_factory.mktemp("tiny_roberta"), demo_fusion.corpus_texts() * 4, vocab_size=300
@@ -80,7 +84,7 @@ def tiny_roberta(tmp_path_factory):
 @pytest.fixture(scope="session")
 def tone_corpus(tmp_path_factory):
     """demo_fusion's corpus (160/48/48 clips of 0.4-0.8 s): the label needs the tone and the text."""
-    from emoscale import demo_fusion
+    from emoscale.tiny import demo_fusion
 
     return demo_fusion.write_corpus(tmp_path_factory.mktemp("tone_corpus"))
 
@@ -88,7 +92,7 @@ def tone_corpus(tmp_path_factory):
 @pytest.fixture
 def fusion_overrides(tone_corpus, tiny_wavlm, tiny_roberta, tmp_path, tmp_path_factory):
     """The fusion demo's config on the session's tiny encoders, writing into tmp_path/run."""
-    from emoscale import demo_fusion
+    from emoscale.tiny import demo_fusion
 
     cache = tmp_path_factory.getbasetemp() / "text_feature_cache"  # shared: features are constants
     return demo_fusion.overrides(tone_corpus, tiny_wavlm, tiny_roberta) + [

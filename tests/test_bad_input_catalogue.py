@@ -19,10 +19,12 @@ from safetensors.torch import load_file, save_file
 from training_process import TrainingProcess, latest_step
 from transformers import AutoTokenizer
 
-from emoscale import base_model, demo, train
+from emoscale import train
 from emoscale.config import load_config, save_config
 from emoscale.errors import EmoscaleError
-from emoscale.tiny import make_tiny
+from emoscale.models import base_model
+from emoscale.tiny import demo
+from emoscale.tiny.lm import make_tiny
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -2,7 +2,7 @@
 timing is asserted (the machine may be busy), only what must hold whatever the timings are.
 
 The benchmarks read SST-5 and MELD in their official layouts; these tests write tiny copies of
-both (sentences of emoscale/demo.py), never the real corpora.
+both (sentences of emoscale/tiny/demo.py), never the real corpora.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from emoscale import demo
 from emoscale.data.meld import EMOTIONS
+from emoscale.tiny import demo
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 SST5_LABELS = {"negative": (0, 1), "neutral": (2,), "positive": (3, 4)}  # demo label -> SST-5

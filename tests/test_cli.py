@@ -4,16 +4,14 @@
 from __future__ import annotations
 
 import json
-import sys
-from pathlib import Path
 
 import pytest
-
-sys.path.insert(0, str(Path(__file__).parent / "data"))  # the corpus writers of tests/data
 from corpus_files import write_mastodon  # noqa: E402
 
-from emoscale import cli, demo, recipes  # noqa: E402
-from emoscale.report import mean_std  # noqa: E402
+from emoscale import cli  # noqa: E402
+from emoscale.studies import recipes  # noqa: E402
+from emoscale.studies.report import mean_std  # noqa: E402
+from emoscale.tiny import demo  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SUBCOMMANDS = [
@@ -205,7 +203,7 @@ def test_export_merges_a_lora_run(run_overrides, tmp_path, capsys):
 
 
 def test_grid_values_split_on_top_level_commas_only():
-    from emoscale.sweep import grid_points, parse_grid, point_name
+    from emoscale.studies.sweep import grid_points, parse_grid, point_name
 
     grid = parse_grid(["lora.target_modules=[q_proj,v_proj],[q_proj]", "train.lr=1e-4,3e-4"])
     assert grid == {

@@ -15,8 +15,8 @@ from pathlib import Path
 import soundfile
 import torch
 
-from emoscale import demo_fusion
 from emoscale.data.emodb import LETTERS
+from emoscale.tiny import demo_fusion
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 

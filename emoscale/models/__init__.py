@@ -1,4 +1,11 @@
-"""Model families. Each plugs into the one trainer through the `ModelFamily` interface (family.py)."""
+"""Model families. Each plugs into the one trainer through the `ModelFamily` interface (family.py).
+
+The prompt classifier: prompt_lm.py (the family), prompted_lm.py (the LM wrapper), label_scoring.py
+(score mode), adapters.py (loading, quantisation, PEFT methods), base_model.py (which base model an
+adapter belongs to). Speech + text fusion (LoRA-MER): speech_text.py (the family), speech_encoder.py,
+text_features.py, pooling.py, fusion.py, mine.py.
+May import: emoscale.errors, emoscale.data, emoscale.config.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +13,9 @@ from __future__ import annotations
 def build_family(config, corpus):
     """The family that `model.family` names, with every input check that needs no weights done."""
     if config.model.family == "prompt_lm":
-        from emoscale import base_model
-        from emoscale.models import adapters
-        from emoscale.models.prompt_lm import PromptLMFamily, check_label_scoring
+        from emoscale.models import adapters, base_model
+        from emoscale.models.label_scoring import check_label_scoring
+        from emoscale.models.prompt_lm import PromptLMFamily
 
         adapters.check_model_folder(config.model.path)
         base_model.check_code(config.model.path, config.model.trust_remote_code)

@@ -28,8 +28,7 @@ from transformers import (
     PreTrainedTokenizerBase,
 )
 
-from emoscale import rules
-from emoscale.config import RunConfig
+from emoscale.config import RunConfig, rules
 from emoscale.errors import ConfigError
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}

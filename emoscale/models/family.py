@@ -1,6 +1,6 @@
 """The small, explicit interface between the trainer and a model family.
 
-The trainer (emoscale/trainer.py) owns the loop; a family owns everything model-specific: building
+The trainer (emoscale/training/trainer.py) owns the loop; a family owns everything model-specific: building
 the model, turning examples into batches, the loss, and predictions. Families are plain objects
 that satisfy this Protocol; nothing is subclassed.
 """

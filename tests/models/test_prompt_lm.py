@@ -13,7 +13,9 @@ from emoscale.data import chsims, load_corpus
 from emoscale.data.examples import CorpusInfo
 from emoscale.errors import ConfigError
 from emoscale.models import build_family
-from emoscale.models.prompt_lm import PromptedLM, PromptLMFamily, supports_custom_masks
+from emoscale.models.label_scoring import supports_custom_masks
+from emoscale.models.prompt_lm import PromptLMFamily
+from emoscale.models.prompted_lm import PromptedLM
 
 
 def make_family(run_overrides, *extra):

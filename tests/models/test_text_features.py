@@ -13,7 +13,7 @@ from emoscale.config import load_config
 from emoscale.data import load_corpus
 from emoscale.models import build_family
 from emoscale.models.text_features import TextFeatureCache
-from emoscale.tiny_encoders import make_tiny_text_encoder
+from emoscale.tiny.encoders import make_tiny_text_encoder
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 TEXTS = ["it was sunny and warm", "so rainy and cold", "a grey rainy day", "it was sunny and warm"]

@@ -18,9 +18,9 @@ from transformers import AutoModelForCausalLM
 from emoscale.config import load_config
 from emoscale.data import load_corpus
 from emoscale.models import build_family
-from emoscale.models.prompt_lm import PromptedLM
+from emoscale.models.prompted_lm import PromptedLM
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 SETUPS = {"ddp": "cpu_ddp.yaml", "zero2": "cpu_zero2.yaml", "zero3": "cpu_zero3.yaml"}
 METHODS = {
     "lora": ["model.method=lora"],

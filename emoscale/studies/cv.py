@@ -18,8 +18,8 @@ from pathlib import Path
 from emoscale.config import load_config
 from emoscale.data.folds import num_folds
 from emoscale.errors import ConfigError
-from emoscale.report import mean_std, percent
-from emoscale.sweep import headline, parent_folder, run_points
+from emoscale.studies.report import mean_std, percent
+from emoscale.studies.sweep import headline, parent_folder, run_points
 
 
 def summarize(results: list[tuple[str, Path, dict]]) -> dict:

@@ -17,11 +17,11 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoscale import recipes
 from emoscale.config import read_yaml
 from emoscale.data.folds import natural_key
 from emoscale.errors import EmoscaleError
-from emoscale.metrics import HEADLINE
+from emoscale.evaluation.metrics import HEADLINE
+from emoscale.studies import recipes
 
 # The columns of each paper's tables: the LLM paper reports accuracy and F1, LoRA-MER UA and WA.
 FAMILY_METRICS = {"prompt_lm": ("accuracy", "macro_f1", "weighted_f1"), "fusion": ("ua", "wa")}
@@ -203,7 +203,7 @@ def write_csv(rows: list[ReportRow], path: Path) -> None:
 
 def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
     """One panel per model family: a bar per row and metric (error bar: std), the paper as a dash."""
-    from emoscale.plots import plt  # pyplot on the Agg backend: files only, no display
+    from emoscale.evaluation.plots import plt  # pyplot on the Agg backend: files only, no display
 
     families = [family for family in FAMILY_METRICS if any(r.row.family == family for r in rows)]
     widths = [max(4.0, 1.3 * sum(r.row.family == f for r in rows) + 1.5) for f in families]

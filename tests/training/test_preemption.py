@@ -16,7 +16,8 @@ import torch
 from safetensors.torch import load_file
 from training_process import TrainingProcess, latest_step
 
-from emoscale import checkpoints, preemption, train
+from emoscale import train
+from emoscale.training import checkpoints, preemption
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

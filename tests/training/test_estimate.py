@@ -5,7 +5,7 @@ How the CPU peak is measured: with `torch.profiler.profile(profile_memory=True)`
 reports every allocation and free, with its running total, to the profiler. The largest total seen
 during one training step (minus the total when the profile started) is that step's peak. It is the
 allocator's own bookkeeping, not RSS, so it is exact and the same on every run, however busy the
-machine is (`cpu_peak_bytes` in emoscale/estimate.py).
+machine is (`cpu_peak_bytes` in emoscale/training/estimate.py).
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from peft import (
 )
 from transformers import AutoModelForCausalLM, GlmConfig, LlamaConfig
 
-from emoscale.estimate import (
+from emoscale.training.estimate import (
     GIB,
     RunShape,
     activation_bytes,

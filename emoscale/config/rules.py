@@ -11,7 +11,7 @@ import os
 from collections.abc import Callable
 from pathlib import Path
 
-from emoscale.config import RunConfig
+from emoscale.config.schema import RunConfig
 from emoscale.errors import ConfigError
 
 

@@ -1,7 +1,7 @@
 """Stop cleanly on SIGTERM or SIGINT (a preempted job, Ctrl-C): finish the optimizer step, save a
 checkpoint, print the command that resumes, exit with 128 + the signal number (143 for SIGTERM).
 
-    with StopSignal() as stop_signal:          # emoscale/trainer.py, around the training loop
+    with StopSignal() as stop_signal:          # emoscale/training/trainer.py, around the training loop
         ...                                     # after every optimizer step:
         if stop_signal.received(accelerator):   # all ranks agree
             save; print(stop_signal.report(...)); raise stop_signal.exit()
@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
-from emoscale.checkpoints import folder_name
+from emoscale.training.checkpoints import folder_name
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
 SAME_SIGNAL_SECONDS = 1.0  # a repeat this soon is the same signal delivered twice

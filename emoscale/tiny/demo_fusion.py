@@ -1,7 +1,7 @@
 """A speech+text demo whose label needs both modalities: tiny WavLM + tiny RoBERTa, offline, on CPU.
 
-    python -m emoscale.demo_fusion                      # writes data and models once, then trains
-    python -m emoscale.demo_fusion model.modalities=audio fusion.mine_weight=0   # an ablation
+    python -m emoscale.tiny.demo_fusion                      # writes data and models once, then trains
+    python -m emoscale.tiny.demo_fusion model.modalities=audio fusion.mine_weight=0   # an ablation
 
 Every clip is a noisy tone, low (220 Hz) or high (880 Hz), and its transcript describes the
 weather, sunny (sunny, warm, bright) or rainy (rainy, cold, grey). The emotion is the pair:
@@ -78,8 +78,8 @@ def corpus_texts() -> list[str]:
 
 def prepare(root: Path | None = None, speech_arch: str = "wavlm") -> tuple[Path, Path, Path]:
     """Write the corpus and the two tiny encoders once; returns (data, speech model, text model)."""
-    from emoscale.demo import cache_dir
-    from emoscale.tiny_encoders import make_tiny_speech_encoder, make_tiny_text_encoder
+    from emoscale.tiny.demo import cache_dir
+    from emoscale.tiny.encoders import make_tiny_speech_encoder, make_tiny_text_encoder
 
     root = root or cache_dir() / "demo_fusion"
     data, speech, text = root / "data", root / f"tiny-{speech_arch}", root / "tiny-roberta"

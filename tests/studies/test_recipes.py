@@ -6,13 +6,10 @@ from __future__ import annotations
 
 import json
 import re
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
-
-sys.path.insert(0, str(Path(__file__).parent / "data"))  # the corpus writers of tests/data
 from corpus_files import (  # noqa: E402
     MMSA_COLUMNS,
     clip,
@@ -24,8 +21,9 @@ from corpus_files import (  # noqa: E402
     write_wav,
 )
 
-from emoscale import cli, recipes  # noqa: E402
-from emoscale.metrics import HEADLINE  # noqa: E402
+from emoscale import cli  # noqa: E402
+from emoscale.evaluation.metrics import HEADLINE  # noqa: E402
+from emoscale.studies import recipes  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_accelerate_state")
 NAMES = recipes.names()

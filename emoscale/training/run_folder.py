@@ -19,10 +19,10 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from emoscale import plots
 from emoscale.config import RunConfig, load_config, save_config
 from emoscale.errors import EmoscaleError
-from emoscale.metrics import HEADLINE
+from emoscale.evaluation import plots
+from emoscale.evaluation.metrics import HEADLINE
 
 LIBRARIES = ("emoscale", "torch", "transformers", "peft", "accelerate", "deepspeed", "bitsandbytes")
 
@@ -41,7 +41,7 @@ def check(run_dir: Path, resume: bool, overwrite: bool) -> None:
 def check_resume(run_dir: Path, config: RunConfig) -> None:
     """A resumed run must be the same run: its config (the scheduler, the data order and the
     checkpoint's tensors depend on it) and its base model. Read-only, before any model loads."""
-    from emoscale import base_model
+    from emoscale.models import base_model
 
     saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
     given = _flat(config.model_dump(mode="json"))
@@ -106,7 +106,7 @@ def write_start(
     truncated: dict | None = None,
     corpus_info=None,
 ) -> None:
-    from emoscale import base_model
+    from emoscale.models import base_model
     from emoscale.models.adapters import trainable_parameters
 
     counts = trainable_parameters(model)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from emoscale.config import RunConfig, load_config
 from emoscale.errors import ConfigError, EmoscaleError
-from emoscale.metrics import HEADLINE
+from emoscale.evaluation.metrics import HEADLINE
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -120,7 +120,7 @@ def run(
     """Run the grid; returns the parent folder and the summary table (markdown)."""
     from accelerate import PartialState
 
-    from emoscale.report import percent
+    from emoscale.studies.report import percent
 
     grid = parse_grid(grid_items)
     base = load_config(config_path, overrides)

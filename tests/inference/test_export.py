@@ -11,7 +11,7 @@ from emoscale import train
 from emoscale.config import load_config
 from emoscale.data import load_corpus
 from emoscale.errors import EmoscaleError
-from emoscale.export import export
+from emoscale.inference.export import export
 from emoscale.models import build_family
 
 

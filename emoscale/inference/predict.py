@@ -82,9 +82,8 @@ def load_trained(run_dir: Path, config: RunConfig, family) -> torch.nn.Module:
         return model
     from peft import PeftModel
 
-    from emoscale import base_model
-    from emoscale.models import adapters
-    from emoscale.models.prompt_lm import PromptedLM
+    from emoscale.models import adapters, base_model
+    from emoscale.models.prompted_lm import PromptedLM
 
     if config.model.method != "full":  # an adapter only fits the weights it was trained on
         base_model.check(run_dir, config.model.path)
@@ -128,9 +127,9 @@ def evaluate_run(
 ) -> dict:
     """Metrics of the run on `split` of its (possibly overridden) corpus; with `out`, a folder
     holding config.yaml, eval.json, metrics.json, predictions.jsonl and confusion_matrix.png."""
-    from emoscale import plots
     from emoscale.data import load_corpus
-    from emoscale.trainer import evaluate, shard_for_evaluation
+    from emoscale.evaluation import plots
+    from emoscale.training.trainer import evaluate, shard_for_evaluation
 
     run_dir = Path(run_dir)
     config = run_config(run_dir, overrides)

@@ -13,7 +13,9 @@ import matplotlib.image
 import pytest
 import yaml
 
-from emoscale import cli, demo, recipes, report
+from emoscale import cli
+from emoscale.studies import recipes, report
+from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -28,7 +28,7 @@ from transformers import (
     WavLMModel,
 )
 
-from emoscale.tiny import byte_level_bpe
+from emoscale.tiny.lm import byte_level_bpe
 
 SPEECH_ARCHITECTURES = {
     "wavlm": (WavLMConfig, WavLMModel),

@@ -15,9 +15,9 @@ from pathlib import Path
 from peft import PeftModel
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
-from emoscale import base_model, rules
-from emoscale.config import load_config
+from emoscale.config import load_config, rules
 from emoscale.errors import EmoscaleError
+from emoscale.models import base_model
 from emoscale.models.adapters import DTYPES, check_model_folder
 
 

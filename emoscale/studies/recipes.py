@@ -24,7 +24,7 @@ import yaml
 from emoscale.config import RunConfig, load_config, read_yaml
 from emoscale.errors import EmoscaleError
 
-RECIPE_DIR = Path(__file__).with_name("recipes")
+RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"  # the shipped YAML files
 TARGETS_FILE = RECIPE_DIR / "targets.yaml"
 
 # The papers' names and order: the LLM paper's corpora first, then the speech corpora.

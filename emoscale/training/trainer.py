@@ -21,12 +21,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from emoscale import checkpoints, preemption, run_folder
 from emoscale.config import RunConfig
 from emoscale.data.examples import Corpus, Example
 from emoscale.errors import EmoscaleError
-from emoscale.metrics import HEADLINE, classification_metrics
+from emoscale.evaluation.metrics import HEADLINE, classification_metrics
 from emoscale.models.family import ModelFamily
+from emoscale.training import checkpoints, preemption, run_folder
 
 
 def make_accelerator(config: RunConfig) -> Accelerator:

@@ -76,7 +76,7 @@ def test_code_in_a_model_folder_of_an_unknown_architecture_is_refused(
 
 
 def test_every_torch_load_in_emoscale_is_weights_only():
-    source = Path(__file__).resolve().parent.parent / "emoscale"
+    source = Path(__file__).resolve().parents[2] / "emoscale"
     for path in source.rglob("*.py"):
         for call in re.findall(r"torch\.load\([^)]*\)", path.read_text()):
             assert "weights_only=True" in call, f"{path}: {call}"

@@ -89,7 +89,7 @@ def cache_dir() -> Path:
 
 def prepare(root: Path | None = None) -> tuple[Path, Path]:
     """Write the demo corpus and tiny model once (reused later); returns (data folder, model folder)."""
-    from emoscale.tiny import make_tiny
+    from emoscale.tiny.lm import make_tiny
 
     root = root or cache_dir() / "demo"
     data, model = root / "data", root / "tiny-llama"

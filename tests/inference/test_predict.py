@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from emoscale import cli, demo, predict, train
+from emoscale import cli, train
 from emoscale.config import load_config
+from emoscale.inference import predict
+from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 SIZES = {"train": 64, "dev": 16, "test": 16}
@@ -159,9 +161,10 @@ def test_adapter_on_a_changed_base_model_is_refused(run_overrides, tmp_path, cap
     """The run's model.path now holds other weights: predict and export stop with one line."""
     import shutil
 
-    from emoscale import cli, demo, train
+    from emoscale import cli, train
     from emoscale.config import load_config
-    from emoscale.tiny import make_tiny
+    from emoscale.tiny import demo
+    from emoscale.tiny.lm import make_tiny
 
     base = tmp_path / "base"
     texts = [text for text, _ in demo.sentences(300, seed=99)]

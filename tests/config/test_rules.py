@@ -7,10 +7,10 @@ from pathlib import Path
 import pytest
 
 from emoscale.config import load_config
+from emoscale.config.rules import deepspeed_zero_stage
 from emoscale.errors import ConfigError
-from emoscale.rules import deepspeed_zero_stage
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture

@@ -1,0 +1,127 @@
+"""Loading a run config: YAML (1.2 booleans) plus dotted `key=value` overrides, validated against
+the schema and then the cross-key rules, each failure one line naming the key."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from emoscale.config.rules import check_rules
+from emoscale.config.schema import RunConfig
+from emoscale.errors import ConfigError
+
+
+def _known_keys(model: type[BaseModel], prefix: str = "") -> list[str]:
+    keys = []
+    for name, field in model.model_fields.items():
+        annotation = field.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            keys += _known_keys(annotation, f"{prefix}{name}.")
+        else:
+            keys.append(prefix + name)
+    return keys
+
+
+def _closest(key: str) -> str:
+    match = difflib.get_close_matches(key, _known_keys(RunConfig), n=1, cutoff=0.6)
+    return f" (did you mean {match[0]!r}?)" if match else ""
+
+
+def _one_line(error: ValidationError) -> str:
+    first = error.errors()[0]
+    key = ".".join(str(part) for part in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"unknown config key {key!r}{_closest(key)}"
+    given = first.get("input")
+    return f"config key {key!r}: {first['msg']} (got {given!r})"
+
+
+class ConfigLoader(yaml.SafeLoader):
+    """YAML with YAML 1.2's booleans, true and false only. PyYAML follows YAML 1.1, which reads
+    yes/no/on/off as booleans: `mixed_precision: no` or label words [yes, no] would turn False."""
+
+
+ConfigLoader.yaml_implicit_resolvers = {
+    first: [entry for entry in entries if entry[0] != "tag:yaml.org,2002:bool"]
+    for first, entries in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ConfigLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def read_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
+
+
+def parse_value(text: str) -> Any:
+    """A command-line value as YAML would read it: `3e-4` is a float, `[q_proj,v_proj]` a list."""
+    value = read_yaml(text) if text != "" else ""
+    return text if value is None and text.lower() not in ("null", "none", "~") else value
+
+
+def apply_override(raw: dict, dotted_key: str, value: Any) -> None:
+    parts = dotted_key.split(".")
+    node = raw
+    for part in parts[:-1]:
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"config key {dotted_key!r}: {part!r} is a value, not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def load_config(
+    path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
+) -> RunConfig:
+    """Build the run config from an optional YAML file (or `base` dict) and `key=value` overrides."""
+    raw: dict = dict(base or {})
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            loaded = read_yaml(path.read_text()) or {}
+        except yaml.YAMLError as error:
+            raise ConfigError(
+                f"config file {path} is not valid YAML: {str(error).splitlines()[0]}"
+            ) from None
+        if not isinstance(loaded, dict):
+            raise ConfigError(
+                f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}"
+            )
+        raw = _merge(raw, loaded)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=3e-4")
+        apply_override(raw, key.strip(), parse_value(text))
+    return validate(raw)
+
+
+def validate(raw: dict) -> RunConfig:
+    try:
+        config = RunConfig.model_validate(raw)
+    except ValidationError as error:
+        raise ConfigError(_one_line(error)) from None
+    check_rules(config)
+    return config
+
+
+def _merge(base: dict, update: dict) -> dict:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def save_config(config: RunConfig, path: Path) -> None:
+    path.write_text(yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
