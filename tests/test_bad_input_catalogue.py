@@ -224,7 +224,7 @@ def test_a_nonfinite_loss_stops_naming_the_step_and_the_examples(
 
 @pytest.mark.multiprocess
 def test_an_error_during_training_is_reported_by_every_rank(tmp_path, run_overrides, nan_model):
-    """Bad input is said once, by rank 0 (tests/test_multiprocess.py); an error during training
+    """Bad input is said once, by rank 0 (tests/training/test_multiprocess.py); an error during training
     may be one rank's own, so each rank says it, naming itself."""
     folder = nan_corpus(tmp_path / "corpus", good_train=3)
     overrides = [f"model.path={nan_model}", f"data.path={folder}", "data.id_column=id"]

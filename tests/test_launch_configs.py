@@ -572,7 +572,7 @@ def test_deepspeed_config_in_a_two_process_run(zero, tmp_path):
         assert result["engine_lr"] == result["scheduler_lr"] == [1e-2 * 0.5 ** (2 * WORLD)]
 
 
-# cpu_ddp / cpu_zero2 / cpu_zero3 train under the same entry point in tests/test_distributed.py
+# cpu_ddp / cpu_zero2 / cpu_zero3 train under the same entry point in tests/training/test_distributed.py
 # (LoRA and P-Tuning v2 each, with sharding, coverage and reload checks): not repeated here.
 TRAINER_SETUPS = {
     "cpu.yaml": (1, "DistributedType.NO", {}),

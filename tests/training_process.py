@@ -1,5 +1,5 @@
 """A real training run in a child process that tests interrupt: start it, wait until its latest
-checkpoint passes a step, then kill or signal it (tests/test_resume.py, tests/test_preemption.py).
+checkpoint passes a step, then kill or signal it (tests/training/test_resume.py, tests/training/test_preemption.py).
 Output goes to files, not pipes, so a child never blocks on a full pipe while the test polls."""
 
 from __future__ import annotations
