@@ -200,6 +200,53 @@ def test_prefix_encoder_weights_are_refused(chatglm2, tmp_path, capsys):
     assert not out.exists()
 
 
+def test_unreadable_or_incomplete_shards_are_refused_after_cleaning_up(chatglm2, tmp_path, capsys):
+    src, _, weights, _ = chatglm2
+    folder = tmp_path / "src"
+    shutil.copytree(src, folder)
+    shard = folder / "pytorch_model-00002-of-00002.bin"
+    shard.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
+    out = tmp_path / "converted"
+    assert cli.main(["convert", "chatglm", str(folder), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: convert chatglm: {shard} is a git-lfs pointer, not weights (run `git lfs pull`)\n"
+    )
+    # a shard without one tensor the index does not list either: found while converting
+    index = json.loads((folder / "pytorch_model.bin.index.json").read_text())
+    kept = {k: v for k, v in weights.items() if index["weight_map"][k] == shard.name}
+    dropped = "transformer.encoder.layers.1.mlp.dense_4h_to_h.weight"
+    assert kept.pop(dropped) is not None
+    torch.save(kept, shard)
+    del index["weight_map"][dropped]
+    (folder / "pytorch_model.bin.index.json").write_text(json.dumps(index))
+    assert cli.main(["convert", "chatglm", str(folder), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: convert chatglm: {folder}: weight for model.layers.1.mlp.down_proj.weight is missing\n"
+    )
+    assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["src"]  # temp folder gone
+
+
+def test_chatglm3_role_tokens_follow_its_tokenization_code(chatglm2, tmp_path):
+    folder = tmp_path / "src"
+    shutil.copytree(chatglm2[0], folder)
+    # ChatGLM3's tokenization_chatglm.py lists the role tokens; the converter reads, never runs it
+    (folder / "tokenization_chatglm.py").write_text(
+        'roles = ["<|system|>", "<|user|>", "<|assistant|>", "<|observation|>"]\n'
+    )
+    tokenizer = AutoTokenizer.from_pretrained(convert(folder, tmp_path / "out"))
+    pieces = spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).vocab_size()
+    assert tokenizer.convert_tokens_to_ids(["<eop>", "<|user|>", "<|observation|>"]) == [
+        pieces + 4,
+        pieces + 6,
+        pieces + 8,
+    ]
+    assert tokenizer("<|user|>", add_special_tokens=False)[
+        "input_ids"
+    ] == spm.SentencePieceProcessor(model_file=str(folder / "tokenizer.model")).encode(
+        "<|user|>"
+    )  # text in a sentence, not the role token
+
+
 def test_existing_output_is_never_overwritten(chatglm2, tmp_path, capsys):
     out = tmp_path / "mine"
     out.mkdir()

@@ -230,10 +230,18 @@ def convert_tensors(tensors: dict[str, torch.Tensor], config: dict, source: Path
 
 
 def _load(path: Path) -> dict[str, torch.Tensor]:
-    if path.suffix == ".safetensors":
-        return load_file(path)
-    # weights_only: a pickle could run code; mmap: one shard in memory at a time, paged in lazily.
-    return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    if path.stat().st_size < 1024 and path.read_bytes().startswith(b"version https://git-lfs"):
+        raise EmoscaleError(
+            f"convert chatglm: {path} is a git-lfs pointer, not weights (run `git lfs pull`)"
+        )
+    try:
+        if path.suffix == ".safetensors":
+            return load_file(path)
+        # weights_only: a pickle could run code; mmap: the shard is paged in, not copied.
+        return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception as error:  # torch/safetensors raise several types for a damaged file
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise EmoscaleError(f"convert chatglm: {path}: unreadable weights ({reason})") from None
 
 
 def expected_keys(config: dict) -> set[str]:
