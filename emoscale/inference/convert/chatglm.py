@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
+from tokenizers.processors import TemplateProcessing
 from transformers import GenerationConfig, GlmConfig, PreTrainedTokenizerFast
 
 from emoscale.errors import EmoscaleError
@@ -281,8 +282,6 @@ def write_weights(files: list[Path], config: dict, folder: Path) -> None:
 def write_tokenizer(src: Path, folder: Path, chatglm3: bool) -> None:
     special = CHATGLM2_SPECIAL + (CHATGLM3_ROLES if chatglm3 else [])
     backend = fast_tokenizer(src / "tokenizer.model", special)
-    from tokenizers.processors import TemplateProcessing
-
     prefix = [(token, backend.token_to_id(token)) for token in ("[gMASK]", "<sop>", "</s>")]
     backend.post_processor = TemplateProcessing(
         single="[gMASK] <sop> $A", pair="[gMASK] <sop> $A $B:1 </s>:1", special_tokens=prefix
