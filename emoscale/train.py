@@ -63,7 +63,6 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
 
     from emoscale.training import run_folder, trainer
 
-    corpus, family = prepare_inputs(config)
     accelerator = trainer.make_accelerator(config)
     # One folder for all ranks: the main process names it and tells the others.
     name = [
@@ -77,6 +76,8 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
         accelerator.print(f"--resume: {run_dir} has no checkpoint yet; starting the run afresh")
     if resume:  # the same config and base model, or the run would not continue exactly
         run_folder.check_resume(run_dir, config)
+    # The folder first (cheap, and the one check that protects the user's files), then the inputs.
+    corpus, family = prepare_inputs(config)
     # TensorBoard logs go in the run folder, which only now has its name.
     accelerator.project_configuration.project_dir = (
         accelerator.project_configuration.logging_dir

@@ -13,11 +13,11 @@ from __future__ import annotations
 def build_family(config, corpus):
     """The family that `model.family` names, with every input check that needs no weights done."""
     if config.model.family == "prompt_lm":
-        from emoscale.models import adapters, base_model
+        from emoscale.models import adapters, base_model, model_folder
         from emoscale.models.label_scoring import check_label_scoring, check_label_words
         from emoscale.models.prompt_lm import PromptLMFamily
 
-        adapters.check_model_folder(config.model.path)
+        model_folder.check(adapters.check_model_folder(config.model.path))
         base_model.check_code(config.model.path, config.model.trust_remote_code)
         if config.eval.mode == "score":
             check_label_scoring(config.model.path, config.model.trust_remote_code)

@@ -89,7 +89,7 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
 
 def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
     """Never write into, or replace, a folder the run reads, the working directory or home."""
-    target = run_dir.expanduser().resolve()
+    target = run_dir.resolve()  # as it will be written: `~` is not expanded
     if config is not None:
         inputs = {
             "data.path": config.data.path,
