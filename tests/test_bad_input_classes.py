@@ -554,7 +554,7 @@ def break_model(folder: Path, how: str) -> None:
         ),
         (
             "corrupt_tokenizer",
-            "{m}/tokenizer.json is not valid JSON (line 1 column 30: Expecting value)",
+            "{m}/tokenizer.json is not valid JSON (line 1 column 29: Expecting value)",
         ),
         (
             "no_tokenizer",
@@ -562,18 +562,19 @@ def break_model(folder: Path, how: str) -> None:
         ),
         (
             "shape_mismatch",
-            "{m}/model.safetensors holds model.embed_tokens.weight of shape [600, 64], but config.json says vocab_size x hidden_size = [600, 32]",
+            "{m}/model.safetensors holds model.embed_tokens.weight of shape [{v}, 64], but config.json says vocab_size x hidden_size = [{v}, 32]",
         ),
     ],
 )
 def test_broken_model_folders(capsys, run_overrides, tiny_llama, tmp_path, how, problem):
     model = shutil.copytree(tiny_llama, tmp_path / "model")
+    vocab = json.loads((model / "config.json").read_text())["vocab_size"]
     for name in ("tokenizer.model", "vocab.json", "vocab.txt") if how == "no_tokenizer" else ():
         (model / name).unlink(missing_ok=True)
     break_model(model, how)
     line = refused(capsys, [*run_overrides, f"model.path={model}"], tmp_path / "run")
-    expected = f"error: config key 'model.path': {problem.format(m=model)}"
-    assert line.startswith(expected) if problem.endswith("(") else line == expected
+    expected = f"error: config key 'model.path': {problem.format(m=model, v=vocab)}"
+    assert line.startswith(expected) if problem.endswith("(") else line == expected, line
 
 
 def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):

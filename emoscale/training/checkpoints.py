@@ -210,7 +210,9 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     try:  # a truncated or corrupt file is one line naming the checkpoint (issue 12)
         progress = json.loads((folder / "progress.json").read_text())
         accelerator.load_state(str(folder), **kwargs)
-    except (OSError, ValueError, RuntimeError, EOFError, KeyError) as error:
+    except EmoscaleError:
+        raise
+    except Exception as error:  # noqa: BLE001 (torch, safetensors and pickle each raise their own)
         raise EmoscaleError(
             f"checkpoint {folder} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
             "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
