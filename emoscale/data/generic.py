@@ -93,7 +93,7 @@ def _delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
             problem = (
                 "a quoted field is never closed"
                 if "unexpected end of data" in str(error)
-                else f"malformed quoting ({error}); write a quote inside a quoted field as \"\""
+                else f'malformed quoting ({error}); write a quote inside a quoted field as ""'
             )
             raise DataError(f"{path}:{start}: {problem}") from None
         if not fields:  # a blank line
