@@ -12,7 +12,6 @@ from pathlib import Path
 import pytest
 
 from emoscale import train
-from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -508,10 +507,6 @@ def test_a_config_file_that_is_not_utf8(capsys, run_overrides, tmp_path):
     path.write_bytes("seed: 1\n# caf\xe9\n".encode("latin-1"))
     line = refused(capsys, ["--config", str(path), *run_overrides], tmp_path / "run")
     assert line == f"error: config file {path}: not UTF-8 text (byte 13: invalid continuation byte)"
-
-
-def test_demo_corpus_labels_are_the_demo_labels():
-    assert sorted(demo.LABELS) == ["negative", "neutral", "positive"]
 
 
 # --- 4. broken model folders and checkpoints ------------------------------------------------------
