@@ -47,7 +47,11 @@ def _saved_dataset_dict(folder: Path) -> dict:
     """split -> (where, Dataset) from a save_to_disk folder, memory-mapped."""
     import datasets
 
-    saved = datasets.load_from_disk(str(folder))
+    try:
+        saved = datasets.load_from_disk(str(folder))
+    except (OSError, ValueError) as error:  # a split folder or JSON file missing or broken
+        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
+        raise DataError(f"{folder}: not a readable save_to_disk folder ({reason})") from None
     available = sorted(saved)
     by_split = {}
     for split in SPLIT_NAMES:

@@ -8,6 +8,7 @@ import pytest
 from corpus_files import data_config
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 
+from emoscale import train
 from emoscale.config import load_config
 from emoscale.data import generic, hf_datasets, load_corpus
 from emoscale.errors import DataError
@@ -236,3 +237,16 @@ def test_datasets_is_imported_only_when_a_corpus_is_loaded():
     code = "import sys, emoscale.data.registry; print('datasets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_bad_input_through_the_entry_point_is_one_line_and_no_run_folder(
+    run_overrides, tmp_path, capsys
+):
+    folder = emotion_folder(tmp_path, train=[0, 1], dev=[1], test=[2])
+    shutil.rmtree(folder / "test")  # a DatasetDict whose test split was deleted by hand
+    overrides = [o for o in run_overrides if not o.startswith(("data.", "output_dir"))]
+    overrides += ["data.dataset=hf", f"data.path={folder}", f"output_dir={tmp_path / 'run'}"]
+    assert train.main(overrides + ["data.text_column=utterance"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert line.startswith(f"error: {folder}: not a readable save_to_disk folder (No such files: ")
+    assert not (tmp_path / "run").exists()
