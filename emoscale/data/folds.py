@@ -24,7 +24,8 @@ from emoscale.data.examples import Corpus, Example
 from emoscale.errors import ConfigError, DataError
 
 DEV_FRACTION = 0.1  # dev: whole groups, as close to a tenth of the training side as they come
-SPEAKER_FOLDS = {"emodb": 10, "csv": 5, "tsv": 5, "jsonl": 5, "hf": 5}  # default number of speaker folds
+# The default number of speaker folds of each corpus that has them.
+SPEAKER_FOLDS = {"emodb": 10, "csv": 5, "tsv": 5, "jsonl": 5, "hf": 5}
 IEMOCAP_SESSIONS = 5
 MASTODON_FOLDS = 10
 
