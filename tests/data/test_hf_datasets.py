@@ -172,6 +172,13 @@ def test_missing_split_column_and_files(tmp_path):
         f"{empty}: expected dev.{{parquet,arrow,jsonl}} or validation.{{parquet,arrow,jsonl}} "
         f"or valid.{{parquet,arrow,jsonl}}; found train.parquet"
     )
+    for split in ("dev", "test"):
+        Dataset.from_dict({"text": ["a"], "label": ["b"]}).to_parquet(
+            str(empty / f"{split}.parquet")
+        )
+    with pytest.raises(DataError) as error:
+        hf_datasets.load(data_config("hf", empty))
+    assert str(error.value).startswith(f"{empty / 'train.parquet'}: not a readable parquet file (")
 
 
 def test_wrong_column_types_and_unlabelled_rows(tmp_path):
