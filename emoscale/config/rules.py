@@ -111,6 +111,18 @@ def _mine_needs_two_modalities(config: RunConfig) -> str | None:
     return None
 
 
+def _transcripts_feed_a_text_encoder(config: RunConfig) -> str | None:
+    # data.transcripts replaces the text the fusion family's text encoder reads (issue 15)
+    if config.data.transcripts is None:
+        return None
+    if config.model.family != "fusion" or config.model.modalities == "audio":
+        return (
+            "config key 'data.transcripts': read by model.family=fusion with model.modalities "
+            "text or both only"
+        )
+    return None
+
+
 PROMPT_LEARNING = ("ptuning_v2", "prompt_tuning", "p_tuning")
 
 
@@ -239,6 +251,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _skipping_batches_while_accumulating_on_several_ranks,
     _fusion_model_keys,
     _mine_needs_two_modalities,
+    _transcripts_feed_a_text_encoder,
 ]
 
 

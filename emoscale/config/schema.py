@@ -93,6 +93,12 @@ class DataConfig(Section):
     skip_bad_audio: bool = (
         False  # missing/empty/unreadable audio: skip and count instead of stopping
     )
+    # Evaluation audio cropped (centred) to max_seconds too. LoRA-MER does not crop at test time
+    # (false); true bounds memory on long utterances (issue 15).
+    eval_crop: bool = True
+    # family fusion: an `id<TAB>text` file (e.g. ASR output, as LoRA-MER used) replacing the
+    # corpus' transcriptions for every example (data/transcripts.py); None: the corpus' own text
+    transcripts: str | None = None
 
 
 class PromptConfig(Section):
@@ -127,6 +133,10 @@ class FusionConfig(Section):
     lora_target_modules: list[str] = ["q_proj", "v_proj"]
     # None: $EMOSCALE_CACHE/text_features (~/.cache/emoscale)
     text_cache_dir: FolderPath | None = None
+    # The speech encoder's own dropout and SpecAugment in training (issue 15). when_trained: on in
+    # the lora/full arms, off in the frozen arm (so LoRA-MER's Table 1 frozen-vs-LoRA rows also
+    # differ in augmentation; the paper does not say); always / never: the same in every arm.
+    encoder_augmentation: Literal["when_trained", "always", "never"] = "when_trained"
 
 
 class TrainConfig(Section):
