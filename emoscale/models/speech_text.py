@@ -72,8 +72,13 @@ class SpeechTextModel(nn.Module):
         super().__init__()
         dim = config.fusion.dim
         self.speech = speech
-        self.audio_pool = AttentiveStatsPooling(speech.hidden_size, dim) if speech else None
-        self.text_pool = AttentiveStatsPooling(text_dim, dim) if text_dim else None
+        attentive = config.fusion.pooling == "attentive"
+        self.audio_pool = (
+            AttentiveStatsPooling(speech.hidden_size, dim, attentive=attentive) if speech else None
+        )
+        self.text_pool = (
+            AttentiveStatsPooling(text_dim, dim, attentive=attentive) if text_dim else None
+        )
         both = speech is not None and text_dim is not None
         self.fusion = ATFusion(dim) if both else None
         self.mine = None

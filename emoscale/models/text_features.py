@@ -78,7 +78,11 @@ class TextFeatureCache:
 
     def ensure(self, texts: Sequence[str], device: str | torch.device = "cpu") -> list[Path]:
         """The feature file of every text, encoding the missing ones first."""
-        missing = sorted({text for text in texts if not self.path(text).is_file()})
+        # Longest first, so batches hold texts of similar length (little padding to encode) and a
+        # batch too large for memory fails at once.
+        missing = sorted(
+            {text for text in texts if not self.path(text).is_file()}, key=lambda t: (-len(t), t)
+        )
         if missing:
             self._encode(missing, device)
         return [self.path(text) for text in texts]

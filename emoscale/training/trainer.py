@@ -191,8 +191,9 @@ def train(
         book.evaluate_and_checkpoint()  # the last steps must be eligible as best, too
     train_seconds = time.perf_counter() - started
 
-    # The best checkpoint on dev is the model; test is evaluated once, with it.
-    if progress.best_checkpoint is not None:
+    # The best checkpoint on dev is the model (eval.select=last: the model after the last step);
+    # test is evaluated once, with it.
+    if config.eval.select == "best" and progress.best_checkpoint is not None:
         checkpoints.load(accelerator, run_dir / "checkpoints" / progress.best_checkpoint)
     with_invalid = config.eval.mode == "generate"
     results = {}

@@ -32,3 +32,20 @@ def test_uniform_attention_gives_mean_and_standard_deviation():
         frames = hidden[row, :length]
         expected = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
         torch.testing.assert_close(captured["x"][row], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_mean_std_pooling_weights_real_frames_equally():
+    """fusion.pooling=mean_std: the same layers without the scorer, padding still left out."""
+    torch.manual_seed(0)
+    pool = AttentiveStatsPooling(in_dim=4, dim=6, attentive=False)
+    assert pool.attention is None
+    captured = {}
+    pool.project.register_forward_hook(lambda module, inputs, output: captured.update(x=inputs[0]))
+    features = torch.randn(2, 9, 4)
+    features[1, 5:] = 100.0  # loud padding
+    pool(features, torch.tensor([[1] * 9, [1] * 5 + [0] * 4]))
+    hidden = pool.conv(features.transpose(1, 2)).transpose(1, 2)
+    for row, length in enumerate((9, 5)):
+        frames = hidden[row, :length]
+        expected = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
+        torch.testing.assert_close(captured["x"][row], expected, rtol=1e-4, atol=1e-4)

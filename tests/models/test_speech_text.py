@@ -173,3 +173,21 @@ def test_eval_crop_false_reads_whole_clips_in_evaluation(fusion_overrides):
     training = next(iter(family.dataloader(examples, train=True, seed=0, split="train")))
     assert evaluation["audio_mask"].sum(1).max() > 8_000  # clips of 0.4-0.8 s kept whole
     assert training["audio_mask"].sum(1).max() == 8_000  # training still crops to 0.5 s
+
+
+@pytest.mark.parametrize("pooling, attentive", [("attentive", True), ("mean_std", False)])
+def test_pooling_key_chooses_the_pooling_of_both_branches(fusion_overrides, pooling, attentive):
+    family, _ = family_for(fusion_overrides, f"fusion.pooling={pooling}")
+    model = family.build_model()
+    for pool in (model.audio_pool, model.text_pool):
+        assert (pool.attention is not None) is attentive
+
+
+def test_unknown_pooling_is_one_line_naming_the_choices(fusion_overrides):
+    from emoscale.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=[*fusion_overrides, "fusion.pooling=max"])
+    assert str(error.value) == (
+        "config key 'fusion.pooling': Input should be 'attentive' or 'mean_std' (got 'max')"
+    )

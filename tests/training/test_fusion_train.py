@@ -170,3 +170,30 @@ def test_full_audio_method_trains_every_encoder_weight(fusion_overrides):
     counts = json.loads((run_dir / "run.json").read_text())["trainable_parameters"]
     assert counts["trainable"] == counts["total"]
     assert not (run_dir / "model" / "speech_adapter").exists()
+
+
+@pytest.mark.parametrize("select", ["best", "last"])
+def test_eval_select_tests_the_best_dev_checkpoint_or_the_last_model(
+    select, fusion_overrides, tmp_path
+):
+    from safetensors.torch import load_file
+
+    overrides = fusion_overrides + [
+        "model.modalities=audio", "train.max_steps=6", "eval.every_steps=2",
+        f"eval.select={select}", f"output_dir={tmp_path / select}",
+    ]  # fmt: skip
+    run_dir, _ = train.run(load_config(overrides=overrides))
+    best = json.loads((run_dir / "checkpoints/step-00000006/progress.json").read_text())[
+        "best_checkpoint"
+    ]
+    saved = load_file(str(run_dir / "model/model.safetensors"))
+
+    def same_as(checkpoint: str) -> bool:
+        tensors = load_file(str(run_dir / "checkpoints" / checkpoint / "model.safetensors"))
+        common = [key for key in saved if key in tensors]
+        assert len(common) == len(saved)  # every saved tensor is a trained one
+        return all(bool((tensors[key] == saved[key]).all()) for key in common)
+
+    assert same_as(best if select == "best" else "step-00000006")
+    if best != "step-00000006":  # the two choices differ: the other one was not taken
+        assert not same_as("step-00000006" if select == "best" else best)
