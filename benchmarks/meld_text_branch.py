@@ -77,7 +77,7 @@ def quick_corpus(folder: Path) -> tuple[Path, Path]:
             writer.writerow(header)
             for number in range(per_emotion * len(QUICK_SENTENCES)):
                 emotion, words = list(QUICK_SENTENCES.items())[number % len(QUICK_SENTENCES)]
-                text = f"{words} {number}"
+                text = f"{words} {len(texts)}"  # every utterance distinct, across splits too
                 texts.append(text)
                 writer.writerow([number + 1, text, "Joey", emotion, "neutral", number // 7,
                                  number % 7, 1, 1, "00:00:01,000", "00:00:02,000"])  # fmt: skip
