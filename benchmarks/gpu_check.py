@@ -7,7 +7,7 @@ Parts, each its own process with its own timeout (benchmarks/gpu_check_parts.py)
   install   `pip install -e .` offline (--wheels: what the machine lacks), timed; refuses to
             replace the machine's torch
   prepare   the demo corpus; random bf16 models: Llama-3.2-1B's shape, ChatGLM2-6B's at 4 layers
-  train:*   `accelerate launch emoscale/train.py`, 60 steps: bf16 / 8-bit / 4-bit, LoRA /
+  train:*   `accelerate launch emoscale/train.py`, 90 steps: bf16 / 8-bit / 4-bit, LoRA /
             P-Tuning v2, DeepSpeed ZeRO-2 on one GPU; each must finish, learn, and its adapter,
             reloaded by `emoscale eval`, must predict the same labels
   scoring   one-pass label scoring vs the KV-cache route vs prompt + answer alone (SDPA, and
@@ -92,15 +92,20 @@ def all_parts() -> list[Part]:
 
 
 def select(parts: list[Part], only: str | None) -> list[Part]:
-    """--only: comma-separated part names, or prefixes such as `train:`; what they need is kept."""
+    """--only: comma-separated part names, or a kind ending in ':' (`train:`); what they need is
+    kept too."""
     if not only:
         return parts
     wanted = [item.strip() for item in only.split(",") if item.strip()]
-    unknown = [w for w in wanted if not any(p.name.startswith(w) for p in parts)]
+
+    def chosen(part: Part, item: str) -> bool:
+        return part.name == item or (item.endswith(":") and part.name.startswith(item))
+
+    unknown = [item for item in wanted if not any(chosen(part, item) for part in parts)]
     if unknown:
         names = ", ".join(part.name for part in parts)
         raise ValueError(f"--only: no part named {unknown[0]!r}; parts: {names}")
-    keep = {part.name for part in parts if any(part.name.startswith(w) for w in wanted)}
+    keep = {part.name for part in parts if any(chosen(part, item) for item in wanted)}
     for part in reversed(parts):
         if part.name in keep:
             keep.update(part.needs)
@@ -359,7 +364,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--time-limit", type=float, default=480, help="seconds; then stop, keeping results"
     )
     parser.add_argument("--jobs", type=int, help="parts at a time (default: 4 on a GPU, 1 dry)")
-    parser.add_argument("--only", help="comma-separated parts or prefixes, e.g. install,train:")
+    parser.add_argument("--only", help="comma-separated parts, or train: for all training runs")
     parser.add_argument("--dry-run", action="store_true", help="tiny shapes on CPU (the CI test)")
     args = parser.parse_args(argv)
     args.jobs = args.jobs or (1 if args.dry_run else 4)
