@@ -50,8 +50,8 @@ TRAIN_RUNS = (
 # dry run. A part's timeout is TIMEOUT_FACTOR x its budget, cut to the time left.
 GPU_BUDGET = {"install": 60, "prepare": 45, "scoring": 60, "memory": 240}
 GPU_BUDGET |= {f"train:{name}": 60 for name in TRAIN_RUNS} | {"train:llama-8bit-lora": 90}
-CPU_BUDGET = {"install": 30, "prepare": 30, "scoring": 40, "memory": 60}
-CPU_BUDGET |= {f"train:{name}": 90 for name in TRAIN_RUNS}
+CPU_BUDGET = {"install": 30, "prepare": 40, "scoring": 60, "memory": 80}
+CPU_BUDGET |= {f"train:{name}": 120 for name in TRAIN_RUNS}
 TIMEOUT_FACTOR = 2.5
 LOG_TAIL_LINES = 40
 
@@ -184,8 +184,8 @@ def markdown(summary: dict) -> str:
                   "estimate / peak | tokens/s |", "|---|---|---|---|---|---|---|"]  # fmt: skip
         for r in memory:
             lines.append(
-                f"| {r['model']} | {r['precision']} | {r['method']} | {r['peak_gib']:.2f} | "
-                f"{r['predicted_gib']:.2f} | {r['predicted_gib'] / r['peak_gib']:.3f} | {r['tokens_per_s']:.0f} |"
+                f"| {r['model']} | {r['precision']} | {r['method']} | {r['peak_gib']:.3g} | "
+                f"{r['predicted_gib']:.3g} | {r['predicted_gib'] / r['peak_gib']:.3f} | {r['tokens_per_s']:.0f} |"
             )
     return "\n".join(lines) + "\n"
 
@@ -200,7 +200,8 @@ def headline(part: dict) -> str:
         done = f"pip install -e . {seconds} s" if seconds is not None else "pip dry run only"
         return f"{done}; would install {len(r.get('would_install', {}))} packages, replace {r.get('would_replace', '-')}"
     if name == "prepare":
-        return f"models {', '.join(r['models'])}; made in {r['seconds_to_make']} s; {r.get('device', '')}"
+        made = ", ".join(f"{name} {seconds} s" for name, seconds in r["seconds_to_make"].items())
+        return f"models {', '.join(r['models'])} ({'made: ' + made if made else 'reused'}); {r['device']}"
     if name.startswith("train:"):
         failed = [check for check, ok in r["checks"].items() if not ok]
         return (f"acc {r['test_accuracy']:.3f}, loss {r['first_loss']:.2f} -> {r['last_loss']:.2f}, "
