@@ -269,9 +269,7 @@ def run(args, parts: list[Part]) -> dict:
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     by_name = {part.name: part for part in parts}
-    running: dict[
-        str, tuple[subprocess.Popen, float, float]
-    ] = {}  # name -> (process, start, kill at)
+    running: dict = {}  # name -> (process, started at, kill at), by time.monotonic()
 
     def finish(part: Part, status: str, error: str | None = None) -> None:
         process, began, _ = running.pop(part.name)
