@@ -20,6 +20,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -93,6 +94,9 @@ IMPORTS = (
     "deepspeed",
     "bitsandbytes",
     "pydantic",
+    "soundfile",
+    "datasets",
+    "evaluate",
 )
 
 
@@ -278,7 +282,10 @@ def train(args) -> dict:
     ]
     run = json.loads((run_dir / "run.json").read_text())
     # Reload: the saved adapter on a freshly loaded base, through `emoscale eval`, one process.
-    reload_dir = run_dir / "reload"
+    # Beside the run folder, not in it: --overwrite refuses a run folder holding foreign files.
+    reload_dir = work / "reloads" / name
+    if reload_dir.is_dir():
+        shutil.rmtree(reload_dir)  # this check's own earlier reload: `eval --out` needs it empty
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "emoscale", "eval", str(run_dir), "--split", "test",
                     "--out", str(reload_dir)], cwd=REPO, env=env, check=True, stdout=subprocess.DEVNULL)  # fmt: skip

@@ -20,6 +20,6 @@ python3 -m pip download --quiet --no-deps --only-binary=:all: --python-version 3
     --implementation cp "${platforms[@]}" -d .whl \
     bitsandbytes==0.50.2 pydantic==2.14.4 pydantic-core==2.50.5 annotated-types==0.8.0 \
     typing-inspection==0.4.5 typing-extensions==4.16.0 hjson==3.1.0 soundfile==0.14.0 \
-    cffi==2.1.1 pycparser==3.12 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+    cffi==2.1.1 pycparser==3.12 datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19 evaluate==0.4.6
 ls .whl/deepspeed-0.19.8-*.whl >/dev/null 2>&1 || python3 -m pip wheel --quiet --no-deps -w .whl deepspeed==0.19.8
 du -sh .whl && ls .whl
