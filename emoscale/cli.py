@@ -2,7 +2,7 @@
 
     emoscale recipes                                   # the papers' table rows, ready to run
     emoscale train --recipe sst2_lora model.path=... data.path=...
-    emoscale cv | sweep | eval | predict | report | estimate | export | make-tiny
+    emoscale cv | sweep | eval | predict | report | estimate | export | convert | make-tiny
 
 Handlers here only read arguments and print; the work is in the module each one names. Bad input
 of any kind ends with one line, `error: ...`, and exit code 2.
@@ -61,6 +61,16 @@ emoscale/recipes/targets.yaml, or the short form `sst2_lora: {accuracy: 95.69, s
 reads only the model's config.json: no weights are loaded""",
     "export": """example:
   emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
+    "convert": """examples:
+  emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale convert <format> --help""",
+    "convert chatglm": """example:
+  emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale estimate --recipe sst5_lora model.path=models/chatglm2-6b
+  emoscale train --recipe sst5_lora model.path=models/chatglm2-6b data.path=data/sst
+a ChatGLM2-6B or ChatGLM3-6B folder (config.json, pytorch_model-*.bin or safetensors,
+tokenizer.model) becomes a transformers GlmForCausalLM folder (safetensors, fast tokenizer);
+its own Python code is never run. Nothing is written to --out unless the conversion succeeds.""",
     "make-tiny": """example:
   emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama""",
 }
@@ -207,6 +217,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_chatglm(args: argparse.Namespace) -> int:
+    from emoscale.inference.convert.chatglm import convert
+
+    print(f"GlmForCausalLM folder written to {convert(args.src, args.out)}")
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from emoscale.tiny.lm import make_tiny
 
@@ -320,6 +337,21 @@ def build_parser() -> Parser:
     export = command("export", "merge a LoRA run into a plain model folder", _export)
     export.add_argument("run_dir", help="a finished LoRA run folder")
     export.add_argument("--out", required=True, help="folder for the merged model")
+
+    convert = command("convert", "turn a checkpoint of another format into a model folder", None)
+    formats = convert.add_subparsers(dest="format", required=True, metavar="<format>")
+    chatglm = formats.add_parser(
+        "chatglm",
+        help="ChatGLM2-6B / ChatGLM3-6B -> transformers' GlmForCausalLM",
+        description="Convert a ChatGLM2-6B / ChatGLM3-6B folder to transformers' GlmForCausalLM.",
+        epilog=EXAMPLES["convert chatglm"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chatglm.set_defaults(handler=_convert_chatglm)
+    chatglm.add_argument("src", help="the downloaded ChatGLM2/3 folder")
+    chatglm.add_argument(
+        "--out", required=True, help="folder for the converted model (new or empty)"
+    )
 
     tiny = command("make-tiny", "save a tiny random causal LM for tests and demos", _make_tiny)
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
