@@ -148,7 +148,8 @@ def submit_slurm(
         raise EmoscaleError(f"sbatch refused the job array: {message}")
     job_id = result.stdout.strip().split(";")[0]
     names = [record["points"][i]["name"] for i in indices]
-    study_record.add_job(parent, {"launcher": "slurm", "job_id": job_id, "points": names})
+    job = {"launcher": "slurm", "job_id": job_id, "points": names, "submitted": time.time()}
+    study_record.add_job(parent, job)
     return job_id
 
 
@@ -267,6 +268,7 @@ def run_point(parent: Path, name: str, overwrite: bool = False) -> int:
         flags = ["--resume"] if latest(run_dir) else ["--overwrite"]
     job = os.environ.get("SLURM_JOB_ID")
     state = {"state": "running", "host": socket.gethostname(), "pid": os.getpid(), "job": job}
+    state["started"] = time.time()
     study_record.write_state(parent, name, state)
     log = parent / "logs" / f"{name}.log"
     log.parent.mkdir(exist_ok=True)
@@ -277,7 +279,7 @@ def run_point(parent: Path, name: str, overwrite: bool = False) -> int:
             train_command(record, entry, flags), stdout=handle, stderr=subprocess.STDOUT
         )
     done = code == 0 and finished(entry)
-    state |= {"state": "done" if done else "failed", "exit_code": code}
+    state |= {"state": "done" if done else "failed", "exit_code": code, "ended": time.time()}
     if not done:
         state["last_line"] = study_record.last_line(log)
     study_record.write_state(parent, name, state)
