@@ -11,7 +11,8 @@ object without repeated keys, a non-empty text and label in every row. CSV follo
 quoted field may hold commas, quotes as "" and line breaks; a quote left open is an error). TSV
 has no quoting at all (the IANA definition): a `"` is an ordinary character, so a text starting
 with one cannot swallow the rows after it. Labels lose surrounding spaces; two labels that differ
-only in case are an error (they would be two classes with one label word).
+only in case are an error (they would be two classes with one label word). These label and turn checks are
+data/columns.py's, shared with data.dataset=hf.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import io
 import json
 from pathlib import Path
 
+from emoscale.data.columns import clean_label, label_set, label_words, optional_fields
 from emoscale.data.examples import (
     Corpus,
     CorpusInfo,
@@ -32,7 +34,6 @@ from emoscale.data.examples import (
 from emoscale.data.layout import corpus_folder
 from emoscale.errors import DataError
 
-OPTIONAL_COLUMNS = ("speaker", "dialogue_id", "session", "audio_path")
 SPLITS = ("train", "dev", "test")
 # Python's csv stops at 131,072 characters a field; a long text is truncated to data.max_length
 # tokens and counted (run.json), so allow much longer ones; beyond this a field is surely a stray quote.
@@ -140,32 +141,14 @@ def _cell(row: dict, column: str, where: str) -> str:
 
 
 def _label(row: dict, column: str, where: str) -> str:
-    label = _cell(row, column, where).strip()
-    if not label:
-        raise DataError(f"{where}: empty label")
-    return label
-
-
-def _turn(value: object, where: str) -> int:
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit():
-        raise DataError(f"{where}: turn {value!r} is not a whole number >= 0")
-    return int(text)
+    return clean_label(_cell(row, column, where), where)
 
 
 def _label_set(data_config, train_rows: list[tuple[str, dict]]) -> tuple[str, ...]:
     if data_config.labels:
         return tuple(data_config.labels)  # duplicates and case twins: config/rules.py
-    first_seen: dict[str, tuple[str, str]] = {}  # lower-case label -> (spelling, where)
-    for where, row in train_rows:
-        label = _label(row, data_config.label_column, where)
-        spelling, seen_at = first_seen.setdefault(label.lower(), (label, where))
-        if spelling != label:
-            raise DataError(
-                f"{where}: label {label!r} differs from {spelling!r} ({seen_at}) only in case; "
-                "use one spelling"
-            )
-    return tuple(sorted(spelling for spelling, _ in first_seen.values()))
+    column = data_config.label_column
+    return label_set((where, _label(row, column, where)) for where, row in train_rows)
 
 
 def _find(folder: Path, split: str, extension: str) -> Path:
@@ -194,13 +177,7 @@ def load(data_config) -> Corpus:
     for split, rows in rows_by_split.items():
         examples = []
         for number, (where, row) in enumerate(rows):
-            extra = {
-                column: str(row[column])
-                for column in OPTIONAL_COLUMNS
-                if row.get(column) not in (None, "")
-            }
-            if row.get("turn") not in (None, ""):
-                extra["turn"] = _turn(row["turn"], where)
+            extra = optional_fields(row, where)
             examples.append(
                 Example(
                     id=_cell(row, id_column, where) if id_column else f"{split}-{number}",
@@ -211,5 +188,4 @@ def load(data_config) -> Corpus:
             )
         check_unique_ids(examples, str(folder / f"{split}.{data_config.dataset}"))
         splits[split] = examples
-    words = tuple(name[:1].upper() + name[1:] for name in label_names)
-    return Corpus(CorpusInfo(data_config.dataset, label_names, words), splits)
+    return Corpus(CorpusInfo(data_config.dataset, label_names, label_words(label_names)), splits)
