@@ -484,6 +484,10 @@ def test_config_values_refused_up_front(capsys, run_overrides, tmp_path, overrid
         ("train:\n  lr: 0.1\n  lr: 0.2\n", "3:3: duplicate key 'lr' (first on line 2)"),
         ("seed: 1\nseed: 2\n", "2:1: duplicate key 'seed' (first on line 1)"),
         (
+            "train: {max_steps: 2, max_steps: 5}\n",
+            "1:23: duplicate key 'max_steps' (first on line 1, column 9)",
+        ),
+        (
             "train:\n\tlr: 0.1\n",
             "2:1: found character '\\t' that cannot start any token (YAML indents with spaces, not tabs)",
         ),
@@ -493,7 +497,15 @@ def test_config_values_refused_up_front(capsys, run_overrides, tmp_path, overrid
             "3:2: expected <block end>, but found '<block mapping start>'",
         ),
     ],
-    ids=["section_twice", "key_twice", "top_key_twice", "tab", "open_list", "indent"],
+    ids=[
+        "section_twice",
+        "key_twice",
+        "top_key_twice",
+        "flow_key_twice",
+        "tab",
+        "open_list",
+        "indent",
+    ],
 )
 def test_config_files_that_would_lose_settings(capsys, run_overrides, tmp_path, yaml_text, problem):
     path = tmp_path / "run.yaml"
