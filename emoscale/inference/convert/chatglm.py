@@ -73,11 +73,27 @@ DROPPED = ".rotary_pos_emb.inv_freq"  # recomputed by transformers (in fp32, see
 # --- reading and checking the source folder --------------------------------------------------
 
 
+def _read_json(path: Path) -> object:
+    """A JSON file's content; a damaged one (a cut download, an HTML error page) is one line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EmoscaleError(f"convert chatglm: {path}: not UTF-8 JSON") from None
+    except json.JSONDecodeError as error:
+        raise EmoscaleError(
+            f"convert chatglm: {path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})"
+        ) from None
+
+
 def read_config(src: Path) -> dict:
     path = src / "config.json"
     if not path.is_file():
         raise EmoscaleError(f"convert chatglm: {src} has no config.json")
-    config = json.loads(path.read_text())
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        raise EmoscaleError(
+            f"convert chatglm: {path}: expected a JSON object, got {type(config).__name__}"
+        )
     if config.get("model_type") != "chatglm":
         raise EmoscaleError(
             f"convert chatglm: {path}: model_type is {config.get('model_type')!r}, expected 'chatglm'"
@@ -119,12 +135,28 @@ def check_config(config: dict, path: Path) -> None:
         )
 
 
+def read_weight_map(index: Path) -> dict[str, str]:
+    """An index's `weight_map`, weight name -> shard file name, both strings."""
+    content = _read_json(index)
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise EmoscaleError(
+            f"convert chatglm: {index}: no weight_map (expected an object of weight name -> shard file)"
+        )
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or not name:
+            raise EmoscaleError(
+                f"convert chatglm: {index}: weight {key}: shard {json.dumps(name)}, expected a file name"
+            )
+    return weight_map
+
+
 def weight_files(src: Path) -> list[Path]:
     """The checkpoint's weight files, all present (checked before any is read)."""
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = src / index_name
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_weight_map(index)
             for key in weight_map:
                 check_key(key, index)
             files = sorted(set(weight_map.values()))
@@ -310,8 +342,14 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     files = weight_files(src)
     if not (src / "tokenizer.model").is_file():
         raise EmoscaleError(f"convert chatglm: {src} has no tokenizer.model (SentencePiece)")
+    created = []  # the folders above dst that mkdir makes, deepest first: removed on a refusal
+    folder = dst.parent.absolute()
+    while not folder.exists():
+        created.append(folder)
+        folder = folder.parent
     dst.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
+    converted = False
     try:
         write_tokenizer(src, work, is_chatglm3(src))
         write_weights(files, config, work)
@@ -325,6 +363,12 @@ def convert(src: str | Path, dst: str | Path) -> Path:
         if dst.exists():
             dst.rmdir()  # empty (checked above)
         work.rename(dst)
+        converted = True
     finally:
         shutil.rmtree(work, ignore_errors=True)
+        for folder in created if not converted else ():
+            try:
+                folder.rmdir()
+            except OSError:  # something else was put there meanwhile: not ours to remove
+                break
     return dst
