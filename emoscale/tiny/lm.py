@@ -21,6 +21,8 @@ from transformers import (
     Qwen2ForCausalLM,
 )
 
+from emoscale.output_folder import new_folder, refuse_existing
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<unk>"]
 ARCHITECTURES = {"llama": (LlamaConfig, LlamaForCausalLM), "qwen2": (Qwen2Config, Qwen2ForCausalLM)}
 
@@ -63,10 +65,12 @@ def make_tiny(
     vocab_size: int = 1000,
     seed: int = 0,
 ) -> Path:
-    """Save a small random causal LM plus a tokenizer trained on `texts` to `out`."""
+    """Save a small random causal LM plus a tokenizer trained on `texts` to `out`, which must not
+    hold files (an empty folder is fine)."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(ARCHITECTURES)}")
     out = Path(out)
+    refuse_existing(out, "make-tiny: --out")  # before the tokenizer trains
     tokenizer = train_tokenizer(texts, vocab_size)
     config_class, model_class = ARCHITECTURES[arch]
     config = config_class(
@@ -87,7 +91,7 @@ def make_tiny(
     )
     torch.manual_seed(seed)
     model = model_class(config)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
+    with new_folder(out, "make-tiny: --out") as work:  # never over another model's files
+        model.save_pretrained(work)
+        tokenizer.save_pretrained(work)
     return out

@@ -11,14 +11,13 @@ SentencePiece model with the `[gMASK]` `<sop>` prefix (sentencepiece_bpe.py). Th
 code is never imported; the result loads with `AutoModelForCausalLM` and no remote code.
 
 What cannot be mapped exactly is refused, in one line naming the key, before any weight is read.
-The folder is written beside DST and renamed at the end, so a refusal or failure leaves nothing.
+The folder is written beside DST and renamed at the end, so a refusal or failure leaves nothing
+(output_folder.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from transformers import GenerationConfig, GlmConfig, PreTrainedTokenizerFast
 
 from emoscale.errors import EmoscaleError
 from emoscale.inference.convert.sentencepiece_bpe import fast_tokenizer
+from emoscale.output_folder import new_folder, refuse_existing
 
 # The values that make the remote code the GLM architecture (ChatGLM2-6B's and ChatGLM3-6B's).
 REQUIRED = {
@@ -335,22 +335,13 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise EmoscaleError(f"convert chatglm: source folder {src} does not exist")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        raise EmoscaleError(f"convert chatglm: --out {dst} exists and is not empty")
+    refuse_existing(dst, "convert chatglm: --out")  # before any file is read
     config = read_config(src)
     check_config(config, src / "config.json")
     files = weight_files(src)
     if not (src / "tokenizer.model").is_file():
         raise EmoscaleError(f"convert chatglm: {src} has no tokenizer.model (SentencePiece)")
-    created = []  # the folders above dst that mkdir makes, deepest first: removed on a refusal
-    folder = dst.parent.absolute()
-    while not folder.exists():
-        created.append(folder)
-        folder = folder.parent
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
-    converted = False
-    try:
+    with new_folder(dst, "convert chatglm: --out") as work:
         write_tokenizer(src, work, is_chatglm3(src))
         write_weights(files, config, work)
         glm_config(config).save_pretrained(work)
@@ -360,15 +351,4 @@ def convert(src: str | Path, dst: str | Path) -> Path:
         (work / "emoscale_convert.json").write_text(
             json.dumps({"source": str(src.resolve()), "from": "chatglm", "to": "glm"}, indent=2)
         )
-        if dst.exists():
-            dst.rmdir()  # empty (checked above)
-        work.rename(dst)
-        converted = True
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-        for folder in created if not converted else ():
-            try:
-                folder.rmdir()
-            except OSError:  # something else was put there meanwhile: not ours to remove
-                break
     return dst
