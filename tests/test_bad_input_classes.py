@@ -159,9 +159,11 @@ def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
     run_dir = tmp_path / "run"
     quick = [*run_overrides, "train.max_steps=1"]
     for flags in ([], ["--resume"]):
-        # What a run killed during its first step leaves: config, run.json, TensorBoard, no checkpoint.
+        # What a run killed during its first step leaves: the mark, config, run.json, TensorBoard,
+        # no checkpoint.
         shutil.rmtree(run_dir, ignore_errors=True)
         (run_dir / "tensorboard").mkdir(parents=True)
+        (run_dir / ".emoscale-run").write_text("")
         (run_dir / "config.yaml").write_text("seed: 1\n")
         (run_dir / "run.json").write_text("{}")
         assert train.main([*quick, *flags]) == 0, capsys.readouterr().err[-2000:]
@@ -172,6 +174,48 @@ def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
         f"error: output_dir {run_dir} already holds a run; "
         "pass --resume to continue it or --overwrite to replace it"
     )
+
+
+@pytest.mark.parametrize(
+    "flags", [[], ["--overwrite"], ["--resume"]], ids=["plain", "overwrite", "resume"]
+)
+def test_a_user_folder_with_run_like_names_is_not_a_run_folder(
+    capsys, run_overrides, tmp_path, flags
+):
+    """Names alone do not make a folder emoscale's: a user's experiment folder with its own
+    config.yaml, model/ and checkpoints/ (another tool's) stays whole, whatever the flags."""
+    folder = tmp_path / "exp"
+    (folder / "model").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    (folder / "config.yaml").write_text("# my hand-written notes\nseed: 3\n")
+    (folder / "model" / "finetuned.safetensors").write_bytes(b"weights of another project")
+    (folder / "checkpoints" / "epoch3.ckpt").write_bytes(b"lightning")
+    before = digest(folder)
+    line = refused(capsys, [*without_output_dir(run_overrides), f"output_dir={folder}", *flags])
+    assert line == (
+        f"error: output_dir {folder} is not an emoscale run folder (it holds checkpoints, "
+        "config.yaml, model); emoscale never replaces what it did not write: choose a new or "
+        "empty folder"
+    )
+    assert digest(folder) == before
+
+
+def test_resume_with_a_broken_latest_pointer_keeps_every_checkpoint(
+    capsys, run_overrides, tmp_path
+):
+    """A `latest` naming a checkpoint that is gone (deleted as damaged, mistyped) must not make the
+    run look unstarted: that would start it afresh and delete the intact checkpoints."""
+    run_dir = tmp_path / "run"
+    quick = [*run_overrides, "train.max_steps=2", "train.save_every_steps=1"]
+    assert train.main(quick) == 0, capsys.readouterr().err[-2000:]
+    (run_dir / "checkpoints" / "latest").write_text("step-00000099\n")
+    before = digest(run_dir / "checkpoints")
+    line = refused(capsys, [*quick, "--resume"])
+    assert line == (
+        f"error: --resume: {run_dir / 'checkpoints' / 'latest'} names no saved checkpoint; write "
+        "the name of one of step-00000001, step-00000002 into it"
+    )
+    assert digest(run_dir / "checkpoints") == before
 
 
 def test_overwrite_replaces_only_what_emoscale_wrote(capsys, run_overrides, tmp_path):

@@ -182,11 +182,16 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, kee
     return final.name
 
 
+def saved(run_dir: Path) -> list[Path]:
+    """The checkpoint folders on disk, oldest first (whatever `latest` says)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(path for path in root.iterdir() if path.is_dir() and path.name.startswith(PREFIX))
+
+
 def _prune(root: Path, keep: int, best: str | None) -> None:
-    saved = sorted(
-        path for path in root.iterdir() if path.is_dir() and path.name.startswith(PREFIX)
-    )
-    for path in saved[:-keep]:
+    for path in saved(root.parent)[:-keep]:
         if path.name != best:
             shutil.rmtree(path)
 

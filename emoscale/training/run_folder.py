@@ -6,6 +6,7 @@
 <run>/report.md              the run as a row of the papers' tables
 <run>/confusion_matrix.png   <run>/curves.png   <run>/history.jsonl
 <run>/model/                 the adapter (PEFT format) or full weights     <run>/checkpoints/
+<run>/.emoscale-run          the mark that emoscale made this folder (written first)
 """
 
 from __future__ import annotations
@@ -44,8 +45,12 @@ OWN_NAMES = frozenset(
         "model",
         "checkpoints",
         "tensorboard",
+        ".emoscale-run",
     }
 )
+# Written first into every folder emoscale creates as a run folder. Names alone do not make a folder
+# ours: a user's experiment folder may hold its own config.yaml, model/ or checkpoints/.
+MARK = ".emoscale-run"
 
 
 def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None = None) -> bool:
@@ -61,30 +66,46 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
     _check_not_an_input(run_dir, config)
     _check_writable(run_dir)
     entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.is_dir() else []
-    # Ours: empty, or holding a config.yaml among our names only, or only the TensorBoard folder
-    # (a run killed right after creating it). Anything else may be the user's.
-    ours = not entries or entries == ["tensorboard"] or "config.yaml" in entries
-    if not ours or any(name not in OWN_NAMES for name in entries):
-        foreign = [name for name in entries if name not in OWN_NAMES] or entries
-        shown = ", ".join(foreign[:3]) + (
-            f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else ""
-        )
+    foreign = [name for name in entries if name not in OWN_NAMES]
+    if entries and (foreign or not _made_by_emoscale(run_dir)):
+        shown = foreign or entries
+        listed = ", ".join(shown[:3]) + (f" (+{len(shown) - 3} more)" if len(shown) > 3 else "")
         raise EmoscaleError(
-            f"output_dir {run_dir} is not an emoscale run folder (it holds {shown}); "
+            f"output_dir {run_dir} is not an emoscale run folder (it holds {listed}); "
             "emoscale never replaces what it did not write: choose a new or empty folder"
         )
     from emoscale.training import checkpoints
 
-    started = checkpoints.latest(run_dir) is not None or (run_dir / "metrics.json").is_file()
+    saved = checkpoints.saved(run_dir)  # on disk: a broken `latest` pointer must not hide them
+    started = bool(saved) or (run_dir / "metrics.json").is_file()
     if not started:  # new, empty, or died before its first checkpoint: start it afresh
         if resume and not entries:
             raise EmoscaleError(f"--resume: {run_dir} holds no run to resume")
         return False
+    if resume and saved and checkpoints.latest(run_dir) is None:
+        pointer = run_dir / "checkpoints" / "latest"
+        raise EmoscaleError(
+            f"--resume: {pointer} names no saved checkpoint; write the name of one of "
+            f"{', '.join(path.name for path in saved[-3:])} into it"
+        )
     if not (resume or overwrite):
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
     return resume
+
+
+def _made_by_emoscale(run_dir: Path) -> bool:
+    """The mark, or (run folders of emoscale before the mark) a run.json as emoscale writes it."""
+    if (run_dir / MARK).is_file():
+        return True
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"versions", "command", "trainable_parameters"} <= set(
+        record
+    )
 
 
 def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
@@ -173,11 +194,12 @@ def create(run_dir: Path, resume: bool) -> None:
     try:
         if not resume and run_dir.is_dir():
             for entry in run_dir.iterdir():
-                if entry.name in OWN_NAMES:
+                if entry.name in OWN_NAMES and entry.name != MARK:
                     shutil.rmtree(
                         entry
                     ) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MARK).write_text("emoscale run folder: emoscale may replace what it holds\n")
     except OSError as error:
         raise EmoscaleError(f"output_dir {run_dir}: {error.strerror}") from None
 
