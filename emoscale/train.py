@@ -23,6 +23,7 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
+from emoscale import library_logs  # noqa: E402
 from emoscale.config import RunConfig, load_config  # noqa: E402
 from emoscale.errors import EmoscaleError  # noqa: E402
 
@@ -107,6 +108,7 @@ def report_error(error: EmoscaleError, training: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_intermixed_args(argv)  # options and key=value pairs in any order
+    library_logs.hold()  # bad input ends with its one line alone; a good run prints them below
     try:
         if not argv:
             from emoscale.tiny import demo
@@ -125,7 +127,10 @@ def main(argv: list[str] | None = None) -> int:
             config, args.resume, args.overwrite
         )
     except EmoscaleError as error:
+        library_logs.drop()
         return report_error(error, training=False)
+    finally:
+        library_logs.release()
     from emoscale.training import trainer
 
     try:

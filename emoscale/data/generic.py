@@ -29,6 +29,7 @@ from emoscale.data.examples import (
     check_unique_ids,
     label_index,
 )
+from emoscale.data.encoding import decode_utf8
 from emoscale.data.layout import corpus_folder
 from emoscale.errors import DataError
 
@@ -40,14 +41,7 @@ MAX_FIELD_CHARACTERS = 10_000_000
 
 
 def _decode(path: Path) -> str:
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8"
-        ) from None
+    return decode_utf8(path.read_bytes(), path)
 
 
 def _no_repeated_keys(path: Path, number: int):
