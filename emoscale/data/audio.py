@@ -69,11 +69,15 @@ BLOCK_FRAMES = 1 << 20
 def _nonfinite_sample(path: Path) -> str | None:
     """'audio samples are not finite (nan at sample N)' for the first NaN/inf sample, else None."""
     start = 0
-    for block in soundfile.blocks(str(path), blocksize=BLOCK_FRAMES, dtype="float64", always_2d=True):
+    for block in soundfile.blocks(
+        str(path), blocksize=BLOCK_FRAMES, dtype="float64", always_2d=True
+    ):
         bad = ~np.isfinite(block)
         if bad.any():
             frame, channel = np.argwhere(bad)[0]
-            return f"audio samples are not finite ({block[frame, channel]} at sample {start + frame})"
+            return (
+                f"audio samples are not finite ({block[frame, channel]} at sample {start + frame})"
+            )
         start += len(block)
     return None
 
