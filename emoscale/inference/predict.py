@@ -134,12 +134,10 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     config = run_config(run_dir, overrides)
-    if (
-        out is not None
-        and Path(out).exists()
-        and (not Path(out).is_dir() or any(Path(out).iterdir()))
-    ):
-        raise EmoscaleError(f"--out {out} exists and is not an empty folder")
+    if out is not None:  # never into a folder holding anything, the run or an input
+        from emoscale.training.run_folder import check_new_output
+
+        check_new_output(Path(out), config, run_dir)
     corpus = load_corpus(config.data)
     examples = corpus.split(split)
     if not examples:

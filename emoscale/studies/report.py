@@ -255,6 +255,24 @@ def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
     plt.close(figure)
 
 
+REPORT_NAMES = frozenset({"report.md", "report.csv", "report.png", "papers.csv"})
+
+
+def _check_report_folder(out: Path) -> None:
+    """A report replaces only an earlier report: a folder holding anything else may be the
+    user's (a report.md of their own beside it would be overwritten; issue 12)."""
+    if out.exists() and not out.is_dir():
+        raise EmoscaleError(f"--out {out} is a file, not a folder")
+    foreign = (
+        sorted(e.name for e in out.iterdir() if e.name not in REPORT_NAMES) if out.is_dir() else []
+    )
+    if foreign:
+        raise EmoscaleError(
+            f"--out {out} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
+            "not only an earlier report; choose a new or empty folder"
+        )
+
+
 def write_report(
     paths: list[str | Path],
     out: str | Path,
@@ -269,6 +287,7 @@ def write_report(
     published_rows = published.read_targets(targets_file) if papers else []
     rows = table_rows(find_runs(paths), split, targets_file) if paths else []
     out = Path(out)
+    _check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, split, targets_file) if rows else ""
     if papers:
