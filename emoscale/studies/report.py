@@ -255,21 +255,15 @@ def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
     plt.close(figure)
 
 
-REPORT_NAMES = frozenset({"report.md", "report.csv", "report.png", "papers.csv"})
-
-
 def _check_report_folder(out: Path) -> None:
-    """A report replaces only an earlier report: a folder holding anything else may be the
-    user's (a report.md of their own beside it would be overwritten; issue 12)."""
+    """A report goes into any folder (beside the runs, typically), but replaces a report.md only
+    if it is an earlier report: emoscale's start with a '### ' table title (issue 12)."""
     if out.exists() and not out.is_dir():
         raise EmoscaleError(f"--out {out} is a file, not a folder")
-    foreign = (
-        sorted(e.name for e in out.iterdir() if e.name not in REPORT_NAMES) if out.is_dir() else []
-    )
-    if foreign:
+    earlier = out / "report.md"
+    if earlier.is_file() and not earlier.read_bytes().startswith(b"### "):
         raise EmoscaleError(
-            f"--out {out} holds {', '.join(foreign[:3])}{' ...' if len(foreign) > 3 else ''}, "
-            "not only an earlier report; choose a new or empty folder"
+            f"--out {out} holds a report.md that emoscale did not write; choose another folder"
         )
 
 
