@@ -2,7 +2,7 @@
 
     emoscale recipes                                   # the papers' table rows, ready to run
     emoscale train --recipe sst2_lora model.path=... data.path=...
-    emoscale cv | sweep | eval | predict | report | estimate | export | make-tiny
+    emoscale cv | sweep | eval | predict | report | estimate | export | convert | make-tiny
 
 Handlers here only read arguments and print; the work is in the module each one names. Bad input
 of any kind ends with one line, `error: ...`, and exit code 2.
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -32,17 +33,27 @@ EXAMPLES = {
   echo "What a wonderful film." | emoscale predict runs/sst2-lora
   emoscale predict runs/sst2-lora --input sentences.txt --json
   emoscale predict runs/iemocap-fold0 --input clips.tsv    # audio_path<TAB>transcript per line
+  emoscale predict runs/sst2-lora --input posts.txt --output posts.jsonl   # any size, resumable
+  accelerate launch --num_processes 2 -m emoscale.cli predict runs/sst2-lora \\
+      --input posts.txt --output posts.jsonl               # sharded over the processes
 output: label<TAB>per-label probabilities<TAB>input; --json: one object per line with the
-per-label scores (log-likelihoods) and probabilities""",
+per-label scores (log-likelihoods) and probabilities; --output: one JSON object per input line,
+in input order, with its line number""",
     "cv": """examples:
   emoscale cv --recipe iemocap_fusion_lora_wavlm model.audio_path=models/wavlm-base-plus \\
       model.text_path=models/roberta-base data.path=data/IEMOCAP_full_release
   emoscale cv --recipe mastodon_lora model.path=... data.path=... --folds 0,1,2
-  emoscale cv --config run.yaml data.num_folds=5 output_dir=runs/my-cv""",
+  emoscale cv --config run.yaml data.num_folds=5 output_dir=runs/my-cv
+  emoscale cv --config run.yaml output_dir=runs/my-cv --launcher local --parallel 2 --devices 0,1,2,3
+  emoscale cv --config run.yaml output_dir=runs/my-cv --launcher slurm --max-running 4 \\
+      -- --partition=gpu --gres=gpu:1 --time=4:00:00      # one job array; returns at once
+  emoscale cv --status runs/my-cv         # each fold: pending, running, done, failed; then cv.json""",
     "sweep": """examples:
   emoscale sweep --recipe sst2_lora model.path=... data.path=... --grid lora.r=4,8,16 train.lr=1e-4,3e-4
   emoscale sweep --config run.yaml --grid seed=1,2,3       # seeds: then `emoscale report` the parent
-  emoscale sweep --config run.yaml --grid 'lora.target_modules=[q_proj,v_proj],[q_proj,k_proj,v_proj]'""",
+  emoscale sweep --config run.yaml --grid 'lora.target_modules=[q_proj,v_proj],[q_proj,k_proj,v_proj]'
+  emoscale sweep --config run.yaml --grid seed=1,2,3,4 --launcher local --parallel 2
+  emoscale sweep --status runs/my-sweep   # each point's state; sweep.json once all are done""",
     "report": """examples:
   emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2      # one row: mean ± std of 2 runs
   emoscale report runs/iemocap-cv runs/mosi3-*  --out reports     # cv parents, globs
@@ -62,6 +73,16 @@ emoscale/recipes/targets.yaml, or the short form `sst2_lora: {accuracy: 95.69, s
 reads only the model's config.json: no weights are loaded""",
     "export": """example:
   emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
+    "convert": """examples:
+  emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale convert <format> --help""",
+    "convert chatglm": """example:
+  emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale estimate --recipe sst5_lora model.path=models/chatglm2-6b
+  emoscale train --recipe sst5_lora model.path=models/chatglm2-6b data.path=data/sst
+a ChatGLM2-6B or ChatGLM3-6B folder (config.json, pytorch_model-*.bin or safetensors,
+tokenizer.model) becomes a transformers GlmForCausalLM folder (safetensors, fast tokenizer);
+its own Python code is never run. Nothing is written to --out unless the conversion succeeds.""",
     "make-tiny": """example:
   emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama""",
 }
@@ -113,28 +134,69 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from emoscale.inference.predict import format_prediction, predict
 
+    if args.output:  # a file of any size, sharded over the processes of `accelerate launch`
+        from emoscale.inference.predict_stream import predict_file
+
+        if args.input in (None, "-"):
+            raise EmoscaleError("--output needs --input FILE (stdin cannot be shared out)")
+        size = int(os.environ.get("EMOSCALE_CHUNK_LINES", "0")) or None  # tests: small chunks
+        counts = predict_file(args.run_dir, args.input, args.output, args.overrides, size)
+        rank = os.environ.get("RANK", "0")
+        print(
+            f"rank {rank}: {counts['chunks_done']} chunks labelled, {counts['chunks_kept']} kept "
+            "from an earlier start",
+            file=sys.stderr,
+        )
+        if rank == "0":
+            print(f"{args.output}: every line of {args.input} labelled ({counts['chunks']} chunks)")
+        return 0
     for result in predict(args.run_dir, overrides=args.overrides, source=args.input):
         print(json.dumps(result, ensure_ascii=False) if args.json else format_prediction(result))
     return 0
 
 
+def _launch_options(args: argparse.Namespace):
+    from emoscale.studies.launchers import LaunchOptions
+
+    return LaunchOptions(
+        args.launcher, args.parallel, args.devices, args.max_running, args.sbatch_options
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    """--status PARENT: one line per point; 0 once all are done (the summary is then written)."""
+    from emoscale.studies import launchers
+
+    text, done = launchers.status(Path(args.status), args.command)
+    print(text)
+    return 0 if done else 3
+
+
 def _cv(args: argparse.Namespace) -> int:
     from emoscale.studies import cv
 
-    parent, table = cv.run(
-        _config_path(args), args.overrides, args.folds, args.resume, args.overwrite
+    if args.status:
+        return _status(args)
+    options = _launch_options(args)
+    _, text = cv.run(
+        _config_path(args), args.overrides, args.folds, args.resume, args.overwrite, options
     )
-    print(table + f"\ncv.json, cv.md and one run folder per fold: {parent}")
+    print(text)
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from emoscale.studies import sweep
 
-    parent, table = sweep.run(
-        _config_path(args), args.overrides, args.grid, args.resume, args.overwrite
+    if args.status:
+        return _status(args)
+    if not args.grid:
+        Parser(prog="emoscale sweep").error("the following arguments are required: --grid")
+    options = _launch_options(args)
+    _, text = sweep.run(
+        _config_path(args), args.overrides, args.grid, args.resume, args.overwrite, options
     )
-    print(table + f"\nsweep.json, sweep.md and one run folder per point: {parent}")
+    print(text)
     return 0
 
 
@@ -208,6 +270,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_chatglm(args: argparse.Namespace) -> int:
+    from emoscale.inference.convert.chatglm import convert
+
+    print(f"GlmForCausalLM folder written to {convert(args.src, args.out)}")
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from emoscale.tiny.lm import make_tiny
 
@@ -248,6 +317,19 @@ def _run_flags(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument("--overwrite", action="store_true", help=f"redo finished {what}")
 
 
+def _launch_arguments(command: argparse.ArgumentParser) -> None:
+    """Parallel points (studies/launchers.py); sbatch options follow a lone `--`."""
+    command.add_argument("--launcher", choices=["local", "slurm"], help="run points side by side")
+    command.add_argument("--parallel", type=_positive, help="local: points at once (default 1)")
+    command.add_argument(
+        "--devices", help="local: GPU numbers shared out over the points, e.g. 0,1,2,3"
+    )
+    command.add_argument("--max-running", type=_positive, help="slurm: array tasks at once")
+    command.add_argument(
+        "--status", metavar="PARENT", help="each point's state; the summary once done"
+    )
+
+
 def build_parser() -> Parser:
     parser = Parser(
         prog="emoscale",
@@ -285,18 +367,21 @@ def build_parser() -> Parser:
     predict.add_argument("overrides", nargs="*", metavar="key=value", help="data.* and eval.* keys")
     predict.add_argument("--input", help="a file with one input per line (default: stdin)")
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
+    predict.add_argument(
+        "--output", help="JSON lines into this file, streamed, resumable, sharded over processes"
+    )
 
     cv = command("cv", "cross-validation: every fold a run, then mean ± std", _cv)
     _config_arguments(cv)
     cv.add_argument("--folds", help="comma-separated fold numbers (default: all)")
     _run_flags(cv, "folds")
+    _launch_arguments(cv)
 
     sweep = command("sweep", "a grid over config keys: every point a run", _sweep)
     _config_arguments(sweep)
-    sweep.add_argument(
-        "--grid", nargs="+", required=True, metavar="key=v1,v2", help="values to try per key"
-    )
+    sweep.add_argument("--grid", nargs="+", metavar="key=v1,v2", help="values to try per key")
     _run_flags(sweep, "points")
+    _launch_arguments(sweep)
 
     report = command("report", "finished runs as the papers' tables and a chart", _report)
     report.add_argument("run_dirs", nargs="*", help="run folders, or folders holding runs")
@@ -322,6 +407,21 @@ def build_parser() -> Parser:
     export.add_argument("run_dir", help="a finished LoRA run folder")
     export.add_argument("--out", required=True, help="folder for the merged model")
 
+    convert = command("convert", "turn a checkpoint of another format into a model folder", None)
+    formats = convert.add_subparsers(dest="format", required=True, metavar="<format>")
+    chatglm = formats.add_parser(
+        "chatglm",
+        help="ChatGLM2-6B / ChatGLM3-6B -> transformers' GlmForCausalLM",
+        description="Convert a ChatGLM2-6B / ChatGLM3-6B folder to transformers' GlmForCausalLM.",
+        epilog=EXAMPLES["convert chatglm"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chatglm.set_defaults(handler=_convert_chatglm)
+    chatglm.add_argument("src", help="the downloaded ChatGLM2/3 folder")
+    chatglm.add_argument(
+        "--out", required=True, help="folder for the converted model (new or empty)"
+    )
+
     tiny = command("make-tiny", "save a tiny random causal LM for tests and demos", _make_tiny)
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
     tiny.add_argument("--text", required=True, help="one sentence per line (tokenizer training)")
@@ -334,7 +434,12 @@ def build_parser() -> Parser:
 def parse(argv: list[str]) -> argparse.Namespace:
     """Like parse_args, but `key=value` overrides may also follow the options."""
     parser = build_parser()
+    sbatch_options = []
+    if argv[:1] in (["cv"], ["sweep"]) and "--" in argv:
+        cut = argv.index("--")  # cv/sweep: what follows a lone -- goes to sbatch as it is
+        argv, sbatch_options = argv[:cut], argv[cut + 1 :]
     args, extra = parser.parse_known_args(argv)
+    args.sbatch_options = sbatch_options
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
     if stray or (extra and not hasattr(args, "overrides")):
         prog = f"emoscale {args.command}"
