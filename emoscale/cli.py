@@ -16,6 +16,7 @@ import os
 import sys
 from pathlib import Path
 
+from emoscale import library_logs
 from emoscale.errors import EmoscaleError
 
 EXAMPLES = {
@@ -450,14 +451,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    library_logs.hold()  # libraries' import-time lines: printed after a success, dropped on error
     try:
         args = parse(argv)
         return args.handler(args)
     except SystemExit as exit:  # --help (0) and usage errors (2) end here, not in the caller
         return exit.code if isinstance(exit.code, int) else 2
     except EmoscaleError as error:
+        library_logs.drop()
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        library_logs.release()
 
 
 if __name__ == "__main__":

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from emoscale.config import RunConfig, load_config
-from emoscale.errors import ConfigError, EmoscaleError
+from emoscale.errors import ConfigError
 from emoscale.evaluation.metrics import HEADLINE
 
 
@@ -75,15 +75,15 @@ def parent_folder(base: RunConfig, kind: str) -> Path:
         raise ConfigError(f"config key 'output_dir': required for {kind} on several processes")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parent = Path(base.output_dir or f"runs/{base.data.dataset}-{base.method_label}-{kind}-{stamp}")
-    check_parent(parent)
+    check_parent(parent, base, kind)
     return parent
 
 
-def check_parent(parent: Path) -> None:
-    if (parent / "config.yaml").exists():
-        raise EmoscaleError(
-            f"output_dir {parent} is a run folder; a sweep or cv writes its runs below a parent folder"
-        )
+def check_parent(parent: Path, base: RunConfig, kind: str) -> None:
+    """Not a run folder, an input folder or a folder of the user's (issue 12): run_folder's rules."""
+    from emoscale.training.run_folder import check_study_parent
+
+    check_study_parent(parent, base, kind)
 
 
 def run_points(
