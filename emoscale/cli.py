@@ -2,7 +2,7 @@
 
     emoscale recipes                                   # the papers' table rows, ready to run
     emoscale train --recipe sst2_lora model.path=... data.path=...
-    emoscale cv | sweep | eval | predict | report | estimate | export | make-tiny
+    emoscale cv | sweep | eval | predict | report | estimate | export | convert | make-tiny
 
 Handlers here only read arguments and print; the work is in the module each one names. Bad input
 of any kind ends with one line, `error: ...`, and exit code 2.
@@ -58,6 +58,14 @@ file in the format of emoscale/recipes/targets.yaml (recipe: {accuracy: <%>, sou
 reads only the model's config.json: no weights are loaded""",
     "export": """example:
   emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
+    "convert": """examples:
+  emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
+  emoscale convert <format> --help""",
+    "convert gguf": """example:
+  emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
+  emoscale train --recipe sst2_lora model.path=models/smollm2-135m-instruct data.path=data/sst
+a llama.cpp GGUF file (any architecture transformers reads from GGUF) becomes a model folder:
+dequantized weights in --dtype, tokenizer with its chat template, generation config.""",
     "make-tiny": """example:
   emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama""",
 }
@@ -193,6 +201,13 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_gguf(args: argparse.Namespace) -> int:
+    from emoscale.inference.convert.gguf import convert_gguf
+
+    print(f"model folder written to {convert_gguf(args.gguf_file, args.out, args.dtype)}")
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from emoscale.tiny.lm import make_tiny
 
@@ -302,6 +317,23 @@ def build_parser() -> Parser:
     export = command("export", "merge a LoRA run into a plain model folder", _export)
     export.add_argument("run_dir", help="a finished LoRA run folder")
     export.add_argument("--out", required=True, help="folder for the merged model")
+
+    convert = command("convert", "turn a checkpoint of another format into a model folder", None)
+    formats = convert.add_subparsers(dest="format", required=True, metavar="<format>")
+    gguf = formats.add_parser(
+        "gguf",
+        help="a llama.cpp GGUF file -> a plain model folder",
+        description="Convert a GGUF file (llama.cpp) to a plain Hugging Face model folder.",
+        epilog=EXAMPLES["convert gguf"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gguf.set_defaults(handler=_convert_gguf)
+    gguf.add_argument("gguf_file", help="the .gguf file")
+    gguf.add_argument("--out", required=True, help="folder for the model (new or empty)")
+    gguf.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+        help="dtype of the dequantized weights (default: float32)",
+    )  # fmt: skip
 
     tiny = command("make-tiny", "save a tiny random causal LM for tests and demos", _make_tiny)
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
