@@ -218,7 +218,12 @@ def _make_tiny(args: argparse.Namespace) -> int:
     if not texts:
         raise EmoscaleError(f"--text {text_file} holds no text")
     out = make_tiny(
-        args.out, texts, arch=args.arch, hidden_size=args.hidden_size, num_layers=args.layers
+        args.out,
+        texts,
+        arch=args.arch,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        initializer_range=args.init_range,
     )
     print(f"tiny {args.arch} model and tokenizer saved to {out}")
     return 0
@@ -341,6 +346,11 @@ def build_parser() -> Parser:
     tiny.add_argument("--out", required=True, help="folder to write the model into")
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument(
+        "--init-range", type=float, default=0.02,
+        help="initializer_range (default 0.02: learns fully fine-tuned; 0.2 suits LoRA on a "
+        "frozen random model)",
+    )  # fmt: skip
     return parser
 
 

