@@ -45,9 +45,12 @@ per-label scores (log-likelihoods) and probabilities""",
     "report": """examples:
   emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2      # one row: mean ± std of 2 runs
   emoscale report runs/iemocap-cv runs/mosi3-*  --out reports     # cv parents, globs
+  emoscale report --targets                                       # the papers' tables alone
+  emoscale report runs/sst2-* --targets                           # every paper row, ours beside
   emoscale report runs/sst2-* --targets my_targets.yaml           # the paper's numbers, your copy
-writes report.md, report.csv and report.png into --out, and prints the markdown. --targets: a
-file in the format of emoscale/recipes/targets.yaml (recipe: {accuracy: <%>, source: ...})""",
+writes report.md, report.csv and report.png into --out, and prints the markdown. --targets: also
+every row of both papers' tables (and papers.csv); FILE in the format of
+emoscale/recipes/targets.yaml, or the short form `sst2_lora: {accuracy: 95.69, source: ...}`""",
     "recipes": """examples:
   emoscale recipes                      # every recipe: dataset, method, the paper's target
   emoscale recipes sst2_lora            # one recipe's YAML
@@ -59,8 +62,16 @@ reads only the model's config.json: no weights are loaded""",
     "export": """example:
   emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
     "convert": """examples:
+  emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
   emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
   emoscale convert <format> --help""",
+    "convert chatglm": """example:
+  emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale estimate --recipe sst5_lora model.path=models/chatglm2-6b
+  emoscale train --recipe sst5_lora model.path=models/chatglm2-6b data.path=data/sst
+a ChatGLM2-6B or ChatGLM3-6B folder (config.json, pytorch_model-*.bin or safetensors,
+tokenizer.model) becomes a transformers GlmForCausalLM folder (safetensors, fast tokenizer);
+its own Python code is never run. Nothing is written to --out unless the conversion succeeds.""",
     "convert gguf": """example:
   emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
   emoscale train --recipe sst2_lora model.path=models/smollm2-135m-instruct data.path=data/sst
@@ -145,24 +156,35 @@ def _sweep(args: argparse.Namespace) -> int:
 def _report(args: argparse.Namespace) -> int:
     from emoscale.studies.report import write_report
 
-    text, out = write_report(args.run_dirs, args.out, args.split, args.targets)
-    print(text + f"\nreport.md, report.csv, report.png: {out}")
+    papers = args.targets is not None  # --targets alone: the shipped file
+    text, out = write_report(args.run_dirs, args.out, args.split, args.targets or None, papers)
+    written = ["report.md"] + (["report.csv", "report.png"] if args.run_dirs else [])
+    print(text + f"\n{', '.join(written + (['papers.csv'] if papers else []))}: {out}")
     return 0
 
 
-def _recipes(args: argparse.Namespace) -> int:
-    from emoscale.studies import recipes
-
-    if args.name:
-        print(recipes.path(args.name).read_text(), end="")
-        return 0
-    rows = recipes.listing()
-    columns = ("name", "dataset", "method", "target")
+def _print_columns(rows: list[dict]) -> None:
+    columns = list(rows[0])
     widths = {key: max(len(key), *(len(row[key]) for row in rows)) for key in columns[:-1]}
     print("  ".join(key.ljust(widths.get(key, 0)) for key in columns).rstrip())
     for row in rows:
         print("  ".join(row[key].ljust(widths.get(key, 0)) for key in columns).rstrip())
-    print(f"\n{len(rows)} recipes in {recipes.RECIPE_DIR}; targets: {recipes.TARGETS_FILE.name}")
+
+
+def _recipes(args: argparse.Namespace) -> int:
+    from emoscale.studies import published, recipes
+
+    if args.name:
+        print(recipes.path(args.name).read_text(), end="")
+        return 0
+    recipe_rows, other_rows = published.listing()
+    _print_columns(recipe_rows)
+    print(f"\nThe papers' other rows ({published.NO_RECIPE}, or a recipe's second row):\n")
+    _print_columns(other_rows)
+    print(
+        f"\n{len(recipe_rows)} recipes in {recipes.RECIPE_DIR}; "
+        f"{len(recipe_rows) + len(other_rows)} published rows in {published.TARGETS_FILE.name}"
+    )
     return 0
 
 
@@ -198,6 +220,13 @@ def _export(args: argparse.Namespace) -> int:
     if not Path(args.run_dir).is_dir():
         raise EmoscaleError(f"run folder {args.run_dir} does not exist")
     print(f"merged model saved to {export(args.run_dir, args.out)}")
+    return 0
+
+
+def _convert_chatglm(args: argparse.Namespace) -> int:
+    from emoscale.inference.convert.chatglm import convert
+
+    print(f"GlmForCausalLM folder written to {convert(args.src, args.out)}")
     return 0
 
 
@@ -304,12 +333,16 @@ def build_parser() -> Parser:
     _run_flags(sweep, "points")
 
     report = command("report", "finished runs as the papers' tables and a chart", _report)
-    report.add_argument("run_dirs", nargs="+", help="run folders, or folders holding runs")
+    report.add_argument("run_dirs", nargs="*", help="run folders, or folders holding runs")
     report.add_argument("--out", default="reports", help="output folder (default: reports)")
     report.add_argument("--split", default="test", choices=["dev", "test"])
     report.add_argument(
         "--targets",
-        help="the papers' numbers, in targets.yaml's format (default: the shipped targets.yaml)",
+        nargs="?",
+        const="",
+        metavar="FILE",
+        help="also print every row of the papers' tables; FILE: your copy of the numbers in "
+        "targets.yaml's format (default: the shipped emoscale/recipes/targets.yaml)",
     )
 
     listing = command("recipes", "list the shipped recipes, or print one", _recipes)
@@ -325,6 +358,18 @@ def build_parser() -> Parser:
 
     convert = command("convert", "turn a checkpoint of another format into a model folder", None)
     formats = convert.add_subparsers(dest="format", required=True, metavar="<format>")
+    chatglm = formats.add_parser(
+        "chatglm",
+        help="ChatGLM2-6B / ChatGLM3-6B -> transformers' GlmForCausalLM",
+        description="Convert a ChatGLM2-6B / ChatGLM3-6B folder to transformers' GlmForCausalLM.",
+        epilog=EXAMPLES["convert chatglm"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    chatglm.set_defaults(handler=_convert_chatglm)
+    chatglm.add_argument("src", help="the downloaded ChatGLM2/3 folder")
+    chatglm.add_argument(
+        "--out", required=True, help="folder for the converted model (new or empty)"
+    )
     gguf = formats.add_parser(
         "gguf",
         help="a llama.cpp GGUF file -> a plain model folder",

@@ -57,12 +57,12 @@ def prepare_inputs(config: RunConfig):
 
 def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False):
     """Everything before training: inputs checked, the accelerator, the run folder named and
-    checked. Returns (corpus, family, accelerator, run_dir)."""
+    checked. Returns (corpus, family, accelerator, run_dir, resume); resume is False for a run
+    that died before its first checkpoint (it starts afresh)."""
     from accelerate.utils import broadcast_object_list
 
     from emoscale.training import run_folder, trainer
 
-    corpus, family = prepare_inputs(config)
     accelerator = trainer.make_accelerator(config)
     # One folder for all ranks: the main process names it and tells the others.
     name = [
@@ -70,20 +70,25 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
         or f"runs/{config.data.dataset}-{config.method_label}-{time.strftime('%Y%m%d-%H%M%S')}"
     ]
     run_dir = Path(broadcast_object_list(name)[0])
-    run_folder.check(run_dir, resume, overwrite)
+    asked_to_resume = resume
+    resume = run_folder.check(run_dir, resume, overwrite, config)
+    if asked_to_resume and not resume:
+        accelerator.print(f"--resume: {run_dir} has no checkpoint yet; starting the run afresh")
     if resume:  # the same config and base model, or the run would not continue exactly
         run_folder.check_resume(run_dir, config)
+    # The folder first (cheap, and the one check that protects the user's files), then the inputs.
+    corpus, family = prepare_inputs(config)
     # TensorBoard logs go in the run folder, which only now has its name.
     accelerator.project_configuration.project_dir = (
         accelerator.project_configuration.logging_dir
     ) = str(run_dir)
-    return corpus, family, accelerator, run_dir
+    return corpus, family, accelerator, run_dir, resume
 
 
 def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tuple[Path, dict]:
     from emoscale.training import trainer
 
-    corpus, family, accelerator, run_dir = prepare_run(config, resume, overwrite)
+    corpus, family, accelerator, run_dir, resume = prepare_run(config, resume, overwrite)
     metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
     return run_dir, metrics
 
@@ -116,13 +121,15 @@ def main(argv: list[str] | None = None) -> int:
             config = load_config(overrides=demo.overrides(data, model))
         else:
             config = load_config(args.config, args.overrides)
-        corpus, family, accelerator, run_dir = prepare_run(config, args.resume, args.overwrite)
+        corpus, family, accelerator, run_dir, resume = prepare_run(
+            config, args.resume, args.overwrite
+        )
     except EmoscaleError as error:
         return report_error(error, training=False)
     from emoscale.training import trainer
 
     try:
-        metrics = trainer.train(config, family, corpus, run_dir, accelerator, args.resume)
+        metrics = trainer.train(config, family, corpus, run_dir, accelerator, resume)
     except EmoscaleError as error:
         return report_error(error, training=True)
     test = metrics["test"]

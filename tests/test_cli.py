@@ -114,7 +114,9 @@ def test_recipes_lists_every_recipe_with_its_row_and_target(capsys):
     for name in recipes.names():
         line = next(line for line in out.splitlines() if line.startswith(name + " "))
         row = recipes.table_row(recipes.load(name))
-        assert row.dataset in line and row.method in line and "null" in line
+        assert row.dataset in line and row.method in line
+        # the paper's numbers for the row (tests/studies/test_recipes.py checks the values)
+        assert "(LLM paper, Table" in line or "(LoRA-MER, Table" in line
     assert cli.main(["recipes", "mosi3_lora"]) == 0
     assert capsys.readouterr().out == recipes.path("mosi3_lora").read_text()
 

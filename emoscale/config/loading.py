@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import difflib
 import re
+import typing
 from pathlib import Path
-from typing import Any
+from types import UnionType
+from typing import Annotated, Any, Union
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -55,13 +57,69 @@ ConfigLoader.add_implicit_resolver(
 )
 
 
+def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, deep: bool = False):
+    """PyYAML keeps the last of two equal keys; a repeated `train:` section then silently drops
+    the first one's settings (issue 12). A repeated key is an error naming both lines."""
+    first_line: dict = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=True)
+        try:
+            earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+        except TypeError:  # an unhashable key: construct_mapping below says so
+            continue
+        if earlier != key_node.start_mark.line + 1:
+            raise yaml.constructor.ConstructorError(
+                problem=f"duplicate key {key!r} (first on line {earlier})",
+                problem_mark=key_node.start_mark,
+            )
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+ConfigLoader.add_constructor(
+    yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _mapping_without_duplicates
+)
+
+
 def read_yaml(text: str) -> Any:
+    """YAML 1.2 booleans, no duplicate keys; errors are yaml.YAMLError (see yaml_problem)."""
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
 
 
-def parse_value(text: str) -> Any:
-    """A command-line value as YAML would read it: `3e-4` is a float, `[q_proj,v_proj]` a list."""
-    value = read_yaml(text) if text != "" else ""
+def yaml_problem(error: yaml.YAMLError) -> str:
+    """'LINE:COLUMN: what is wrong' (1-based) from a PyYAML error, in one line."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if "'\\t'" in problem or "\t" in problem:
+        problem += " (YAML indents with spaces, not tabs)"
+    return f"{mark.line + 1}:{mark.column + 1}: {problem}" if mark is not None else problem
+
+
+def _is_text_key(dotted_key: str) -> bool:
+    """Whether the schema types this key as a string (maybe None): paths, templates, names."""
+    model: Any = RunConfig
+    for part in dotted_key.split("."):
+        field = getattr(model, "model_fields", {}).get(part)
+        if field is None:
+            return False
+        model = field.annotation
+    options = typing.get_args(model) if typing.get_origin(model) in (Union, UnionType) else (model,)
+    return any(
+        option is str
+        or (typing.get_origin(option) is Annotated and typing.get_args(option)[0] is str)
+        for option in options
+    )
+
+
+def parse_value(text: str, key: str = "") -> Any:
+    """A command-line value as YAML would read it: `3e-4` is a float, `[q_proj,v_proj]` a list.
+    A string key takes the text as it is: `prompt.template={text} is` is no YAML mapping."""
+    if _is_text_key(key):
+        return None if text.lower() in ("null", "none", "~") else text
+    try:
+        value = read_yaml(text) if text != "" else ""
+    except yaml.YAMLError as error:
+        problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+        raise ConfigError(f"override {key}={text}: not a valid YAML value ({problem})") from None
     return text if value is None and text.lower() not in ("null", "none", "~") else value
 
 
@@ -86,10 +144,12 @@ def load_config(
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
-            loaded = read_yaml(path.read_text()) or {}
+            loaded = read_yaml(path.read_text(encoding="utf-8")) or {}
         except yaml.YAMLError as error:
+            raise ConfigError(f"config file {path}:{yaml_problem(error)}") from None
+        except UnicodeDecodeError as error:
             raise ConfigError(
-                f"config file {path} is not valid YAML: {str(error).splitlines()[0]}"
+                f"config file {path}: not UTF-8 text (byte {error.start}: {error.reason})"
             ) from None
         if not isinstance(loaded, dict):
             raise ConfigError(
@@ -100,7 +160,7 @@ def load_config(
         key, sep, text = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"override {item!r}: expected key=value, e.g. train.lr=3e-4")
-        apply_override(raw, key.strip(), parse_value(text))
+        apply_override(raw, key.strip(), parse_value(text, key.strip()))
     return validate(raw)
 
 

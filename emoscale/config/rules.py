@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import string
 from collections.abc import Callable
 from pathlib import Path
 
@@ -19,6 +20,47 @@ def _template_has_text(config: RunConfig) -> str | None:
     template = config.prompt.template
     if template is not None and "{text}" not in template:
         return "config key 'prompt.template': must contain {text} (and may contain {labels})"
+    if template is not None:  # a stray brace or another placeholder would fail in str.format
+        try:
+            names = [
+                name for _, name, _, _ in string.Formatter().parse(template) if name is not None
+            ]
+        except ValueError as error:
+            return f"config key 'prompt.template': {error}; write a literal brace as {{{{ or }}}}"
+        unknown = [name for name in names if name not in ("text", "labels")]
+        if unknown:
+            return (
+                f"config key 'prompt.template': unknown placeholder {{{unknown[0]}}}; only {{text}} "
+                "and {labels} are filled in (write a literal brace as {{ or }})"
+            )
+    return None
+
+
+def _label_lists(config: RunConfig) -> str | None:
+    """data.labels (the classes) and prompt.labels (their words): no empty, repeated or case-twin
+    entries (two classes with one label word), and as many words as classes (issue 12)."""
+    for key, labels in (
+        ("data.labels", config.data.labels),
+        ("prompt.labels", config.prompt.labels),
+    ):
+        seen: dict[str, str] = {}
+        for label in labels or []:
+            if not label.strip():
+                return f"config key {key!r}: an empty label"
+            earlier = seen.setdefault(label.strip().lower(), label)
+            if earlier == label:
+                if list(labels).count(label) > 1:
+                    return f"config key {key!r}: {label!r} appears twice"
+            else:
+                return (
+                    f"config key {key!r}: {earlier!r} and {label!r} differ only in case or spaces"
+                )
+    words, classes = config.prompt.labels, config.data.labels
+    if words is not None and classes is not None and len(words) != len(classes):
+        return (
+            f"config key 'prompt.labels': {len(words)} label words for the {len(classes)} "
+            f"labels of data.labels"
+        )
     return None
 
 
@@ -65,6 +107,18 @@ def _mine_needs_two_modalities(config: RunConfig) -> str | None:
         return (
             f"config key 'fusion.mine_weight': MINE estimates the MI between the two modalities; "
             f"with model.modalities={modalities} set it to 0 or leave it unset"
+        )
+    return None
+
+
+def _transcripts_feed_a_text_encoder(config: RunConfig) -> str | None:
+    # data.transcripts replaces the text the fusion family's text encoder reads (issue 15)
+    if config.data.transcripts is None:
+        return None
+    if config.model.family != "fusion" or config.model.modalities == "audio":
+        return (
+            "config key 'data.transcripts': read by model.family=fusion with model.modalities "
+            "text or both only"
         )
     return None
 
@@ -184,6 +238,7 @@ def _skipping_batches_while_accumulating_on_several_ranks(config: RunConfig) -> 
 RULES: list[Callable[[RunConfig], str | None]] = [
     _known_dataset,
     _template_has_text,
+    _label_lists,
     _fp16_needs_cuda,
     _one_quantisation,
     _no_full_finetuning_of_quantised_weights,
@@ -196,6 +251,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _skipping_batches_while_accumulating_on_several_ranks,
     _fusion_model_keys,
     _mine_needs_two_modalities,
+    _transcripts_feed_a_text_encoder,
 ]
 
 

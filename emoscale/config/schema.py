@@ -6,25 +6,32 @@ Unknown keys, wrong types and impossible values fail with one line naming the ke
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "ua", "wa")
+# A folder key given as `key=` is a mistake, not the current folder (Path("") is ".").
+FolderPath = Annotated[str, Field(min_length=1)]
 Metric = Literal["accuracy", "macro_f1", "weighted_f1", "ua", "wa"]
 
 
 class Section(BaseModel):
     # extra="forbid": a misspelt key is an error, never a silently ignored setting.
-    model_config = ConfigDict(extra="forbid", validate_assignment=True, protected_namespaces=())
+    # allow_inf_nan=False: `train.lr=.inf` fails here, not as a nan loss at step 2 (issue 12).
+    model_config = ConfigDict(
+        extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
+    )
 
 
 class ModelConfig(Section):
     family: Literal["prompt_lm", "fusion"] = "prompt_lm"
-    path: str | None = None  # a local Hugging Face model folder; nothing is downloaded
+    path: FolderPath | None = None  # a local Hugging Face model folder; nothing is downloaded
     # family fusion (models/speech_text.py): a speech encoder and a text encoder, local folders
-    audio_path: str | None = None  # WavLM / HuBERT / wav2vec2 folder with its feature extractor
-    text_path: str | None = None  # a text encoder folder (RoBERTa-base in LoRA-MER), always frozen
+    # WavLM / HuBERT / wav2vec2 folder with its feature extractor
+    audio_path: FolderPath | None = None
+    # a text encoder folder (RoBERTa-base in LoRA-MER), always frozen
+    text_path: FolderPath | None = None
     # lora: LoRA on the speech encoder's q/v (fusion.lora_*); frozen; full: every encoder weight
     # trains (a speech encoder trained from scratch or fully fine-tuned)
     audio_method: Literal["lora", "frozen", "full"] = "lora"
@@ -66,7 +73,7 @@ class PTuningConfig(Section):
 
 class DataConfig(Section):
     dataset: str = "csv"  # a name in emoscale.data.CORPORA
-    path: str | None = None  # the corpus folder in its official layout
+    path: FolderPath | None = None  # the corpus folder in its official layout
     text_column: str = "text"  # generic CSV/TSV/JSONL only
     label_column: str = "label"
     id_column: str | None = None
@@ -86,6 +93,12 @@ class DataConfig(Section):
     skip_bad_audio: bool = (
         False  # missing/empty/unreadable audio: skip and count instead of stopping
     )
+    # Evaluation audio cropped (centred) to max_seconds too. LoRA-MER does not crop at test time
+    # (false); true bounds memory on long utterances (issue 15).
+    eval_crop: bool = True
+    # family fusion: an `id<TAB>text` file (e.g. ASR output, as LoRA-MER used) replacing the
+    # corpus' transcriptions for every example (data/transcripts.py); None: the corpus' own text
+    transcripts: str | None = None
 
 
 class PromptConfig(Section):
@@ -122,7 +135,12 @@ class FusionConfig(Section):
     lora_alpha: int = Field(16, ge=1)
     lora_dropout: float = Field(0.1, ge=0.0, lt=1.0)
     lora_target_modules: list[str] = ["q_proj", "v_proj"]
-    text_cache_dir: str | None = None  # None: $EMOSCALE_CACHE/text_features (~/.cache/emoscale)
+    # None: $EMOSCALE_CACHE/text_features (~/.cache/emoscale)
+    text_cache_dir: FolderPath | None = None
+    # The speech encoder's own dropout and SpecAugment in training (issue 15). when_trained: on in
+    # the lora/full arms, off in the frozen arm (so LoRA-MER's Table 1 frozen-vs-LoRA rows also
+    # differ in augmentation; the paper does not say); always / never: the same in every arm.
+    encoder_augmentation: Literal["when_trained", "always", "never"] = "when_trained"
 
 
 class TrainConfig(Section):
@@ -170,8 +188,8 @@ class RunConfig(Section):
     fusion: FusionConfig = FusionConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
-    seed: int = 42
-    output_dir: str | None = None  # None: runs/<dataset>-<method>-<time>
+    seed: int = Field(42, ge=0, lt=2**32)  # numpy's seed range
+    output_dir: FolderPath | None = None  # None: runs/<dataset>-<method>-<time>
 
     @property
     def method_label(self) -> str:

@@ -7,7 +7,8 @@
 - In the workers (`AudioReader.read`, called from a Dataset's __getitem__): WAV/FLAC/... read with
   soundfile, channels averaged to mono, resampled to the encoder's rate (its feature extractor's
   `sampling_rate`), and cropped to `data.max_seconds`: at a random offset in training, centred in
-  evaluation. Only the frames kept are read, so a long recording costs what its crop costs.
+  evaluation (with `data.eval_crop: false`, as in LoRA-MER, evaluation reads the whole clip).
+  Only the frames kept are read, so a long recording costs what its crop costs.
 - `pad_waves` pads a batch to its longest clip and returns the attention mask (1 = real sample);
   nothing is padded beyond the batch, as the mask makes longer padding pointless.
 
@@ -86,19 +87,31 @@ def check_corpus_audio(corpus: Corpus, root: str | Path | None, skip_bad: bool) 
 class AudioReader:
     """Decode one clip for the encoder: mono, resampled, cropped. Picklable, for DataLoader workers."""
 
-    def __init__(self, sample_rate: int, max_seconds: float, normalize: bool, min_samples: int = 1):
+    def __init__(
+        self,
+        sample_rate: int,
+        max_seconds: float,
+        normalize: bool,
+        min_samples: int = 1,
+        eval_crop: bool = True,
+    ):
         self.sample_rate = sample_rate
         self.max_samples = int(round(max_seconds * sample_rate))
+        self.eval_crop = eval_crop  # False: evaluation (crop_seed None) reads every sample
         self.normalize = normalize  # the feature extractor's do_normalize: zero mean, unit variance
         # Shorter clips are padded with silence: the encoder needs one frame's receptive field.
         self.min_samples = min_samples
 
     def read(self, path: str | Path, crop_seed: str | None = None) -> torch.Tensor:
-        """[samples] float32. `crop_seed` set: random crop (training); None: centred crop."""
+        """[samples] float32. `crop_seed` set: random crop (training); None: centred crop, or the
+        whole clip without eval_crop."""
+        crop = crop_seed is not None or self.eval_crop
         try:
             with soundfile.SoundFile(str(path)) as handle:
                 rate, frames = handle.samplerate, handle.frames
-                keep = min(frames, math.ceil(self.max_samples * rate / self.sample_rate))
+                keep = frames
+                if crop:
+                    keep = min(frames, math.ceil(self.max_samples * rate / self.sample_rate))
                 spare = frames - keep
                 offset = (
                     random.Random(crop_seed).randint(0, spare)
@@ -114,7 +127,8 @@ class AudioReader:
         wave = torch.from_numpy(data).mean(dim=1)  # mono: the average of the channels
         if rate != self.sample_rate:
             wave = torchaudio.functional.resample(wave, rate, self.sample_rate)
-        wave = wave[: self.max_samples]  # resampling can round one sample over
+        if crop:
+            wave = wave[: self.max_samples]  # resampling can round one sample over
         if self.normalize:
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
         if wave.numel() < self.min_samples:

@@ -4,7 +4,7 @@
     data.fold=0 data.num_folds=5     # EmoDB: five folds of two speakers each
 
 - IEMOCAP: leave-one-session-out, 5 folds; fold i tests Session i+1 (the speech papers' protocol).
-- EmoDB, and csv/tsv/jsonl corpora with a speaker column: folds of whole speakers (EmoDB: one of
+- EmoDB, and csv/tsv/jsonl/hf corpora with a speaker column: folds of whole speakers (EmoDB: one of
   its 10 speakers per fold by default; generic corpora: 5 folds). Speakers are sorted and dealt out
   in turn, so fold i tests speakers i, i+k, i+2k, ...
 - Mastodon: the paper's 10-fold cross-validation (Cerisara et al. 2018, code/splitTrainDev.py in
@@ -24,7 +24,8 @@ from emoscale.data.examples import Corpus, Example
 from emoscale.errors import ConfigError, DataError
 
 DEV_FRACTION = 0.1  # dev: whole groups, as close to a tenth of the training side as they come
-SPEAKER_FOLDS = {"emodb": 10, "csv": 5, "tsv": 5, "jsonl": 5}  # default number of speaker folds
+# The default number of speaker folds of each corpus that has them.
+SPEAKER_FOLDS = {"emodb": 10, "csv": 5, "tsv": 5, "jsonl": 5, "hf": 5}
 IEMOCAP_SESSIONS = 5
 MASTODON_FOLDS = 10
 
@@ -49,7 +50,7 @@ def num_folds(corpus_name: str, data_config) -> int:
         return data_config.num_folds or SPEAKER_FOLDS[corpus_name]
     raise ConfigError(
         f"config key 'data.fold': dataset {corpus_name!r} has official splits and no folds; "
-        "folds exist for iemocap, emodb, mastodon, and csv/tsv/jsonl corpora with a speaker column"
+        "folds exist for iemocap, emodb, mastodon, and csv/tsv/jsonl/hf corpora with a speaker column"
     )
 
 

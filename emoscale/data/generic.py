@@ -4,11 +4,20 @@ Columns are named by data.text_column / data.label_column / data.id_column; opti
 `dialogue_id`, `turn`, `session` and `audio_path` columns are carried into the examples.
 The label set is data.labels, or else the labels seen in train (in order of first appearance is
 unstable across files, so sorted).
+
+The files are read strictly (issue 12: malformed rows must not turn into classes): UTF-8 (a
+byte-order mark is dropped), every CSV/TSV row with exactly the header's fields, every JSONL line one
+object without repeated keys, a non-empty text and label in every row. CSV follows RFC 4180 (a
+quoted field may hold commas, quotes as "" and line breaks; a quote left open is an error). TSV
+has no quoting at all (the IANA definition): a `"` is an ordinary character, so a text starting
+with one cannot swallow the rows after it. Labels lose surrounding spaces; two labels that differ
+only in case are an error (they would be two classes with one label word).
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 from pathlib import Path
 
@@ -25,39 +34,138 @@ from emoscale.errors import DataError
 
 OPTIONAL_COLUMNS = ("speaker", "dialogue_id", "session", "audio_path")
 SPLITS = ("train", "dev", "test")
+# Python's csv stops at 131,072 characters a field; a long text is truncated to data.max_length
+# tokens and counted (run.json), so allow much longer ones; beyond this a field is surely a stray quote.
+MAX_FIELD_CHARACTERS = 10_000_000
+
+
+def _decode(path: Path) -> str:
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{path}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8"
+        ) from None
+
+
+def _no_repeated_keys(path: Path, number: int):
+    def build(pairs: list[tuple[str, object]]) -> dict:
+        row: dict = {}
+        for key, value in pairs:
+            if key in row:
+                raise DataError(f"{path}:{number}: key {key!r} appears twice")
+            row[key] = value
+        return row
+
+    return build
+
+
+def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+    rows = []
+    for number, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line, object_pairs_hook=_no_repeated_keys(path, number))
+        except json.JSONDecodeError as error:
+            raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{number}: expected a JSON object per line")
+        rows.append((f"{path}:{number}", row))
+    return rows
+
+
+def _delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+    tsv = path.suffix == ".tsv"
+    options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {"delimiter": ","}
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True, **options)
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_FIELD_CHARACTERS))
+    rows, header = [], None
+    while True:
+        start = reader.line_num + 1  # a quoted field may span lines: name the row's first line
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as error:
+            problem = (
+                "a quoted field is never closed"
+                if "unexpected end of data" in str(error)
+                else f'malformed quoting ({error}); write a quote inside a quoted field as ""'
+            )
+            raise DataError(f"{path}:{start}: {problem}") from None
+        if not fields:  # a blank line
+            continue
+        if header is None:
+            header = fields
+            repeated = sorted({name for name in header if header.count(name) > 1})
+            if repeated:
+                raise DataError(f"{path}:{start}: column {repeated[0]!r} appears twice")
+            continue
+        if len(fields) != len(header):
+            hint = "" if tsv else " (quote a text that holds a comma)"
+            raise DataError(
+                f"{path}:{start}: {len(fields)} fields, the header has {len(header)}{hint}"
+            )
+        rows.append((f"{path}:{start}", dict(zip(header, fields, strict=True))))
+    return rows
 
 
 def _rows(path: Path) -> list[tuple[str, dict]]:
     """(where, row) pairs; `where` is 'file:line' for error messages."""
-    if path.suffix == ".jsonl":
-        rows = []
-        for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{number}: expected a JSON object per line")
-            rows.append((f"{path}:{number}", row))
-        return rows
-    delimiter = "\t" if path.suffix == ".tsv" else ","
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        # DictReader's line_num counts physical lines, so quoted newlines still point at the right row.
-        return [(f"{path}:{reader.line_num}", row) for row in reader]
+    text = _decode(path)
+    return _jsonl_rows(path, text) if path.suffix == ".jsonl" else _delimited_rows(path, text)
 
 
 def _check_columns(path: Path, rows: list[tuple[str, dict]], required: list[str]) -> None:
     if not rows:
         raise DataError(f"{path}: no rows")
-    present = set(rows[0][1])
-    for column in required:
-        if column not in present:
+    for where, row in rows:  # JSONL rows may each have their own keys
+        for column in required:
+            if column not in row:
+                raise DataError(
+                    f"{where if path.suffix == '.jsonl' else path}: missing column {column!r} "
+                    f"(columns: {', '.join(sorted(row))})"
+                )
+
+
+def _cell(row: dict, column: str, where: str) -> str:
+    """A text or label value: a string (JSONL: also a number), never null, a list or a boolean."""
+    value = row[column]
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        raise DataError(f"{where}: {column} is {json.dumps(value)}, expected a string")
+    return str(value)
+
+
+def _label(row: dict, column: str, where: str) -> str:
+    label = _cell(row, column, where).strip()
+    if not label:
+        raise DataError(f"{where}: empty label")
+    return label
+
+
+def _turn(value: object, where: str) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit():
+        raise DataError(f"{where}: turn {value!r} is not a whole number >= 0")
+    return int(text)
+
+
+def _label_set(data_config, train_rows: list[tuple[str, dict]]) -> tuple[str, ...]:
+    if data_config.labels:
+        return tuple(data_config.labels)  # duplicates and case twins: config/rules.py
+    first_seen: dict[str, tuple[str, str]] = {}  # lower-case label -> (spelling, where)
+    for where, row in train_rows:
+        label = _label(row, data_config.label_column, where)
+        spelling, seen_at = first_seen.setdefault(label.lower(), (label, where))
+        if spelling != label:
             raise DataError(
-                f"{path}: missing column {column!r} (columns: {', '.join(sorted(present))})"
+                f"{where}: label {label!r} differs from {spelling!r} ({seen_at}) only in case; "
+                "use one spelling"
             )
+    return tuple(sorted(spelling for spelling, _ in first_seen.values()))
 
 
 def _find(folder: Path, split: str, extension: str) -> Path:
@@ -81,10 +189,7 @@ def load(data_config) -> Corpus:
         rows_by_split[split] = _rows(path)
         _check_columns(path, rows_by_split[split], required)
 
-    label_names = tuple(
-        data_config.labels
-        or sorted({str(row[label_column]).strip() for _, row in rows_by_split["train"]})
-    )
+    label_names = _label_set(data_config, rows_by_split["train"])
     splits = {}
     for split, rows in rows_by_split.items():
         examples = []
@@ -95,12 +200,12 @@ def load(data_config) -> Corpus:
                 if row.get(column) not in (None, "")
             }
             if row.get("turn") not in (None, ""):
-                extra["turn"] = int(row["turn"])
+                extra["turn"] = _turn(row["turn"], where)
             examples.append(
                 Example(
-                    id=str(row[id_column]) if id_column else f"{split}-{number}",
-                    text=check_text(str(row[text_column] or ""), where),
-                    label=label_index(str(row[label_column]).strip(), label_names, where),
+                    id=_cell(row, id_column, where) if id_column else f"{split}-{number}",
+                    text=check_text(_cell(row, text_column, where), where),
+                    label=label_index(_label(row, label_column, where), label_names, where),
                     **extra,
                 )
             )

@@ -10,6 +10,7 @@ from emoscale.data import (
     folds,
     friends,
     generic,
+    hf_datasets,
     iemocap,
     m3ed,
     mastodon,
@@ -24,6 +25,7 @@ CORPORA: dict[str, Callable[..., Corpus]] = {
     "csv": generic.load,
     "tsv": generic.load,
     "jsonl": generic.load,
+    "hf": hf_datasets.load,  # a Hugging Face datasets folder: save_to_disk, Parquet, Arrow, JSONL
     "sst2": sst.load_sst2,
     "sst5": sst.load_sst5,
     "friends": friends.load,

@@ -17,7 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from emoscale.config import load_config, rules
 from emoscale.errors import EmoscaleError
-from emoscale.models import base_model
+from emoscale.models import base_model, model_folder
 from emoscale.models.adapters import DTYPES, check_model_folder
 
 
@@ -40,6 +40,7 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
     if out.exists() and any(out.iterdir()):
         raise EmoscaleError(f"export: --out {out} is not empty")
     base_path = check_model_folder(config.model.path)
+    model_folder.check(base_path)
     base_model.check(run_dir, base_path)  # the adapter must go into the weights it was trained on
     # Merge into full-precision weights: merging into 8-bit/4-bit weights would round the update away.
     base = AutoModelForCausalLM.from_pretrained(

@@ -129,7 +129,7 @@ def evaluate_run(
     holding config.yaml, eval.json, metrics.json, predictions.jsonl and confusion_matrix.png."""
     from emoscale.data import load_corpus
     from emoscale.evaluation import plots
-    from emoscale.training.trainer import evaluate, shard_for_evaluation
+    from emoscale.training.distributed_eval import evaluate, shard_for_evaluation
 
     run_dir = Path(run_dir)
     config = run_config(run_dir, overrides)

@@ -13,16 +13,18 @@ from __future__ import annotations
 def build_family(config, corpus):
     """The family that `model.family` names, with every input check that needs no weights done."""
     if config.model.family == "prompt_lm":
-        from emoscale.models import adapters, base_model
-        from emoscale.models.label_scoring import check_label_scoring
+        from emoscale.models import adapters, base_model, model_folder
+        from emoscale.models.label_scoring import check_label_scoring, check_label_words
         from emoscale.models.prompt_lm import PromptLMFamily
 
-        adapters.check_model_folder(config.model.path)
+        model_folder.check(adapters.check_model_folder(config.model.path))
         base_model.check_code(config.model.path, config.model.trust_remote_code)
         if config.eval.mode == "score":
             check_label_scoring(config.model.path, config.model.trust_remote_code)
         tokenizer = adapters.load_tokenizer(config)
-        return PromptLMFamily(config, corpus.info, tokenizer, corpus.context_only)
+        family = PromptLMFamily(config, corpus.info, tokenizer, corpus.context_only)
+        check_label_words(family.label_names, family.label_words, family.answers)
+        return family
     if config.model.family == "fusion":
         from emoscale.models.speech_text import build_speech_text_family
 

@@ -203,3 +203,24 @@ class LabelScorer:
             token_scores = logits.float().log_softmax(-1).gather(-1, targets[..., None]).squeeze(-1)
             scores = scores + (token_scores * target_mask).sum(-1).view(batch, k)
         return scores
+
+
+def check_label_words(
+    label_names: tuple[str, ...], words: tuple[str, ...], answer_ids: list[list[int]]
+) -> None:
+    """One word per class, and answers the model can tell apart (issue 12): `prompt.labels=[Good]`
+    for two classes was an IndexError; two words with the same answer tokens (a tokenizer that
+    maps both to <unk>) make every prediction the first of them. Before any weights load."""
+    if len(words) != len(label_names):
+        raise ConfigError(
+            f"config key 'prompt.labels': {len(words)} label words for the {len(label_names)} "
+            f"labels {list(label_names)}"
+        )
+    first: dict[tuple[int, ...], str] = {}
+    for word, ids in zip(words, answer_ids, strict=True):
+        earlier = first.setdefault(tuple(ids), word)
+        if earlier != word:
+            raise ConfigError(
+                f"config key 'prompt.labels': {earlier!r} and {word!r} are the same answer "
+                f"tokens {list(ids)} for this tokenizer; choose words it tells apart"
+            )

@@ -8,6 +8,15 @@ in eval mode (no dropout, no SpecAugment) without building a graph; `full` train
 Features are the last hidden layer, or with `model.audio_layers: weighted` a learned softmax-weighted
 sum of all hidden layers (the CNN projection and every transformer layer), as in SUPERB.
 
+**Batch independence (issue 15).** wav2vec2-base, HuBERT-base and WavLM-base-plus normalise their
+first convolution with GroupNorm over time (`feat_extract_norm="group"`): zeros padded onto a short
+clip change the statistics of every real frame, and no attention mask can undo that. For those
+models the convolutional front end runs on each clip's own samples (clips of equal length together),
+and the frames are padded afterwards; the attention mask is then always passed (also to HuBERT, whose
+extractor says `return_attention_mask=False` because it was pretrained on unpadded single clips), so
+padded frames reach neither self-attention nor pooling. A clip's features are then those it has
+alone. Layer-norm front ends normalise each frame on its own and run batched, as before.
+
 WavLM's attention in transformers hands its q/k/v weights straight to
 F.multi_head_attention_forward, never calling the projection modules, so LoRA put on them by PEFT
 would silently do nothing (and DDP would stop on parameters without gradient). WavLM attention
@@ -83,6 +92,43 @@ def attention_through_projections(self, hidden_states, attention_mask, gated_pos
     return self.out_proj(output), weights  # [B, heads, T, T], the shape transformers returns
 
 
+def front_end_per_clip(self, input_values: torch.Tensor) -> torch.Tensor:
+    """A conv feature encoder's forward, run on each clip's own samples (`self.clip_lengths`, set by
+    SpeechEncoder.forward before each call; None: batched as usual). Clips of one length share a
+    call, so a batch of equal-length clips costs one call. -> [B, channels, frames], zero-padded."""
+    lengths = self.clip_lengths
+    width = input_values.shape[-1]
+    if lengths is None or bool((lengths == width).all()):
+        return self.batched_forward(input_values)
+    parts: dict[int, torch.Tensor] = {}
+    rows_by_length: dict[int, torch.Tensor] = {}
+    for length in lengths.unique().tolist():
+        rows = (lengths == length).nonzero().squeeze(1)
+        rows_by_length[length] = rows
+        parts[length] = self.batched_forward(input_values[rows, :length])
+    frames = self.output_frames(width)
+    first = next(iter(parts.values()))
+    output = first.new_zeros(input_values.shape[0], first.shape[1], frames)
+    for length, features in parts.items():
+        output[rows_by_length[length], :, : features.shape[-1]] = features
+    return output
+
+
+def run_front_end_per_clip(base_model: nn.Module) -> bool:
+    """Give a GroupNorm front end `front_end_per_clip`; returns whether it had one (layer norm
+    needs nothing: each frame is normalised on its own)."""
+    if getattr(base_model.config, "feat_extract_norm", "layer") != "group":
+        return False
+    front_end = base_model.feature_extractor
+    front_end.batched_forward = front_end.forward  # the bound original
+    front_end.clip_lengths = None
+    front_end.output_frames = lambda samples: int(
+        base_model._get_feat_extract_output_lengths(torch.tensor(samples))
+    )
+    front_end.forward = types.MethodType(front_end_per_clip, front_end)
+    return True
+
+
 def use_projection_modules(model: nn.Module) -> int:
     """Give every WavLM attention module `attention_through_projections`; returns how many."""
     from transformers.models.wavlm.modeling_wavlm import WavLMAttention
@@ -98,12 +144,24 @@ def use_projection_modules(model: nn.Module) -> int:
 
 
 class SpeechEncoder(nn.Module):
-    def __init__(self, encoder: nn.Module, layers: str, frozen: bool, pass_attention_mask: bool):
+    def __init__(
+        self,
+        encoder: nn.Module,
+        layers: str,
+        frozen: bool,
+        augmentation: str = "when_trained",
+        per_clip_front_end: bool = True,
+        pass_attention_mask: bool = True,
+    ):
         super().__init__()
         self.encoder = encoder
         self.frozen = frozen
-        # Models pretrained with group norm over time (wav2vec2-base) expect zero padding and no
-        # mask; their feature extractor says so with return_attention_mask=False.
+        # fusion.encoder_augmentation: whether the encoder's own dropout and SpecAugment run in
+        # training ("when_trained": in the lora and full arms, not in the frozen one).
+        self.augmentation = augmentation
+        # Both False only to measure the old, batch-dependent behaviour (before issue 15, HuBERT and
+        # wav2vec2-base got no mask): benchmarks/bench_batch_independence.py.
+        self.per_clip = per_clip_front_end and run_front_end_per_clip(self._base())
         self.pass_attention_mask = pass_attention_mask
         config = self._base().config
         self.hidden_size = config.hidden_size
@@ -120,7 +178,8 @@ class SpeechEncoder(nn.Module):
 
     def train(self, mode: bool = True):
         super().train(mode)
-        if self.frozen:
+        augment = {"always": True, "never": False}.get(self.augmentation, not self.frozen)
+        if not augment:
             self.encoder.eval()
         return self
 
@@ -129,12 +188,19 @@ class SpeechEncoder(nn.Module):
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """values, mask [B, samples] -> (features [B, frames, hidden], frame mask [B, frames] bool)."""
         weighted = self.layer_weights is not None
-        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
-            output = self.encoder(
-                input_values=values,
-                attention_mask=mask if self.pass_attention_mask else None,
-                output_hidden_states=weighted,
-            )
+        front_end = self._base().feature_extractor
+        if self.per_clip:
+            front_end.clip_lengths = mask.sum(dim=-1)
+        try:
+            with torch.set_grad_enabled(torch.is_grad_enabled() and not self.frozen):
+                output = self.encoder(
+                    input_values=values,
+                    attention_mask=mask if self.pass_attention_mask else None,
+                    output_hidden_states=weighted,
+                )
+        finally:
+            if self.per_clip:
+                front_end.clip_lengths = None
         if weighted:
             layers = torch.stack(output.hidden_states, dim=0)  # [L+1, B, T, H]
             weights = self.layer_weights.softmax(dim=0).to(layers.dtype)
@@ -166,7 +232,7 @@ def _without_zero3_init():
         AcceleratorState().deepspeed_plugin.set_deepspeed_weakref()
 
 
-def load_speech_encoder(config: RunConfig, pass_attention_mask: bool) -> SpeechEncoder:
+def load_speech_encoder(config: RunConfig) -> SpeechEncoder:
     from transformers import AutoModel
 
     # layerdrop=0: a dropped layer leaves its LoRA weights without gradient, which DDP rejects, and
@@ -188,4 +254,6 @@ def load_speech_encoder(config: RunConfig, pass_attention_mask: bool) -> SpeechE
                 target_modules=list(fusion.lora_target_modules),
             ),
         )
-    return SpeechEncoder(encoder, config.model.audio_layers, frozen, pass_attention_mask)
+    return SpeechEncoder(
+        encoder, config.model.audio_layers, frozen, config.fusion.encoder_augmentation
+    )

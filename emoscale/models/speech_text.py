@@ -37,6 +37,7 @@ from emoscale.data.audio import (
 )
 from emoscale.data.batching import LengthGroupedBatches, sorted_batches
 from emoscale.data.examples import Corpus, Example
+from emoscale.data.transcripts import apply_transcripts
 from emoscale.errors import ConfigError
 from emoscale.models.fusion import ATFusion, classifier
 from emoscale.models.mine import MINE
@@ -50,6 +51,9 @@ from emoscale.models.speech_encoder import (
 from emoscale.models.text_features import TextFeatureCache
 
 PAPER_MINE_WEIGHT = 0.25  # lambda in LoRA-MER
+# What the model returns for MINE on a batch of one clip: its only "marginal" pair would be the
+# joint pair itself (the bound is exactly 0, and the EMA correction would still move MINE).
+NO_MARGINAL_PAIR = "no marginal pair"
 
 
 def mine_weight(config: RunConfig) -> float:
@@ -90,7 +94,10 @@ class SpeechTextModel(nn.Module):
             return self.classifier(f_a if f_a is not None else f_t), None
         h, _ = self.fusion(f_a, f_t)
         if self.mine is not None and self.training:
-            mutual_information = self.mine.lower_bound(f_a, f_t)
+            if f_a.shape[0] > 1:
+                mutual_information = self.mine.lower_bound(f_a, f_t)
+            else:  # one pair has no marginal: the term is left out, not a silent 0 (issue 15)
+                mutual_information = NO_MARGINAL_PAIR
         return self.classifier(h), mutual_information
 
 
@@ -143,16 +150,15 @@ class SpeechTextFamily:
         corpus: Corpus,
         reader: AudioReader | None,
         audio_seconds: dict[str, float],
-        pass_attention_mask: bool,
         text_cache: TextFeatureCache | None,
     ):
         self.config = config
         self.label_names = corpus.info.label_names
         self.reader = reader  # None without the audio modality
         self.audio_seconds = audio_seconds  # resolved path -> duration, from the header check
-        self.pass_attention_mask = pass_attention_mask  # the feature extractor's setting
         self.text_cache = text_cache  # None without the text modality
         self.truncated = Counter()  # split -> texts cut to data.max_length tokens
+        self.mine_skipped_batches = 0  # training batches of one clip: no MINE term (see loss)
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -176,7 +182,8 @@ class SpeechTextFamily:
     ) -> DataLoader:
         rows = self._rows(examples, split)
         if self.reader is not None:
-            max_seconds = self.config.data.max_seconds
+            cropped = train or self.config.data.eval_crop
+            max_seconds = self.config.data.max_seconds if cropped else float("inf")
             lengths = [
                 int(1000 * min(self.audio_seconds[row["audio"]], max_seconds)) for row in rows
             ]
@@ -204,7 +211,7 @@ class SpeechTextFamily:
     def build_model(self) -> nn.Module:
         speech = None
         if self.reader is not None:
-            speech = load_speech_encoder(self.config, self.pass_attention_mask)
+            speech = load_speech_encoder(self.config)
         text_dim = self.text_cache.hidden_size if self.text_cache is not None else None
         return SpeechTextModel(speech, text_dim, len(self.label_names), self.config)
 
@@ -219,9 +226,16 @@ class SpeechTextFamily:
         cross_entropy = F.cross_entropy(logits.float(), batch["labels"])
         if mutual_information is None:
             return cross_entropy
+        skipped = isinstance(mutual_information, str)  # NO_MARGINAL_PAIR: CE alone, counted
         if terms is not None:  # the loss alone hides how much each part moves
             terms["cross_entropy"] = cross_entropy.detach()
-            terms["mine_mi"] = mutual_information.detach().float()
+            terms["mine_mi"] = torch.zeros(()) if skipped else mutual_information.detach().float()
+            terms["mine_skipped"] = torch.tensor(float(skipped))  # its mean: the share of batches
+        if skipped:
+            self.mine_skipped_batches += 1
+            mine = getattr(model, "module", model).mine
+            # every MINE weight stays in the graph with a zero gradient, as DDP requires
+            return cross_entropy + 0.0 * sum(p.sum() for p in mine.parameters())
         return cross_entropy - mine_weight(self.config) * mutual_information  # eq. 13: MI maximised
 
     @torch.no_grad()
@@ -273,7 +287,8 @@ def _check_lora_targets(config: RunConfig) -> None:
 def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFamily:
     """Every input check that needs no weights: model folders, feature extractor, audio files."""
     reader, seconds, text_cache = None, {}, None
-    pass_attention_mask = True
+    if config.data.transcripts is not None:
+        apply_transcripts(corpus, config.data.transcripts)
     if config.model.modalities in ("audio", "both"):
         from transformers import AutoConfig, AutoFeatureExtractor
 
@@ -281,12 +296,12 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
         if config.model.audio_method == "lora":
             _check_lora_targets(config)
         extractor = AutoFeatureExtractor.from_pretrained(folder)
-        pass_attention_mask = bool(getattr(extractor, "return_attention_mask", True))
         reader = AudioReader(
             extractor.sampling_rate,
             config.data.max_seconds,
             normalize=bool(getattr(extractor, "do_normalize", False)),
             min_samples=receptive_field(AutoConfig.from_pretrained(folder)),
+            eval_crop=config.data.eval_crop,
         )
         seconds = check_corpus_audio(corpus, config.data.path, config.data.skip_bad_audio)
         bad = {reason: n for reason, n in corpus.dropped.items() if reason.startswith("audio:")}
@@ -307,4 +322,4 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
                 f"config key 'model.text_path': no loadable tokenizer in {folder} ({error})"
             ) from None
         text_cache = TextFeatureCache(folder, config.data.max_length, config.fusion.text_cache_dir)
-    return SpeechTextFamily(config, corpus, reader, seconds, pass_attention_mask, text_cache)
+    return SpeechTextFamily(config, corpus, reader, seconds, text_cache)

@@ -6,9 +6,9 @@
 
 A recipe is a plain run config (config.py validates it like any other); the command line's
 `key=value` pairs override it. The papers' published numbers live beside the recipes in
-recipes/targets.yaml, because a run config admits no key the schema does not know. `table_row`
-names the row of the papers' tables a config belongs to: `emoscale report` groups runs by it and
-finds the paper's number for the row through the recipe with the same row.
+recipes/targets.yaml (read by published.py), because a run config admits no key the schema does
+not know. `table_row` names the row of the papers' tables a config belongs to: `emoscale report`
+groups runs by it and finds the paper's number for the row through the recipe with the same row.
 """
 
 from __future__ import annotations
@@ -19,9 +19,7 @@ import re
 from pathlib import Path
 from typing import NamedTuple
 
-import yaml
-
-from emoscale.config import RunConfig, load_config, read_yaml
+from emoscale.config import RunConfig, load_config
 from emoscale.errors import EmoscaleError
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"  # the shipped YAML files
@@ -84,59 +82,6 @@ def path(name: str) -> Path:
 
 def load(name: str, overrides: list[str] = ()) -> RunConfig:
     return load_config(path(name), list(overrides))
-
-
-TARGET_METRICS = ("accuracy", "macro_f1", "weighted_f1", "ua", "wa")
-
-
-def targets(file: str | Path | None = None) -> dict[str, dict]:
-    """recipe name -> {metric: value in % or None, "source": where the number comes from}, from
-    the shipped targets.yaml or a researcher's own copy in the same format, checked entry by entry."""
-    file = Path(file or TARGETS_FILE)
-    try:
-        loaded = read_yaml(file.read_text(encoding="utf-8"))
-    except OSError as error:
-        raise EmoscaleError(f"{file}: cannot read the targets file ({error.strerror})") from None
-    except UnicodeDecodeError:
-        raise EmoscaleError(f"{file}: not UTF-8 text") from None
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        line = f":{mark.line + 1}" if mark else ""
-        problem = getattr(error, "problem", error)
-        raise EmoscaleError(f"{file}{line}: not valid YAML ({problem})") from None
-    if loaded is None:
-        raise EmoscaleError(
-            f"{file}: the file is empty (expected recipe name -> {{metric: value}})"
-        )
-    if not isinstance(loaded, dict):
-        raise EmoscaleError(f"{file}: expected a mapping of recipe name -> {{metric: value}}")
-    for name, target in loaded.items():
-        where = f"{file}: {name}"
-        if name not in names():
-            close = difflib.get_close_matches(str(name), names(), n=1, cutoff=0.5)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise EmoscaleError(
-                f"{where}: not a shipped recipe{hint}; `emoscale recipes` lists them"
-            )
-        if not isinstance(target, dict):
-            raise EmoscaleError(f"{where}: expected {{metric: value in %, source: text}}")
-        for key, value in target.items():
-            if key == "source":
-                continue
-            if key not in TARGET_METRICS:
-                raise EmoscaleError(
-                    f"{where}: unknown metric {key!r} (one of {', '.join(TARGET_METRICS)}, source)"
-                )
-            if value is not None and (
-                isinstance(value, bool)
-                or not isinstance(value, (int, float))
-                or not 1 < value <= 100  # 0.915 is a fraction: the papers print 91.5
-            ):
-                raise EmoscaleError(
-                    f"{where}: {key} must be a number in % (above 1, at most 100) as the paper "
-                    f"prints it, or null; got {value!r}"
-                )
-    return loaded
 
 
 def encoder_label(folder: str | None) -> str:
@@ -218,40 +163,3 @@ def row_order(row: Row) -> tuple:
         methods.index(row.method) if row.method in methods else len(methods),
         row.method,
     )
-
-
-def paper_targets(file: str | Path | None = None) -> dict[Row, dict]:
-    """Row -> the paper's numbers for it ({metric: value or None, "source": ...})."""
-    found = {}
-    for name, target in targets(file).items():
-        found.setdefault(table_row(load(name)), {**target, "recipe": name})
-    return found
-
-
-def target_text(target: dict | None) -> str:
-    if not target:
-        return "–"
-    values = [(key, value) for key, value in target.items() if key not in ("source", "recipe")]
-    known = ", ".join(f"{key} {value:.2f}" for key, value in values if value is not None)
-    missing = ", ".join(key for key, value in values if value is None)
-    text = known + (
-        f"; {missing}: null" if missing and known else f"{missing}: null" if missing else ""
-    )
-    return f"{text} ({target.get('source', 'no source')})"
-
-
-def listing() -> list[dict]:
-    """One dict per recipe: name, dataset, method and the paper's target as text."""
-    all_targets = targets()
-    rows = []
-    for name in sorted(names(), key=lambda name: row_order(table_row(load(name)))):
-        row = table_row(load(name))
-        rows.append(
-            {
-                "name": name,
-                "dataset": row.dataset,
-                "method": row.method,
-                "target": target_text(all_targets.get(name)),
-            }
-        )
-    return rows

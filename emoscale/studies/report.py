@@ -1,12 +1,15 @@
 """`emoscale report`: finished runs as the papers' tables (markdown, CSV) and a bar chart (PNG).
 
     emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2 runs/iemocap-cv --out reports
+    emoscale report runs/sst2-lora-* --targets      # also every row of the papers' tables
 
 Runs that share a row of the papers' tables (dataset x method: recipes.table_row) are seeds or folds
 of one result, shown as mean ± sample standard deviation. A folder holding runs (an `emoscale cv`
 or `emoscale sweep` parent) stands for all the runs below it; a sweep's points stay rows of their
 own. The papers' published numbers (recipes/targets.yaml) sit in a column beside ours. Numbers are
-percentages of the chosen split (test by default), as the papers print them.
+percentages of the chosen split (test by default), as the papers print them. With --targets, the
+report also sets out every published row (published.py), table by table as the papers print them,
+our mean beside each row that a recipe reproduces; without runs, it is the papers' tables alone.
 """
 
 from __future__ import annotations
@@ -21,21 +24,19 @@ from emoscale.config import read_yaml
 from emoscale.data.folds import natural_key
 from emoscale.errors import EmoscaleError
 from emoscale.evaluation.metrics import HEADLINE
-from emoscale.studies import recipes
+from emoscale.studies import published, recipes
 
 # The columns of each paper's tables: the LLM paper reports accuracy and F1, LoRA-MER UA and WA.
-FAMILY_METRICS = {"prompt_lm": ("accuracy", "macro_f1", "weighted_f1"), "fusion": ("ua", "wa")}
+# (The LLM paper's Table 5 adds UA for Friends and M3ED.)
+FAMILY_METRICS = {
+    "prompt_lm": ("accuracy", "macro_f1", "weighted_f1", "ua"),
+    "fusion": ("ua", "wa"),
+}
 FAMILY_TITLES = {
     "prompt_lm": "LLM as a classifier by prompting",
     "fusion": "Speech + text (LoRA-MER)",
 }
-METRIC_NAMES = {
-    "accuracy": "Acc",
-    "macro_f1": "macro-F1",
-    "weighted_f1": "weighted-F1",
-    "ua": "UA",
-    "wa": "WA",
-}
+METRIC_NAMES = published.METRIC_NAMES
 SEARCH_DEPTH = 3  # folders below a given path searched for runs (runs/<cv parent>/<fold>)
 
 
@@ -56,6 +57,7 @@ class ReportRow:
     std: dict[str, float] = field(default_factory=dict)
     paper: dict[str, float | None] = field(default_factory=dict)
     source: str = ""
+    recipe: str | None = None  # the recipe whose published row this is
 
     @property
     def method(self) -> str:
@@ -133,15 +135,26 @@ def table_rows(
             raise EmoscaleError(f"{run.path}: metrics.json has no {split!r} split")
         row = recipes.table_row(run.config)
         groups.setdefault((row, run.setting), ReportRow(row, run.setting, [])).runs.append(run)
-    targets = recipes.paper_targets(targets_file)
+    targets = row_targets(published.read_targets(targets_file))
     for report_row in groups.values():
         for metric in HEADLINE:
             values = [100 * run.metrics[split][metric] for run in report_row.runs]
             report_row.mean[metric], report_row.std[metric] = mean_std(values)
-        target = targets.get(report_row.row, {}) if not report_row.setting else {}
-        report_row.paper = {metric: target.get(metric) for metric in HEADLINE}
-        report_row.source = target.get("source", "")
+        target = targets.get(report_row.row) if not report_row.setting else None
+        if target is not None:
+            report_row.paper = {metric: target.values.get(metric) for metric in HEADLINE}
+            report_row.source, report_row.recipe = target.source, target.recipe
+        else:
+            report_row.paper = dict.fromkeys(HEADLINE)
     return sorted(groups.values(), key=lambda row: (recipes.row_order(row.row), row.setting))
+
+
+def row_targets(rows: list[published.PaperRow]) -> dict[recipes.Row, published.PaperRow]:
+    """Table row -> the published row of the recipe with that table row (the recipe's target)."""
+    return {
+        recipes.table_row(recipes.load(name)): target
+        for name, target in published.recipe_targets(rows).items()
+    }
 
 
 def markdown(
@@ -165,7 +178,7 @@ def markdown(
             cells = [row.row.dataset, row.method, str(len(row.runs))]
             for metric in metrics:
                 std = row.std[metric] if len(row.runs) > 1 else None
-                cells += [percent(row.mean[metric], std), percent(row.paper[metric])]
+                cells += [percent(row.mean[metric], std), published.number_text(row.paper[metric])]
             lines.append("| " + " | ".join(cells) + " |")
         parts.append("\n".join(lines))
     notes = [
@@ -247,13 +260,30 @@ def write_report(
     out: str | Path,
     split: str = "test",
     targets_file: str | Path | None = None,
+    papers: bool = False,
 ) -> tuple[str, Path]:
-    """report.md, report.csv and report.png in `out`; returns the markdown and the folder."""
-    rows = table_rows(find_runs(paths), split, targets_file)
+    """report.md, report.csv and report.png in `out` (and with `papers`, every published row in
+    report.md and papers.csv); returns the markdown and the folder. Without runs, `papers` only."""
+    if not paths and not papers:
+        raise EmoscaleError("no run folders given (or --targets for the papers' tables alone)")
+    published_rows = published.read_targets(targets_file) if papers else []
+    rows = table_rows(find_runs(paths), split, targets_file) if paths else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    text = markdown(rows, split, targets_file)
+    text = markdown(rows, split, targets_file) if rows else ""
+    if papers:
+        ours = {
+            row.recipe: {m: percent(row.mean[m], row.std[m] if len(row.runs) > 1 else None)
+                         for m in HEADLINE}
+            for row in rows if row.recipe
+        }  # fmt: skip
+        title = f"### The papers' tables ({targets_file or published.TARGETS_FILE.name})"
+        ours_note = f"; (ours): our {split} split, mean ± std over the runs above" if rows else ""
+        notes = f"As printed, in %; – where the paper prints none{ours_note}."
+        text += f"{title}\n\n{notes}\n\n{published.tables_markdown(published_rows, ours)}"
+        published.write_csv(published_rows, out / "papers.csv")
     (out / "report.md").write_text(text)
-    write_csv(rows, out / "report.csv")
-    bar_chart(rows, out / "report.png", split)
+    if rows:
+        write_csv(rows, out / "report.csv")
+        bar_chart(rows, out / "report.png", split)
     return text, out

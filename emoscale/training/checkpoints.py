@@ -207,12 +207,21 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     torch.load(weights_only=True); DeepSpeed's own shards it reads with weights_only=False)."""
     _install_hooks(accelerator)
     kwargs = {"load_module_strict": False} if _deepspeed(accelerator) else {}
-    accelerator.load_state(str(folder), **kwargs)
+    try:  # a truncated or corrupt file is one line naming the checkpoint (issue 12)
+        progress = json.loads((folder / "progress.json").read_text())
+        accelerator.load_state(str(folder), **kwargs)
+    except EmoscaleError:
+        raise
+    except Exception as error:  # noqa: BLE001 (torch, safetensors and pickle each raise their own)
+        raise EmoscaleError(
+            f"checkpoint {folder} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+            "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+        ) from None
     # Accelerate logs a failed RNG restore at info level and goes on; a resume would then differ.
     saved = load_safely(folder / f"random_states_{accelerator.process_index}.pkl")
     if not torch.equal(torch.get_rng_state(), saved["torch_manual_seed"]):
         raise EmoscaleError(f"checkpoint {folder}: its RNG state could not be restored")
-    return json.loads((folder / "progress.json").read_text())
+    return progress
 
 
 def load_latest(accelerator: Accelerator, run_dir: Path) -> dict:

@@ -15,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import sys
+import tempfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -27,15 +28,115 @@ from emoscale.evaluation.metrics import HEADLINE
 LIBRARIES = ("emoscale", "torch", "transformers", "peft", "accelerate", "deepspeed", "bitsandbytes")
 
 
-def check(run_dir: Path, resume: bool, overwrite: bool) -> None:
-    """Refuse to mix two runs in one folder. Read-only: every rank may call it before any writes."""
-    holds_run = (run_dir / "config.yaml").exists()
-    if resume and not holds_run:
-        raise EmoscaleError(f"--resume: {run_dir} holds no run to resume")
-    if holds_run and not (resume or overwrite):
+# Every name emoscale writes into a run folder (above). A folder holding any other name is not ours:
+# it is never deleted or written into (issue 12: `output_dir=~/thesis` lost the user's files).
+OWN_NAMES = frozenset(
+    {
+        "config.yaml",
+        "run.json",
+        "corpus.json",
+        "metrics.json",
+        "predictions.jsonl",
+        "report.md",
+        "confusion_matrix.png",
+        "curves.png",
+        "history.jsonl",
+        "model",
+        "checkpoints",
+        "tensorboard",
+    }
+)
+
+
+def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None = None) -> bool:
+    """Refuse to mix two runs in one folder, to write into an input folder or to replace anything
+    emoscale did not write. Returns whether to resume: a run that died before its first checkpoint
+    has nothing to resume and nothing worth keeping, so a rerun (or --resume) starts it afresh.
+    Read-only: every rank may call it before any writes."""
+    if resume and overwrite:
+        raise EmoscaleError(
+            "--resume and --overwrite contradict each other: --resume continues the run in "
+            "output_dir, --overwrite replaces it; pass one"
+        )
+    _check_not_an_input(run_dir, config)
+    _check_writable(run_dir)
+    entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.is_dir() else []
+    # Ours: empty, or holding a config.yaml among our names only, or only the TensorBoard folder
+    # (a run killed right after creating it). Anything else may be the user's.
+    ours = not entries or entries == ["tensorboard"] or "config.yaml" in entries
+    if not ours or any(name not in OWN_NAMES for name in entries):
+        foreign = [name for name in entries if name not in OWN_NAMES] or entries
+        shown = ", ".join(foreign[:3]) + (
+            f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else ""
+        )
+        raise EmoscaleError(
+            f"output_dir {run_dir} is not an emoscale run folder (it holds {shown}); "
+            "emoscale never replaces what it did not write: choose a new or empty folder"
+        )
+    from emoscale.training import checkpoints
+
+    started = checkpoints.latest(run_dir) is not None or (run_dir / "metrics.json").is_file()
+    if not started:  # new, empty, or died before its first checkpoint: start it afresh
+        if resume and not entries:
+            raise EmoscaleError(f"--resume: {run_dir} holds no run to resume")
+        return False
+    if not (resume or overwrite):
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
+    return resume
+
+
+def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
+    """Never write into, or replace, a folder the run reads, the working directory or home."""
+    target = run_dir.resolve()  # as it will be written: `~` is not expanded
+    if config is not None:
+        inputs = {
+            "data.path": config.data.path,
+            "model.path": config.model.path,
+            "model.audio_path": config.model.audio_path,
+            "model.text_path": config.model.text_path,
+            "fusion.text_cache_dir": config.fusion.text_cache_dir,
+        }
+        for key, value in inputs.items():
+            if value is None:
+                continue
+            source = Path(value).expanduser().resolve()
+            if target == source or target in source.parents or source in target.parents:
+                relation = (
+                    "is"
+                    if target == source
+                    else "contains"
+                    if target in source.parents
+                    else "is inside"
+                )
+                raise EmoscaleError(
+                    f"output_dir {run_dir} {relation} {key} {value}; "
+                    "a run folder must be apart from the folders it reads"
+                )
+    for name, folder in (("the working directory", Path.cwd()), ("the home folder", Path.home())):
+        folder = folder.resolve()
+        if target == folder or target in folder.parents:
+            relation = "is" if target == folder else "contains"
+            raise EmoscaleError(
+                f"output_dir {run_dir} {relation} {name}; choose a folder of its own, e.g. runs/NAME"
+            )
+
+
+def _check_writable(run_dir: Path) -> None:
+    """output_dir, or the nearest folder that exists above it, must be a folder we can write in."""
+    existing = run_dir
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == run_dir else f"is inside {existing}, which is a file"
+        raise EmoscaleError(f"output_dir {run_dir} {where}, not a folder")
+    try:  # os.access says yes to root on a read-only mount: try it
+        tempfile.TemporaryDirectory(prefix=".emoscale-probe-", dir=existing).cleanup()
+    except OSError as error:
+        raise EmoscaleError(
+            f"output_dir {run_dir}: cannot write in {existing} ({error.strerror})"
+        ) from None
 
 
 def check_resume(run_dir: Path, config: RunConfig) -> None:
@@ -66,10 +167,19 @@ def _flat(dump: dict) -> dict:
 
 
 def create(run_dir: Path, resume: bool) -> None:
-    """Main process only, once the model has loaded: nothing is written for a run that fails earlier."""
-    if not resume and run_dir.exists():
-        shutil.rmtree(run_dir)  # check() allowed it: --overwrite, or a folder holding no run
-    run_dir.mkdir(parents=True, exist_ok=True)
+    """Main process only, once the model has loaded: nothing is written for a run that fails earlier.
+    A fresh start removes only what emoscale wrote (check() refused a folder holding anything else)
+    and keeps the folder itself."""
+    try:
+        if not resume and run_dir.is_dir():
+            for entry in run_dir.iterdir():
+                if entry.name in OWN_NAMES:
+                    shutil.rmtree(
+                        entry
+                    ) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise EmoscaleError(f"output_dir {run_dir}: {error.strerror}") from None
 
 
 def _versions() -> dict:

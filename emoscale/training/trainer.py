@@ -11,22 +11,26 @@ import gc
 import math
 import os
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
-from accelerate.utils import InitProcessGroupKwargs, gather_object, set_seed
-from torch.utils.data import DataLoader
+from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
 from emoscale.config import RunConfig
-from emoscale.data.examples import Corpus, Example
+from emoscale.data.examples import Corpus
 from emoscale.errors import EmoscaleError
-from emoscale.evaluation.metrics import HEADLINE, classification_metrics
 from emoscale.models.family import ModelFamily
 from emoscale.training import checkpoints, preemption, run_folder
+from emoscale.training.bookkeeping import (
+    Bookkeeping,
+    Progress,
+    finite_on_all_ranks,
+    nonfinite_message,
+)
+from emoscale.training.distributed_eval import evaluate, shard_for_evaluation
 
 
 def make_accelerator(config: RunConfig) -> Accelerator:
@@ -56,102 +60,6 @@ def make_accelerator(config: RunConfig) -> Accelerator:
             # DeepSpeed clips inside its engine (clip_grad_norm_ is a no-op there); 0.0 turns it off.
             plugin.deepspeed_config["gradient_clipping"] = config.train.max_grad_norm or 0.0
     return accelerator
-
-
-@dataclass
-class Progress:
-    """What a checkpoint must remember besides weights, optimizer, scheduler and RNG."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0
-    batches_in_epoch: int = 0  # batches of `epoch` already trained on
-    best_metric: float = -math.inf
-    best_checkpoint: str | None = None
-    evals_without_improvement: int = 0
-    loss_sum: float = 0.0  # training loss since the last log line, so a resume logs the same mean
-    loss_count: int = 0
-    term_sums: dict = field(default_factory=dict)  # the family's named loss terms, summed likewise
-    skipped_nonfinite: int = 0  # batches skipped for a nan/inf loss (train.skip_nonfinite)
-    history: list = field(
-        default_factory=list
-    )  # {"step", "train_loss"} and {"step", "dev"} records
-
-
-def shard_for_evaluation(loader: DataLoader, accelerator: Accelerator) -> DataLoader:
-    """This rank's share of an evaluation loader's batches: every P-th batch, padded with repeats so
-    that all ranks run the same number of forward passes (ZeRO-3 needs that). Duplicates are removed
-    after gathering, by example index. (Accelerate's own sharding plus gather_for_metrics dropped
-    real examples with our length-sorted batches in a 2-process test, so we do it explicitly.)"""
-    batches, ranks = list(loader.batch_sampler), accelerator.num_processes
-    per_rank = -(-len(batches) // ranks)
-    mine = [
-        batches[min(i * ranks + accelerator.process_index, len(batches) - 1)]
-        for i in range(per_rank)
-    ]
-    return DataLoader(
-        loader.dataset,
-        batch_sampler=mine,
-        collate_fn=loader.collate_fn,
-        num_workers=loader.num_workers,
-    )
-
-
-def evaluate(
-    accelerator: Accelerator, family: ModelFamily, model, loader, examples, with_invalid_rate: bool
-):
-    """Predict a split on all ranks; the main process gets every example exactly once."""
-    model.eval()
-    gathered = {}
-    for batch in loader:
-        batch = {key: value.to(accelerator.device) for key, value in batch.items()}
-        predicted, label_scores = family.predict(model, batch)
-        local = (batch["example_index"], predicted, label_scores.float())
-        local = accelerator.pad_across_processes(local, dim=0, pad_index=-1)
-        for index, prediction, scores in zip(
-            *(t.cpu() for t in accelerator.gather(local)), strict=True
-        ):
-            if index >= 0:
-                gathered[int(index)] = (int(prediction), scores.tolist())
-    model.train()
-    if sorted(gathered) != list(range(len(examples))):
-        raise RuntimeError(f"evaluation covered {len(gathered)} of {len(examples)} examples")
-    predictions = [gathered[index][0] for index in range(len(examples))]
-    scores = [gathered[index][1] for index in range(len(examples))]
-    gold = [example.label for example in examples]
-    metrics = classification_metrics(gold, predictions, family.label_names, with_invalid_rate)
-    return metrics, predictions, scores
-
-
-def mean_over_ranks(accelerator: Accelerator, values: dict[str, float]) -> dict[str, float]:
-    """Each value averaged over the ranks, in one collective (every rank has the same keys)."""
-    if accelerator.num_processes == 1 or not values:
-        return dict(values)
-    stacked = torch.tensor(list(values.values()), dtype=torch.float64, device=accelerator.device)
-    averaged = accelerator.reduce(stacked, "mean").tolist()
-    return dict(zip(values, averaged, strict=True))
-
-
-def finite_on_all_ranks(accelerator: Accelerator, loss: torch.Tensor) -> bool:
-    """Whether the loss is finite on every rank: all ranks must skip or stop together."""
-    finite = torch.isfinite(loss.detach()).float().reshape(1)
-    if accelerator.num_processes > 1:
-        finite = accelerator.reduce(finite, "sum") / accelerator.num_processes
-    return finite.item() == 1.0
-
-
-def nonfinite_message(
-    accelerator: Accelerator, loss: torch.Tensor, batch: dict, examples: list[Example], step: int
-) -> str:
-    """One line naming the step, the value and the examples of every rank's nan/inf batch."""
-    local = (
-        [] if torch.isfinite(loss.detach()) else [(loss.item(), batch["example_index"].tolist())]
-    )
-    bad = gather_object(local) if accelerator.num_processes > 1 else local
-    ids = [examples[index].id for _, indices in bad for index in sorted(indices)]
-    return (
-        f"non-finite loss ({bad[0][0]}) at step {step} in the batch of examples {ids}; "
-        "set train.skip_nonfinite=true to skip such batches"
-    )
 
 
 def train(
@@ -207,38 +115,11 @@ def train(
         progress = Progress(**checkpoints.load_latest(accelerator, run_dir))
         accelerator.print(f"resumed from step {progress.step} (epoch {progress.epoch})")
 
-    def save_checkpoint() -> None:
-        # progress.json is rank 0's: the running sums, the rank-local fields, become the means.
-        sums = mean_over_ranks(accelerator, {"loss": progress.loss_sum} | progress.term_sums)
-        progress.loss_sum, progress.term_sums = sums.pop("loss"), sums
-        keep = config.train.keep_checkpoints
-        checkpoints.save(accelerator, run_dir, progress.step, asdict(progress), keep)
+    def evaluate_dev() -> dict:
+        with_invalid = config.eval.mode == "generate"
+        return evaluate(accelerator, family, model, dev_loader, splits["dev"], with_invalid)[0]
 
-    def evaluated_at_current_step() -> bool:
-        last = progress.history[-1] if progress.history else {}
-        return "dev" in last and last["step"] == progress.step
-
-    def evaluate_and_checkpoint() -> bool:
-        """Dev evaluation + checkpoint; True when early stopping says stop."""
-        metrics, _, _ = evaluate(
-            accelerator, family, model, dev_loader, splits["dev"], config.eval.mode == "generate"
-        )
-        value = metrics[config.eval.metric]
-        progress.history.append({"step": progress.step, "dev": {k: metrics[k] for k in HEADLINE}})
-        accelerator.log({f"dev/{k}": metrics[k] for k in HEADLINE}, step=progress.step)
-        improved = value > progress.best_metric
-        if improved:
-            progress.best_metric, progress.evals_without_improvement = value, 0
-            progress.best_checkpoint = checkpoints.folder_name(progress.step)
-        else:
-            progress.evals_without_improvement += 1
-        save_checkpoint()
-        accelerator.print(
-            f"step {progress.step}: dev {config.eval.metric} {value:.4f}"
-            + (" (best)" if improved else "")
-        )
-        patience = config.train.early_stopping_patience
-        return patience is not None and progress.evals_without_improvement >= patience
+    book = Bookkeeping(config, accelerator, run_dir, progress, evaluate_dev)
 
     bar = tqdm(
         total=total_steps,
@@ -277,41 +158,23 @@ def train(
                     optimizer.zero_grad()
                 progress.batches_in_epoch += 1
                 if finite:
-                    progress.loss_sum += loss.detach().float().item()
-                    progress.loss_count += 1
-                    for name, value in terms.items():
-                        progress.term_sums[name] = progress.term_sums.get(name, 0.0) + float(value)
+                    book.add_loss(loss, terms)
                 if not accelerator.sync_gradients:
                     continue
                 progress.step += 1
                 bar.update(1)
                 if progress.step % config.train.log_every_steps == 0:
-                    count = max(progress.loss_count, 1)
-                    means = mean_over_ranks(
-                        accelerator,
-                        {"loss": progress.loss_sum / count}
-                        | {name: total / count for name, total in progress.term_sums.items()},
-                    )
-                    mean_loss, term_means = means.pop("loss"), means
-                    progress.history.append(
-                        {"step": progress.step, "train_loss": mean_loss} | term_means
-                    )
-                    accelerator.log(
-                        {"train/loss": mean_loss, "train/lr": scheduler.get_last_lr()[0]}
-                        | {f"train/{name}": value for name, value in term_means.items()},
-                        step=progress.step,
-                    )
+                    mean_loss = book.log_train_loss(scheduler.get_last_lr()[0])
                     bar.set_postfix(loss=f"{mean_loss:.4f}")
-                    progress.loss_sum, progress.loss_count, progress.term_sums = 0.0, 0, {}
                 every, save_every = config.eval.every_steps, config.train.save_every_steps
-                if (every and progress.step % every == 0) and evaluate_and_checkpoint():
+                if (every and progress.step % every == 0) and book.evaluate_and_checkpoint():
                     stop = True
                 elif save_every and progress.step % save_every == 0:
-                    save_checkpoint()
+                    book.save_checkpoint()
                 if stop_signal.received(accelerator):  # all ranks agree: save this step, exit
                     latest = checkpoints.latest(run_dir)
                     if latest is None or latest.name != checkpoints.folder_name(progress.step):
-                        save_checkpoint()
+                        book.save_checkpoint()
                     bar.close()
                     accelerator.print(stop_signal.report(run_dir, progress.step, accelerator))
                     accelerator.end_training()
@@ -321,11 +184,11 @@ def train(
                     break
             else:  # the epoch ran out
                 progress.epoch, progress.batches_in_epoch = progress.epoch + 1, 0
-                if not evaluated_at_current_step():
-                    stop = evaluate_and_checkpoint() or stop
+                if not book.evaluated_at_current_step():
+                    stop = book.evaluate_and_checkpoint() or stop
                 stop = stop or progress.step >= total_steps
-    if total_steps and not evaluated_at_current_step():
-        evaluate_and_checkpoint()  # the last steps must be eligible as best, too
+    if total_steps and not book.evaluated_at_current_step():
+        book.evaluate_and_checkpoint()  # the last steps must be eligible as best, too
     train_seconds = time.perf_counter() - started
 
     # The best checkpoint on dev is the model; test is evaluated once, with it.

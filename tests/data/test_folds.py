@@ -125,7 +125,7 @@ def test_num_folds_per_corpus():
         num_folds("meld", config)
     assert str(error.value) == (
         "config key 'data.fold': dataset 'meld' has official splits and no folds; "
-        "folds exist for iemocap, emodb, mastodon, and csv/tsv/jsonl corpora with a speaker column"
+        "folds exist for iemocap, emodb, mastodon, and csv/tsv/jsonl/hf corpora with a speaker column"
     )
 
 

@@ -122,3 +122,54 @@ def test_loss_is_cross_entropy_minus_lambda_times_the_mine_bound(fusion_override
     assert model.text_pool.conv.weight.grad.abs().sum() > 0
     model.eval()
     assert model(**inputs)[1] is None  # no MINE term outside training
+
+
+def test_a_batch_of_one_leaves_mine_out_and_counts_it(fusion_overrides):
+    """Issue 15: one clip has no marginal pair; its bound would be exactly 0 (and the moving average
+    would still move MINE), so the term is left out and counted, not added as a silent zero."""
+    family, corpus = family_for(fusion_overrides, "fusion.mine_weight=0.5")
+    model = family.build_model().train()
+    batch = next(iter(family.dataloader(corpus.split("train")[:1], True, 0, "train")))
+    assert batch["labels"].numel() == 1
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "example_index")}
+    set_seed(7)
+    logits, _ = model(**inputs)
+    set_seed(7)
+    terms = {}
+    loss = family.loss(model, batch, terms)
+    torch.testing.assert_close(loss, F.cross_entropy(logits, batch["labels"]))
+    assert family.mine_skipped_batches == 1 and float(terms["mine_skipped"]) == 1.0
+    loss.backward()
+    assert model.mine.statistics[0].weight.grad.abs().sum() == 0  # in the graph, no gradient
+    assert torch.isinf(model.mine.log_ema)  # the moving average saw nothing
+
+
+@pytest.mark.parametrize(
+    "method, augmentation, expected",
+    [
+        ("lora", "when_trained", True),
+        ("frozen", "when_trained", False),
+        ("frozen", "always", True),
+        ("lora", "never", False),
+    ],
+)
+def test_encoder_augmentation_key_sets_the_encoders_train_mode(
+    fusion_overrides, method, augmentation, expected
+):
+    family, _ = family_for(
+        fusion_overrides,
+        f"model.audio_method={method}",
+        f"fusion.encoder_augmentation={augmentation}",
+    )
+    model = family.build_model().train()
+    assert model.speech.encoder.training is expected  # dropout and SpecAugment on or off
+    assert model.classifier.training  # the heads train either way
+
+
+def test_eval_crop_false_reads_whole_clips_in_evaluation(fusion_overrides):
+    family, corpus = family_for(fusion_overrides, "data.max_seconds=0.5", "data.eval_crop=false")
+    examples = corpus.split("dev")[:4]
+    evaluation = next(iter(family.dataloader(examples, train=False, seed=0, split="dev")))
+    training = next(iter(family.dataloader(examples, train=True, seed=0, split="train")))
+    assert evaluation["audio_mask"].sum(1).max() > 8_000  # clips of 0.4-0.8 s kept whole
+    assert training["audio_mask"].sum(1).max() == 8_000  # training still crops to 0.5 s

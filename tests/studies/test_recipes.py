@@ -22,8 +22,7 @@ from corpus_files import (  # noqa: E402
 )
 
 from emoscale import cli  # noqa: E402
-from emoscale.evaluation.metrics import HEADLINE  # noqa: E402
-from emoscale.studies import recipes  # noqa: E402
+from emoscale.studies import published, recipes  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread", "fresh_accelerate_state")
 NAMES = recipes.names()
@@ -68,7 +67,7 @@ def test_recipe_validates_and_says_how_to_run_it(name):
     header = text.split("\n\n")[0]
     assert all(line.startswith("#") for line in header.splitlines())
     assert f"emoscale train --recipe {name}" in header
-    assert "target:" in text
+    assert "# target (" in text  # the paper's numbers for the row, in the header
     prefix = {"mosi": ("mosi2", "mosi3")}.get(config.data.dataset, (config.data.dataset,))
     assert name.split("_")[0] in prefix
     if config.model.family == "prompt_lm":
@@ -88,21 +87,121 @@ def test_recipe_validates_and_says_how_to_run_it(name):
 def test_every_recipe_is_its_own_row_with_a_target_entry():
     rows = {name: recipes.table_row(recipes.load(name)) for name in NAMES}
     assert len(set(rows.values())) == len(NAMES)
-    targets = recipes.targets()
+    targets = published.recipe_targets(published.read_targets())
     assert sorted(targets) == NAMES
-    for name, target in targets.items():
-        metrics = {key: value for key, value in target.items() if key != "source"}
-        assert set(metrics) <= set(HEADLINE) and metrics, name
-        # A number or null (not copied from the paper yet): never anything else.
-        assert all(value is None or isinstance(value, float) for value in metrics.values()), name
-        assert isinstance(target["source"], str) and target["source"], name
     assert rows["mosi3_lora"] == ("prompt_lm", "MOSI-3", "LoRA")
     assert rows["iemocap_fusion_lora_wavlm_lambda0.5"] == (
         "fusion",
         "IEMOCAP",
         "WavLM LoRA + RoBERTa frozen, λ=0.5",
     )
-    assert yaml.safe_load(recipes.TARGETS_FILE.read_text())["sst2_lora"]["accuracy"] is None
+
+
+# --- the papers' numbers (recipes/targets.yaml) ----------------------------------------------------
+
+# Numbers per table, counted in the papers' text (`-` and empty cells are not numbers).
+PUBLISHED_COUNTS = {
+    "LLM paper, Table 2": 16,
+    "LLM paper, Table 3": 16,
+    "LLM paper, Table 4": 14,
+    "LLM paper, Table 5": 27,
+    "LoRA-MER, Table 1": 18,
+    "LoRA-MER, Table 2": 12,
+    "LoRA-MER, Table 3": 9,
+}
+
+
+def test_the_targets_file_holds_every_published_number_as_a_percentage_or_null():
+    raw = yaml.safe_load(recipes.TARGETS_FILE.read_text())
+    rows = published.read_targets()
+    assert len(rows) == len(raw) == 62
+    counts = {}
+    for row in rows:
+        assert row.values, row
+        for value in row.values.values():
+            assert value is None or (isinstance(value, float) and 0 < value <= 100), row
+        numbers = sum(value is not None for value in row.values.values())
+        counts[row.source] = counts.get(row.source, 0) + numbers
+    assert counts == PUBLISHED_COUNTS
+    # The LLM paper's F1 is macro-F1, weighted F1 on M3ED only (Table 5's caption).
+    for row in rows:
+        if row.family == "prompt_lm":
+            f1 = {"macro_f1", "weighted_f1"} & set(row.values)
+            assert f1 == ({"weighted_f1"} if row.dataset == "M3ED" else {"macro_f1"}), row
+
+
+def _cell(source: str, dataset: str, system: str) -> dict:
+    (row,) = [
+        row
+        for row in published.read_targets()
+        if (row.source, row.dataset, row.system) == (source, dataset, system)
+    ]
+    return {key: published.number_text(value) for key, value in row.values.items()}
+
+
+def test_spot_values_equal_the_papers_tables():
+    # One row of each table, as the papers print it (000_*.txt and 002_*.txt in shared/papers).
+    # Table 2: "ChatGLM2 (LoRA)	87.02	86.56	83.82	57.04"
+    assert _cell("LLM paper, Table 2", "MOSI-2", "ChatGLM2 (LoRA)") == {
+        "accuracy": "87.02", "macro_f1": "86.56"}  # fmt: skip
+    assert _cell("LLM paper, Table 2", "MOSI-3", "ChatGLM2 (LoRA)") == {
+        "accuracy": "83.82", "macro_f1": "57.04"}  # fmt: skip
+    # Table 3: "ChatGLM2 (P-Tuning)	95.20	95.20	57.59	56.45"
+    assert _cell("LLM paper, Table 3", "SST-5", "ChatGLM2 (P-Tuning)") == {
+        "accuracy": "57.59", "macro_f1": "56.45"}  # fmt: skip
+    # Table 4: "DARER (2022) [23]	-	-	-	59.59"
+    assert _cell("LLM paper, Table 4", "Mastodon", "DARER (2022) [23]") == {
+        "accuracy": "–", "macro_f1": "59.59"}  # fmt: skip
+    # Table 5: "ChatGPT (LoRA)	72.83	52.97	51.93" (ChatGLM2 with LoRA) and M3ED's "MDI (2022) [14]"
+    assert _cell("LLM paper, Table 5", "Friends", "ChatGPT (LoRA)") == {
+        "accuracy": "72.83", "macro_f1": "52.97", "ua": "51.93"}  # fmt: skip
+    assert _cell("LLM paper, Table 5", "M3ED", "MDI (2022) [14]")["weighted_f1"] == "49.42"
+    # LoRA-MER Table 1: "LoRA WavLM + Frozen RoBERTa	80.18	79.39"; Table 2: "0.0	78.60	76.67";
+    # Table 3: "Atmaja et al. (2019) [27]		75.5" (UA empty), printed with one decimal.
+    assert _cell("LoRA-MER, Table 1", "IEMOCAP", "Audio+Text: LoRA WavLM + Frozen RoBERTa") == {
+        "ua": "80.18", "wa": "79.39"}  # fmt: skip
+    assert _cell("LoRA-MER, Table 2", "IEMOCAP", "λ = 0.0") == {"ua": "78.60", "wa": "76.67"}
+    assert _cell("LoRA-MER, Table 3", "IEMOCAP", "Atmaja et al. (2019) [27]") == {
+        "ua": "–", "wa": "75.5"}  # fmt: skip
+    targets = published.recipe_targets(published.read_targets())
+    assert (targets["sst2_lora"].values["accuracy"], targets["m3ed_none"].system) == (
+        95.69,
+        "ChatGLM2",
+    )
+    assert targets["iemocap_fusion_lora_wavlm_lambda2"].values == {"ua": 70.95, "wa": 69.62}
+
+
+def test_recipes_follow_the_papers_settings():
+    # LLM paper, Sec. 4.2 and Table 1: the prompt, SST's class names, the binary CH-SIMS task,
+    # macro-F1 for Friends; LoRA-MER, Sec. 3.2 and 3.3: lambda 0.25, lr 3e-4, batch 16, 40 epochs.
+    paper_prompt = "Classify the sentiment of the sentence to Positive, Negative or Neutral"
+    for method in ("none", "ptuning_v2", "lora"):
+        assert recipes.load(f"mosi3_{method}").prompt.template == paper_prompt + ": {text}"
+        assert recipes.load(f"sst5_{method}").prompt.labels == [
+            "Negative", "Somewhat negative", "Neutral", "Somewhat positive", "Positive"]  # fmt: skip
+        friends = recipes.load(f"friends_{method}")
+        assert friends.prompt.template.startswith("Classify the sentiment of the sentence to")
+        assert friends.eval.metric == "macro_f1"
+        assert recipes.load(f"chsims_{method}").data.target == "2class"
+        assert recipes.load(f"mosi2_{method}").data.target == "2class"
+    paper = recipes.load("iemocap_fusion_lora_wavlm")
+    assert (paper.fusion.mine_weight, paper.fusion.dim, paper.fusion.lora_r) == (0.25, 256, 2)
+    assert (paper.train.lr, paper.train.batch_size, paper.train.epochs) == (3e-4, 16, 40)
+    # r=2 on q and v of 12 layers 768 wide: the paper's "74K" trainable parameters.
+    assert 12 * 2 * paper.fusion.lora_r * (768 + 768) == 73_728
+
+
+def test_emoscale_recipes_shows_every_published_row(capsys):
+    assert cli.main(["recipes"]) == 0
+    out = capsys.readouterr().out
+    for row in published.read_targets():  # a line with the row's system, dataset and numbers
+        numbers = [published.number_text(v) for v in row.values.values() if v is not None]
+        assert any(
+            row.system in line and f" {row.dataset} " in line and all(n in line for n in numbers)
+            for line in out.splitlines()
+        ), row
+    assert "published, no emoscale recipe  MOSI-2     TFR-Net (2021) [15]" in out
+    assert out.rstrip().endswith("62 published rows in targets.yaml")
 
 
 # --- tiny corpora in each recipe's layout ----------------------------------------------------------

@@ -14,7 +14,7 @@ import pytest
 import yaml
 
 from emoscale import cli
-from emoscale.studies import recipes, report
+from emoscale.studies import published, recipes, report
 from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -72,34 +72,100 @@ def test_two_seeds_make_one_row_with_mean_std_csv_and_chart(seeded_runs, tmp_pat
     assert image.shape[0] > 200 and image.shape[1] > 200
 
 
-def test_the_papers_number_sits_beside_ours(seeded_runs, tmp_path, capsys):
-    """A researcher's own copy of the targets (the shipped file has none filled yet), for runs
-    of the sst2_lora row: the seeded runs' folders, relabelled as SST-2 runs."""
+def _as_sst2_runs(seeded_runs: list[Path], folder: Path) -> list[Path]:
+    """The seeded runs' folders relabelled as SST-2 runs: runs of the sst2_lora row."""
     runs = []
     for index, run in enumerate(seeded_runs):
-        runs.append(tmp_path / f"sst2-lora-{index}")
+        runs.append(folder / f"sst2-lora-{index}")
         runs[-1].mkdir()
         shutil.copy(run / "metrics.json", runs[-1])
         config = yaml.safe_load((run / "config.yaml").read_text())
         config["data"]["dataset"] = "sst2"
         (runs[-1] / "config.yaml").write_text(yaml.safe_dump(config))
-    row = recipes.table_row(report.read_run(runs[0]).config)
-    assert row == recipes.table_row(recipes.load("sst2_lora"))
+    assert recipes.table_row(report.read_run(runs[0]).config) == recipes.table_row(
+        recipes.load("sst2_lora")
+    )
+    return runs
+
+
+def _cells(text: str, marker: str) -> list[str]:
+    line = next(line for line in text.splitlines() if marker in line)
+    return [cell.strip() for cell in line.strip("|").split("|")]
+
+
+def test_the_papers_number_sits_beside_ours(seeded_runs, tmp_path, capsys):
+    runs = _as_sst2_runs(seeded_runs, tmp_path)
+    assert cli.main(["report", *map(str, runs), "--out", str(tmp_path / "shipped")]) == 0
+    cells = _cells(capsys.readouterr().out, "| LoRA |")
+    # LLM paper, Table 3, SST-2: "ChatGLM2 (LoRA)	95.69	95.69" (Acc, macro-F1)
+    assert (cells[0], cells[4], cells[6], cells[8]) == ("SST-2", "95.69", "95.69", "–")
+    with open(tmp_path / "shipped" / "report.csv") as handle:
+        (line,) = list(csv.DictReader(handle))
+    assert (line["accuracy_paper"], line["paper_source"]) == ("95.69", "LLM paper, Table 3")
+
+    # A researcher's own numbers, in the short form: they replace the shipped ones.
     targets = tmp_path / "my_targets.yaml"
     targets.write_text("sst2_lora: {accuracy: 91.5, macro_f1: null, source: Table 2}\n")
     arguments = ["report", *map(str, runs), "--out", str(tmp_path), "--targets", str(targets)]
     assert cli.main(arguments) == 0
-    text, out = capsys.readouterr().out, tmp_path
-    cells = [
-        cell.strip()
-        for cell in next(line for line in text.splitlines() if "| LoRA |" in line)
-        .strip("|")
-        .split("|")
-    ]
-    assert (cells[4], cells[6]) == ("91.50", "–")  # Acc (paper), macro-F1 (paper)
-    with open(out / "report.csv") as handle:
+    text = capsys.readouterr().out
+    cells = _cells(text, "| LoRA | 2 |")
+    assert (cells[4], cells[6]) == ("91.5", "–")  # Acc (paper) as given, macro-F1 (paper)
+    with open(tmp_path / "report.csv") as handle:
         (line,) = list(csv.DictReader(handle))
     assert (line["accuracy_paper"], line["paper_source"]) == ("91.5", "Table 2")
+    # --targets FILE also sets out the file's rows, ours beside the row of our recipe.
+    ours = {
+        metric: "{:.2f} ± {:.2f}".format(
+            *report.mean_std(
+                [100 * json.loads((r / "metrics.json").read_text())["test"][metric] for r in runs]
+            )
+        )
+        for metric in ("accuracy", "macro_f1")
+    }
+    assert _cells(text, "| SST-2 | sst2_lora |") == [
+        "SST-2", "sst2_lora", "`sst2_lora`", "91.5", ours["accuracy"], "–", ours["macro_f1"],
+    ]  # fmt: skip
+
+
+def test_report_targets_prints_every_row_of_both_papers(seeded_runs, tmp_path, capsys):
+    runs = _as_sst2_runs(seeded_runs, tmp_path)
+    assert cli.main(["report", *map(str, runs), "--out", str(tmp_path / "r"), "--targets"]) == 0
+    text = capsys.readouterr().out
+    rows = published.read_targets()
+    for row in rows:
+        numbers = [published.number_text(v) for v in row.values.values() if v is not None]
+        assert any(
+            f"| {row.dataset} | {published.row_text(row)} |" in line
+            and all(f"| {number} |" in line for number in numbers)
+            for line in text.splitlines()
+        ), row
+    ours = "{:.2f} ± {:.2f}".format(
+        *report.mean_std(
+            [100 * json.loads((r / "metrics.json").read_text())["test"]["accuracy"] for r in runs]
+        )
+    )
+    # LLM paper, Table 3: the paper's SST-2 LoRA accuracy, then ours; other rows have none of ours.
+    assert _cells(text, "| SST-2 | ChatGLM2 (LoRA) |")[3:5] == ["95.69", ours]
+    assert _cells(text, "| SST-2 | ChatGLM2 (P-Tuning) |")[3:5] == ["95.20", "–"]
+    assert _cells(text, "| SST-2 | BT-TAPT (2021) [19] |")[2:5] == [
+        "published, no emoscale recipe", "92.40", "–"]  # fmt: skip
+    with open(tmp_path / "r" / "papers.csv", encoding="utf-8") as handle:
+        lines = list(csv.DictReader(handle))
+    assert len(lines) == len(rows) == 62
+    assert lines[0]["system"] == "TFR-Net (2021) [15]" and lines[0]["accuracy"] == "83.49"
+
+    # Without runs: the papers' tables alone.
+    assert cli.main(["report", "--targets", "--out", str(tmp_path / "alone")]) == 0
+    alone = capsys.readouterr().out
+    assert "| M3ED | ChatGLM2 (LoRA) | `m3ed_lora` | 42.54 |  | 33.31 | 23.59 |" in alone
+    assert "| IEMOCAP | Ghosh et al. (2022) [31] [speaker dependent] | published, no emoscale recipe | – | 81.2 |" in alone  # fmt: skip
+    assert sorted(p.name for p in (tmp_path / "alone").iterdir()) == ["papers.csv", "report.md"]
+    assert cli.main(["report", "--out", str(tmp_path / "none")]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "error: no run folders given (or --targets for the papers' tables alone)"
+    )
+    assert not (tmp_path / "none").exists()
 
 
 def test_a_cv_parent_is_its_folds_and_sweep_points_stay_apart(seeded_runs, tmp_path):
@@ -146,26 +212,44 @@ def test_a_folder_without_runs_is_an_error(tmp_path, capsys):
     [
         (
             "sst2_lroa: {accuracy: 91.5}",
-            "sst2_lroa: not a shipped recipe (did you mean 'sst2_lora'?); `emoscale recipes` lists them",
+            "entry 1 (sst2_lroa): recipe 'sst2_lroa' is not shipped (did you mean 'sst2_lora'?); `emoscale recipes` lists them",
         ),
         (
             "sst2_lora: {acc: 91.5}",
-            "sst2_lora: unknown metric 'acc' (one of accuracy, macro_f1, weighted_f1, ua, wa, source)",
+            "entry 1 (sst2_lora): unknown key 'acc' (one of accuracy, macro_f1, weighted_f1, ua, wa, source, dataset, system, recipe, note)",
         ),
         (
             "sst2_lora: {accuracy: 0.915%}",
-            "sst2_lora: accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got '0.915%'",
+            "entry 1 (sst2_lora): accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got '0.915%'",
         ),
         (
             "sst2_lora: {accuracy: 191.5}",
-            "sst2_lora: accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got 191.5",
+            "entry 1 (sst2_lora): accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got 191.5",
         ),
-        ("- sst2_lora", "expected a mapping of recipe name -> {metric: value}"),
+        ("- sst2_lora", "entry 1: expected {source, dataset, system, recipe, <metric>: %}"),
+        ("sst2_lora", "expected a list of the papers' rows (or recipe: {metric: %})"),
         (
             "sst2_lora: {accuracy: 0.915}",
-            "sst2_lora: accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got 0.915",
+            "entry 1 (sst2_lora): accuracy must be a number in % (above 1, at most 100) as the paper prints it, or null; got 0.915",
         ),
-        ("# nothing yet", "the file is empty (expected recipe name -> {metric: value})"),
+        ("# nothing yet", "the file is empty (expected a list of the papers' rows)"),
+        (
+            "- {source: T2, dataset: MOSI-2, system: X, recipe: mosi3_lora, accuracy: 80.0}",
+            "entry 1 (X): dataset 'MOSI-2' is not recipe mosi3_lora's ('MOSI-3')",
+        ),
+        (
+            "- {source: T2, dataset: MOSI, system: X, accuracy: 80.0}",
+            "entry 1 (X): dataset 'MOSI' is no recipe's (one of CH-SIMS-2, Friends, IEMOCAP, M3ED, MOSI-2, MOSI-3, Mastodon, SST-2, SST-5)",
+        ),
+        (
+            "- {source: T2, system: X, accuracy: 80.0}",
+            "entry 1 (X): a row without a recipe needs dataset",
+        ),
+        (
+            "- {source: T2, dataset: SST-2, system: X, accuracy: 80.0}\n"
+            "- {source: T2, dataset: SST-2, system: X, accuracy: 81.0}",
+            "entry 2 (X): T2, SST-2, X is listed twice",
+        ),
     ],
 )
 def test_a_bad_targets_file_is_one_line_naming_the_entry(

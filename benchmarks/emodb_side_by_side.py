@@ -1,0 +1,187 @@
+"""EmoDB side by side (issue 15, item 3): emoscale's fusion path vs a minimal hand-written loop.
+
+    nice -n 10 python benchmarks/emodb_side_by_side.py --json runs/bench/emodb_side_by_side.json
+    python benchmarks/emodb_side_by_side.py --folds 0 --epochs 2 --json /tmp/try.json   # quick
+
+The issue's protocol: a random-init WavLM 64 wide x 2 layers (emoscale.tiny.encoders), audio only,
+trained whole from scratch, 5 speaker folds (two test speakers each, data/folds.py), 15 epochs,
+lr 1e-3 cosine, batch 16, 2.0 s clips at 16 kHz, test UA. Both sides start from the same saved
+encoder weights and see the same test speakers.
+
+- emoscale: `emoscale cv` (studies/cv.run in this process) with `--emoscale-keys` on top of the
+  protocol's keys; dev speakers are carved from the training speakers and pick the best epoch.
+- minimal: one function below: soundfile + resample + per-clip normalisation, the same encoder with
+  its dropout/SpecAugment, mean+std pooling over real frames, one linear layer, AdamW(lr, wd 0),
+  cosine without warm-up, no clipping; trained on emoscale's train split, test UA after the last
+  epoch (no dev selection).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import shlex
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+# shared/ beside the checkout (/work/main) or beside the worktrees folder (/work/wt/NAME)
+SHARED = next(
+    (p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared"
+)
+DEFAULT_DATA = SHARED / "data" / "emodb"
+CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
+NUM_FOLDS = 5
+
+
+def protocol_keys(args: argparse.Namespace, encoder: Path, out: Path) -> list[str]:
+    return [
+        "model.family=fusion",
+        "model.modalities=audio",
+        f"model.audio_path={encoder}",
+        "model.audio_method=full",
+        "data.dataset=emodb",
+        f"data.path={args.data}",
+        f"data.num_folds={NUM_FOLDS}",
+        "data.max_seconds=2.0",
+        "fusion.dim=128",
+        "fusion.classifier_hidden=128",
+        "train.batch_size=16",
+        f"train.lr={args.lr}",
+        f"train.epochs={args.epochs}",
+        "train.scheduler=cosine",
+        "eval.metric=ua",
+        f"output_dir={out}",
+        *args.emoscale_keys,
+    ]
+
+
+def run_emoscale(args: argparse.Namespace, encoder: Path, out: Path) -> dict:
+    from emoscale.studies import cv
+
+    parent, _ = cv.run(None, protocol_keys(args, encoder, out), folds=args.folds, overwrite=True)
+    summary = json.loads((parent / "cv.json").read_text())
+    return {fold["name"]: fold["test"]["ua"] for fold in summary["folds"]}
+
+
+def unweighted_accuracy(predicted: list[int], gold: list[int], classes: int) -> float:
+    recalls = []
+    for label in range(classes):
+        rows = [p for p, g in zip(predicted, gold, strict=True) if g == label]
+        if rows:
+            recalls.append(sum(p == label for p in rows) / len(rows))
+    return sum(recalls) / len(recalls)
+
+
+def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int) -> float:
+    """The whole minimal loop for one fold; returns test UA after the last epoch."""
+    import soundfile
+    import torchaudio
+    from transformers import WavLMModel
+
+    from emoscale.config import load_config
+    from emoscale.data import load_corpus
+
+    config = load_config(
+        overrides=protocol_keys(args, encoder, Path("unused"))[:-1] + [f"data.fold={fold}"]
+    )
+    corpus = load_corpus(config.data)
+
+    def waves(examples):
+        out = []
+        for example in examples:
+            data, rate = soundfile.read(Path(args.data) / example.audio_path, dtype="float32")
+            wave = torchaudio.functional.resample(torch.from_numpy(data), rate, 16_000)[:32_000]
+            out.append((wave - wave.mean()) / (wave.std() + 1e-7))
+        return torch.nn.utils.rnn.pad_sequence(out, batch_first=True)
+
+    train, test = corpus.split("train"), corpus.split("test")
+    train_x, test_x = waves(train), waves(test)
+    train_y = torch.tensor([e.label for e in train])
+    classes = len(corpus.info.label_names)
+    torch.manual_seed(args.seed)
+    model = WavLMModel.from_pretrained(encoder, layerdrop=0.0)
+    head = torch.nn.Linear(2 * model.config.hidden_size, classes)
+    parameters = [*model.parameters(), *head.parameters()]
+    optimizer = torch.optim.AdamW(parameters, lr=args.lr, weight_decay=0.0)
+    steps = args.epochs * math.ceil(len(train) / 16)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, steps)
+
+    def logits(x):
+        hidden = model(x).last_hidden_state  # every clip is 2.0 s: no padding to mask
+        return head(torch.cat([hidden.mean(1), hidden.std(1)], dim=-1))
+
+    for _ in range(args.epochs):
+        model.train()
+        for rows in torch.randperm(len(train)).split(16):
+            loss = torch.nn.functional.cross_entropy(logits(train_x[rows]), train_y[rows])
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            scheduler.step()
+    model.eval()
+    with torch.no_grad():
+        predicted = torch.cat([logits(x).argmax(-1) for x in test_x.split(32)]).tolist()
+    return unweighted_accuracy(predicted, [e.label for e in test], classes)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    argv = sys.argv[1:] if argv is None else argv
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", default=str(DEFAULT_DATA), help="EmoDB folder (holding wav/)")
+    parser.add_argument("--folds", help="comma-separated fold numbers (default: all 5)")
+    parser.add_argument("--epochs", type=int, default=15)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--sides", default="emoscale,minimal")
+    parser.add_argument("--emoscale-keys", nargs="*", default=[], help="extra emoscale keys")
+    parser.add_argument("--out", default=str(CACHE / "emodb-side-by-side"), help="cv run folders")
+    parser.add_argument("--json", help="write per-fold UA, means and wall times here")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    torch.set_num_threads(1)
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
+
+    encoder = CACHE / "wavlm-random-64x2"
+    if not (encoder / "config.json").is_file():
+        make_tiny_speech_encoder(encoder, "wavlm", hidden_size=64, num_layers=2, num_heads=4)
+    folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(NUM_FOLDS))
+    results, seconds = {}, {}
+    for side in args.sides.split(","):
+        started = time.perf_counter()
+        if side == "emoscale":
+            results[side] = run_emoscale(args, encoder, Path(args.out))
+        else:
+            results[side] = {f"fold{i}": run_minimal_fold(args, encoder, i) for i in folds}
+        seconds[side] = time.perf_counter() - started
+    header = "| side | " + " | ".join(f"fold {i}" for i in folds) + " | mean UA | wall s |"
+    lines = [header, "|---" * (len(folds) + 3) + "|"]
+    for side, per_fold in results.items():
+        values = [per_fold[f"fold{i}"] for i in folds]
+        mean = sum(values) / len(values)
+        cells = " | ".join(f"{v:.3f}" for v in values)
+        lines.append(f"| {side} | {cells} | **{mean:.3f}** | {seconds[side]:.0f} |")
+    command = " ".join(shlex.quote(p) for p in [sys.executable, __file__, *argv])
+    print("\n".join(lines) + f"\nCommand: {command}")
+    result = {
+        "benchmark": "emodb_side_by_side",
+        "ua": results,
+        "mean_ua": {s: sum(v.values()) / len(v) for s, v in results.items()},
+        "seconds": seconds,
+        "command": command,
+        "emoscale_keys": protocol_keys(args, encoder, Path(args.out)),
+    }
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,590 @@
+"""Issue 12's classes of bad input, several cases each: one exact `error:` line, exit code 2, no
+traceback and nothing half-written; class 1 also hashes every file of a user folder, a corpus
+folder and a model folder before and after. Run in-process through the entry point (fast)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from emoscale import train
+
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+def digest(folder: Path) -> dict[str, str]:
+    """Every file under folder (relative path -> sha256): what must survive a refused run."""
+    return {
+        str(path.relative_to(folder)): hashlib.sha256(path.read_bytes()).hexdigest()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
+
+
+def refused(capsys, overrides: list[str], expect_run_dir: Path | None = None) -> str:
+    """Run the entry point; assert exit code 2, one stderr line, no traceback; return that line."""
+    code = train.main(overrides)
+    err = capsys.readouterr().err
+    assert code == 2, err[-2000:]
+    assert "Traceback" not in err
+    lines = [line for line in err.strip().splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1, err[-2000:]
+    if expect_run_dir is not None:
+        assert not expect_run_dir.exists()  # nothing half-written
+    return lines[0]
+
+
+@pytest.fixture
+def corpus_copy(demo_corpus, tmp_path):
+    return shutil.copytree(demo_corpus, tmp_path / "corpus")
+
+
+# --- 1. data loss ------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def user_folder(tmp_path):
+    folder = tmp_path / "thesis"
+    (folder / "chapters").mkdir(parents=True)
+    (folder / "notes.txt").write_text("six months of work\n")
+    (folder / "chapters" / "one.tex").write_text("\\chapter{One}\n")
+    return folder
+
+
+def without_output_dir(overrides: list[str]) -> list[str]:
+    return [item for item in overrides if not item.startswith("output_dir=")]
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"]], ids=["plain", "overwrite"])
+def test_a_folder_emoscale_did_not_write_is_never_replaced(
+    capsys, run_overrides, user_folder, flags
+):
+    before = digest(user_folder)
+    line = refused(
+        capsys, [*without_output_dir(run_overrides), f"output_dir={user_folder}", *flags]
+    )
+    assert line == (
+        f"error: output_dir {user_folder} is not an emoscale run folder (it holds chapters, "
+        "notes.txt); emoscale never replaces what it did not write: choose a new or empty folder"
+    )
+    assert digest(user_folder) == before
+
+
+@pytest.mark.parametrize("flags", [[], ["--overwrite"], ["--resume"]])
+@pytest.mark.parametrize(
+    ("key", "where"),
+    [
+        ("data.path", lambda corpus, model: corpus),
+        ("model.path", lambda corpus, model: model),
+        ("data.path", lambda corpus, model: corpus / "runs" / "a"),
+        ("data.path", lambda corpus, model: corpus.parent),
+    ],
+    ids=["corpus", "model", "inside_corpus", "contains_corpus"],
+)
+def test_an_input_folder_is_never_the_run_folder(
+    capsys, run_overrides, corpus_copy, tiny_llama, tmp_path, key, where, flags
+):
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    before = {corpus_copy: digest(corpus_copy), model: digest(model)}
+    overrides = without_output_dir(run_overrides) + [
+        f"data.path={corpus_copy}",
+        f"model.path={model}",
+    ]
+    output = where(corpus_copy, model)
+    line = refused(capsys, [*overrides, f"output_dir={output}", *flags])
+    value = corpus_copy if key == "data.path" else model
+    relation = {corpus_copy: "is", model: "is", corpus_copy.parent: "contains"}.get(
+        output, "is inside"
+    )
+    assert line == (
+        f"error: output_dir {output} {relation} {key} {value}; "
+        "a run folder must be apart from the folders it reads"
+    )
+    assert {folder: digest(folder) for folder in before} == before
+
+
+def test_the_working_directory_and_home_are_never_run_folders(
+    capsys, run_overrides, monkeypatch, user_folder
+):
+    monkeypatch.chdir(user_folder)
+    before = digest(user_folder)
+    line = refused(capsys, [*without_output_dir(run_overrides), "output_dir=.", "--overwrite"])
+    assert line == (
+        "error: output_dir . is the working directory; choose a folder of its own, e.g. runs/NAME"
+    )
+    home = Path.home()
+    line = refused(capsys, [*without_output_dir(run_overrides), f"output_dir={home}"])
+    assert line == (
+        f"error: output_dir {home} is the home folder; choose a folder of its own, e.g. runs/NAME"
+    )
+    line = refused(capsys, [*without_output_dir(run_overrides), f"output_dir={home.parent}"])
+    assert line.startswith(f"error: output_dir {home.parent} contains ")
+    assert digest(user_folder) == before
+
+
+def test_resume_and_overwrite_together_are_refused(capsys, run_overrides, tmp_path):
+    line = refused(capsys, [*run_overrides, "--resume", "--overwrite"], tmp_path / "run")
+    assert line == (
+        "error: --resume and --overwrite contradict each other: --resume continues the run in "
+        "output_dir, --overwrite replaces it; pass one"
+    )
+
+
+def test_output_dir_that_is_a_file_or_unwritable(capsys, run_overrides, tmp_path):
+    file = tmp_path / "results.txt"
+    file.write_text("mine\n")
+    base = without_output_dir(run_overrides)
+    line = refused(capsys, [*base, f"output_dir={file}"])
+    assert line == f"error: output_dir {file} is a file, not a folder"
+    line = refused(capsys, [*base, f"output_dir={file / 'run'}"])
+    assert (
+        line == f"error: output_dir {file / 'run'} is inside {file}, which is a file, not a folder"
+    )
+    assert file.read_text() == "mine\n"
+    locked = Path("/sys/emoscale-run")  # sysfs refuses new entries, even to root
+    line = refused(capsys, [*base, f"output_dir={locked}"])
+    assert (
+        line
+        == "error: output_dir /sys/emoscale-run: cannot write in /sys (Operation not permitted)"
+    )
+
+
+def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
+    capsys, run_overrides, tmp_path
+):
+    run_dir = tmp_path / "run"
+    quick = [*run_overrides, "train.max_steps=1"]
+    for flags in ([], ["--resume"]):
+        # What a run killed during its first step leaves: config, run.json, TensorBoard, no checkpoint.
+        shutil.rmtree(run_dir, ignore_errors=True)
+        (run_dir / "tensorboard").mkdir(parents=True)
+        (run_dir / "config.yaml").write_text("seed: 1\n")
+        (run_dir / "run.json").write_text("{}")
+        assert train.main([*quick, *flags]) == 0, capsys.readouterr().err[-2000:]
+        assert json.loads((run_dir / "metrics.json").read_text())["test"]["accuracy"] >= 0
+    # A finished run is kept unless asked.
+    line = refused(capsys, quick)
+    assert line == (
+        f"error: output_dir {run_dir} already holds a run; "
+        "pass --resume to continue it or --overwrite to replace it"
+    )
+
+
+def test_overwrite_replaces_only_what_emoscale_wrote(capsys, run_overrides, tmp_path):
+    run_dir = tmp_path / "run"
+    assert train.main([*run_overrides, "train.max_steps=1"]) == 0
+    (run_dir / "mine.txt").write_text("a note in the run folder\n")
+    line = refused(capsys, [*run_overrides, "train.max_steps=1", "--overwrite"])
+    assert line.startswith(
+        f"error: output_dir {run_dir} is not an emoscale run folder (it holds mine.txt)"
+    )
+    assert (run_dir / "mine.txt").read_text() == "a note in the run folder\n"
+
+
+# --- 2. corpus files that would parse into a wrong corpus ---------------------------------------
+
+HEADER = "text,label\n"
+
+
+def corpus_with_test(folder: Path, demo_corpus: Path, test: str | bytes, extension="csv") -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        shutil.copy(demo_corpus / f"{split}.csv", folder / f"{split}.csv")
+    data = test.encode() if isinstance(test, str) else test
+    (folder / f"test.{extension}").write_bytes(data)
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (HEADER + "fine film,positive\nodd film,\n", "3: empty label"),
+        (HEADER + "fine film,positive\nodd film,  \n", "3: empty label"),
+        (
+            HEADER + "fine film,positive\nodd film\n",
+            "3: 1 fields, the header has 2 (quote a text that holds a comma)",
+        ),
+        (
+            HEADER + "fine, really fine film,positive\n",
+            "2: 3 fields, the header has 2 (quote a text that holds a comma)",
+        ),
+        (HEADER + '"fine film,positive\nbad film,negative\n', "2: a quoted field is never closed"),
+        (
+            HEADER + '"fine" film,positive\n',
+            "2: malformed quoting (',' expected after '\"'); write a quote inside a quoted field as \"\"",
+        ),
+        ("text,label,text\nfine film,positive,x\n", "1: column 'text' appears twice"),
+        (
+            HEADER.encode() + "caf\xe9 film,positive\n".encode("latin-1"),
+            "2: not UTF-8 (byte 0xe9); save the file as UTF-8",
+        ),
+        (
+            HEADER + "fine film,positive\nodd film,Positive\n",
+            "3: label 'Positive' is not one of ['negative', 'neutral', 'positive']",
+        ),
+    ],
+    ids=[
+        "empty_label",
+        "space_label",
+        "short_row",
+        "unquoted_comma",
+        "open_quote",
+        "quote_then_text",
+        "repeated_column",
+        "latin1",
+        "case_twin",
+    ],
+)
+def test_malformed_csv_rows(capsys, run_overrides, demo_corpus, tmp_path, content, problem):
+    folder = corpus_with_test(tmp_path / "corpus", demo_corpus, content)
+    overrides = [item for item in run_overrides if not item.startswith("data.labels")]
+    line = refused(capsys, [*overrides, f"data.path={folder}"], tmp_path / "run")
+    assert line == f"error: {folder / 'test.csv'}:{problem}"
+
+
+def tsv_corpus(folder: Path, demo_corpus: Path, test_rows: list[str]) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for split in ("train", "dev"):
+        rows = (demo_corpus / f"{split}.csv").read_text().splitlines()
+        (folder / f"{split}.tsv").write_text(
+            "\n".join(row.replace(",", "\t") for row in rows) + "\n"
+        )
+    (folder / "test.tsv").write_text("text\tlabel\n" + "\n".join(test_rows) + "\n")
+    return folder
+
+
+def test_tsv_has_no_quoting_so_a_quote_swallows_nothing(run_overrides, demo_corpus, tmp_path):
+    from emoscale.config import load_config
+    from emoscale.data import load_corpus
+
+    rows = ['"Great," she said. A fine film\tpositive'] + [
+        f"film number {i}\tneutral" for i in range(39)
+    ]
+    folder = tsv_corpus(tmp_path / "corpus", demo_corpus, rows)
+    config = load_config(overrides=[*run_overrides, f"data.path={folder}", "data.dataset=tsv"])
+    test = load_corpus(config.data).split("test")
+    assert len(test) == 40
+    assert test[0].text == '"Great," she said. A fine film'
+
+
+def test_tsv_row_with_an_extra_tab(capsys, run_overrides, demo_corpus, tmp_path):
+    folder = tsv_corpus(tmp_path / "corpus", demo_corpus, ["fine\tfilm\tpositive"])
+    line = refused(
+        capsys, [*run_overrides, f"data.path={folder}", "data.dataset=tsv"], tmp_path / "run"
+    )
+    assert line == f"error: {folder / 'test.tsv'}:2: 3 fields, the header has 2"
+
+
+@pytest.mark.parametrize(
+    ("row", "problem"),
+    [
+        ({"text": "fine film", "label": None}, "label is null, expected a string"),
+        ({"text": None, "label": "positive"}, "text is null, expected a string"),
+        ({"text": "fine film", "label": ["positive"]}, 'label is ["positive"], expected a string'),
+        ({"text": "fine film", "label": ""}, "empty label"),
+        ({"text": "fine film"}, "missing column 'label' (columns: text)"),
+        ('{"text": "fine", "label": "positive", "label": "negative"}', "key 'label' appears twice"),
+        ('{"text": "fine", "label": "posi', "not valid JSON (Unterminated string starting at)"),
+    ],
+    ids=[
+        "null_label",
+        "null_text",
+        "list_label",
+        "empty_label",
+        "no_label",
+        "repeated_key",
+        "broken_json",
+    ],
+)
+def test_malformed_jsonl_rows(capsys, run_overrides, demo_corpus, tmp_path, row, problem):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split in ("train", "dev"):
+        lines = (demo_corpus / f"{split}.csv").read_text().splitlines()[1:]
+        records = [dict(zip(("text", "label"), line.rsplit(",", 1), strict=True)) for line in lines]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    good = json.dumps({"text": "fine film", "label": "positive"})
+    (folder / "test.jsonl").write_text(
+        good + "\n" + (row if isinstance(row, str) else json.dumps(row)) + "\n"
+    )
+    line = refused(
+        capsys, [*run_overrides, f"data.path={folder}", "data.dataset=jsonl"], tmp_path / "run"
+    )
+    assert line == f"error: {folder / 'test.jsonl'}:2: {problem}"
+
+
+def test_labels_differing_only_in_case_in_train(capsys, run_overrides, demo_corpus, tmp_path):
+    folder = tmp_path / "corpus"
+    shutil.copytree(demo_corpus, folder)
+    with open(folder / "train.csv", "a") as handle:
+        handle.write("a grim film,Negative\n")
+    overrides = [item for item in run_overrides if not item.startswith("data.labels")]
+    line = refused(capsys, [*overrides, f"data.path={folder}"], tmp_path / "run")
+    first = next(
+        number
+        for number, text in enumerate((demo_corpus / "train.csv").read_text().splitlines(), 1)
+        if text.endswith(",negative")
+    )
+    assert line == (
+        f"error: {folder / 'train.csv'}:482: label 'Negative' differs from 'negative' "
+        f"({folder / 'train.csv'}:{first}) only in case; use one spelling"
+    )
+
+
+def test_a_non_integer_turn(capsys, run_overrides, demo_corpus, tmp_path):
+    folder = corpus_with_test(
+        tmp_path / "corpus", demo_corpus, "text,label,turn\nfine film,positive,first\n"
+    )
+    line = refused(capsys, [*run_overrides, f"data.path={folder}"], tmp_path / "run")
+    assert line == f"error: {folder / 'test.csv'}:2: turn 'first' is not a whole number >= 0"
+
+
+def test_a_huge_field_is_accepted_and_truncated(run_overrides, demo_corpus, tmp_path):
+    from emoscale.config import load_config
+    from emoscale.data import load_corpus
+
+    huge = "word " * 40_000  # 200,000 characters: past Python csv's default field limit
+    folder = corpus_with_test(tmp_path / "corpus", demo_corpus, f'{HEADER}"{huge}",positive\n')
+    config = load_config(overrides=[*run_overrides, f"data.path={folder}"])
+    assert len(load_corpus(config.data).split("test")[0].text) == 200_000
+
+
+# --- 3. label sets and label words ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("overrides", "line"),
+    [
+        (
+            ["data.labels=[positive,positive,negative]"],
+            "config key 'data.labels': 'positive' appears twice",
+        ),
+        (
+            ["data.labels=[positive,Positive,negative]"],
+            "config key 'data.labels': 'positive' and 'Positive' differ only in case or spaces",
+        ),
+        (["data.labels=[positive,'',negative]"], "config key 'data.labels': an empty label"),
+        (["prompt.labels=[Good,Good,Meh]"], "config key 'prompt.labels': 'Good' appears twice"),
+        (["prompt.labels=[Good,' ',Meh]"], "config key 'prompt.labels': an empty label"),
+        (
+            ["prompt.labels=[Good,Bad]"],
+            "config key 'prompt.labels': 2 label words for the 3 labels of data.labels",
+        ),
+    ],
+    ids=["dup_class", "case_class", "empty_class", "dup_word", "empty_word", "word_count"],
+)
+def test_impossible_label_lists(capsys, run_overrides, tmp_path, overrides, line):
+    assert refused(capsys, [*run_overrides, *overrides], tmp_path / "run") == f"error: {line}"
+
+
+def test_label_words_with_the_same_answer_tokens(tiny_llama):
+    from transformers import AutoTokenizer
+
+    from emoscale.errors import ConfigError
+    from emoscale.models.label_scoring import check_label_words
+
+    # A byte-level tokenizer tells any two strings apart; a tokenizer with an unknown token (or a
+    # normalizer) may not: stand in for it by mapping every non-ASCII byte's token to one id.
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    words = ("好", "坏", "Neutral")
+    answers = [tokenizer(" " + word, add_special_tokens=False)["input_ids"] for word in words]
+    unk = tokenizer.unk_token_id or 0
+    answers = [
+        [unk if not w.isascii() else i for i in ids] for w, ids in zip(words, answers, strict=True)
+    ]
+    answers[1] = answers[0][:]
+    check_label_words(("a", "b", "c"), ("Good", "Bad", "Neutral"), [[1], [2], [3]])
+    with pytest.raises(ConfigError) as caught:
+        check_label_words(("a", "b", "c"), words, answers)
+    assert str(caught.value) == (
+        f"config key 'prompt.labels': '好' and '坏' are the same answer tokens {answers[0]} "
+        "for this tokenizer; choose words it tells apart"
+    )
+
+
+def test_too_few_words_for_a_corpus_label_set(capsys, run_overrides, tmp_path):
+    overrides = [item for item in run_overrides if not item.startswith("data.labels")]
+    line = refused(capsys, [*overrides, "prompt.labels=[Good]"], tmp_path / "run")
+    assert line == (
+        "error: config key 'prompt.labels': 1 label words for the 3 labels "
+        "['negative', 'neutral', 'positive']"
+    )
+
+
+# --- 4/5. config values that fail later: templates, seeds, non-finite numbers ---------------------
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        (
+            "prompt.template={text} {",
+            "config key 'prompt.template': Single '{' encountered in format string; write a literal brace as {{ or }}",
+        ),
+        (
+            "prompt.template={text} {foo}",
+            "config key 'prompt.template': unknown placeholder {foo}; only {text} and {labels} are filled in (write a literal brace as {{ or }})",
+        ),
+        (
+            "prompt.template={text} {0}",
+            "config key 'prompt.template': unknown placeholder {0}; only {text} and {labels} are filled in (write a literal brace as {{ or }})",
+        ),
+        (
+            "prompt.template=Rate: {text} }",
+            "config key 'prompt.template': Single '}' encountered in format string; write a literal brace as {{ or }}",
+        ),
+        ("seed=-1", "config key 'seed': Input should be greater than or equal to 0 (got -1)"),
+        (
+            "seed=4294967296",
+            "config key 'seed': Input should be less than 4294967296 (got 4294967296)",
+        ),
+        ("train.lr=.inf", "config key 'train.lr': Input should be a finite number (got inf)"),
+        ("train.lr=nan", "config key 'train.lr': Input should be a finite number (got 'nan')"),
+        (
+            "train.weight_decay=.nan",
+            "config key 'train.weight_decay': Input should be a finite number (got nan)",
+        ),
+        (
+            "data.max_seconds=inf",
+            "config key 'data.max_seconds': Input should be a finite number (got 'inf')",
+        ),
+        (
+            "train.max_grad_norm=.inf",
+            "config key 'train.max_grad_norm': Input should be a finite number (got inf)",
+        ),
+        (
+            "output_dir=",
+            "config key 'output_dir': String should have at least 1 character (got '')",
+        ),
+        ("data.path=", "config key 'data.path': String should have at least 1 character (got '')"),
+        (
+            "train.lr=[1",
+            "override train.lr=[1: not a valid YAML value (expected ',' or ']', but got '<stream end>')",
+        ),
+    ],
+)
+def test_config_values_refused_up_front(capsys, run_overrides, tmp_path, override, line):
+    assert refused(capsys, [*run_overrides, override], tmp_path / "run") == f"error: {line}"
+
+
+# --- 6. configs that silently lose settings ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "problem"),
+    [
+        (
+            "train:\n  max_steps: 2\nseed: 3\ntrain:\n  epochs: 3\n",
+            "4:1: duplicate key 'train' (first on line 1)",
+        ),
+        ("train:\n  lr: 0.1\n  lr: 0.2\n", "3:3: duplicate key 'lr' (first on line 2)"),
+        ("seed: 1\nseed: 2\n", "2:1: duplicate key 'seed' (first on line 1)"),
+        (
+            "train:\n\tlr: 0.1\n",
+            "2:1: found character '\\t' that cannot start any token (YAML indents with spaces, not tabs)",
+        ),
+        ("train:\n  lr: [0.1\n", "3:1: expected ',' or ']', but got '<stream end>'"),
+        (
+            "train:\n  lr: 0.1\n bad: 2\n",
+            "3:2: expected <block end>, but found '<block mapping start>'",
+        ),
+    ],
+    ids=["section_twice", "key_twice", "top_key_twice", "tab", "open_list", "indent"],
+)
+def test_config_files_that_would_lose_settings(capsys, run_overrides, tmp_path, yaml_text, problem):
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml_text)
+    line = refused(capsys, ["--config", str(path), *run_overrides], tmp_path / "run")
+    assert line == f"error: config file {path}:{problem}"
+
+
+def test_a_config_file_that_is_not_utf8(capsys, run_overrides, tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_bytes("seed: 1\n# caf\xe9\n".encode("latin-1"))
+    line = refused(capsys, ["--config", str(path), *run_overrides], tmp_path / "run")
+    assert line == f"error: config file {path}: not UTF-8 text (byte 13: invalid continuation byte)"
+
+
+# --- 4. broken model folders and checkpoints ------------------------------------------------------
+
+
+def break_model(folder: Path, how: str) -> None:
+    weights = folder / "model.safetensors"
+    if how == "empty_weights":
+        weights.write_bytes(b"")
+    elif how == "truncated_weights":
+        weights.write_bytes(weights.read_bytes()[:-1000])
+    elif how == "random_weights":
+        weights.write_bytes(bytes(range(256)) * 64)
+    elif how == "no_weights":
+        weights.unlink()
+    elif how == "corrupt_config":
+        (folder / "config.json").write_text('{"model_type": "llama",')
+    elif how == "corrupt_tokenizer":
+        (folder / "tokenizer.json").write_text('{"version": "1.0", "model": ')
+    elif how == "no_tokenizer":
+        (folder / "tokenizer.json").unlink()
+    elif how == "shape_mismatch":
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps(config | {"hidden_size": 32}))
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [
+        ("empty_weights", "{m}/model.safetensors is empty"),
+        ("truncated_weights", "{m}/model.safetensors is truncated ("),
+        (
+            "random_weights",
+            "{m}/model.safetensors is not a safetensors file (its header length is impossible)",
+        ),
+        ("no_weights", "{m} has no weights (model.safetensors or pytorch_model.bin)"),
+        (
+            "corrupt_config",
+            "{m}/config.json is not valid JSON (line 1 column 24: Expecting property name enclosed in double quotes)",
+        ),
+        (
+            "corrupt_tokenizer",
+            "{m}/tokenizer.json is not valid JSON (line 1 column 29: Expecting value)",
+        ),
+        (
+            "no_tokenizer",
+            "{m} has no tokenizer (tokenizer.json, tokenizer.model, vocab.json, vocab.txt, spiece.model)",
+        ),
+        (
+            "shape_mismatch",
+            "{m}/model.safetensors holds model.embed_tokens.weight of shape [{v}, 64], but config.json says vocab_size x hidden_size = [{v}, 32]",
+        ),
+    ],
+)
+def test_broken_model_folders(capsys, run_overrides, tiny_llama, tmp_path, how, problem):
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    vocab = json.loads((model / "config.json").read_text())["vocab_size"]
+    for name in ("tokenizer.model", "vocab.json", "vocab.txt") if how == "no_tokenizer" else ():
+        (model / name).unlink(missing_ok=True)
+    break_model(model, how)
+    line = refused(capsys, [*run_overrides, f"model.path={model}"], tmp_path / "run")
+    expected = f"error: config key 'model.path': {problem.format(m=model, v=vocab)}"
+    assert line.startswith(expected) if problem.endswith("(") else line == expected, line
+
+
+def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):
+    run_dir = tmp_path / "run"
+    overrides = [*run_overrides, "train.max_steps=1"]
+    assert train.main(overrides) == 0
+    checkpoint = run_dir / "checkpoints" / "step-00000001"
+    (checkpoint / "progress.json").write_text('{"step": 1,')
+    line = refused(capsys, [*overrides, "--resume"])
+    assert line.startswith(f"error: checkpoint {checkpoint} is damaged (JSONDecodeError: ")
+    (checkpoint / "progress.json").write_text('{"step": 1}')
+    weights = checkpoint / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])
+    line = refused(capsys, [*overrides, "--resume"])
+    assert line.startswith(f"error: checkpoint {checkpoint} is damaged (")
+    assert line.endswith(
+        "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+    )
