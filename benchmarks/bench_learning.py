@@ -43,7 +43,9 @@ def overrides(args, model: Path, data: Path, out: Path) -> list[str]:
         "data.max_length=128", f"seed={args.seed}", f"output_dir={out}",
     ]  # fmt: skip
     if args.method == "lora":
-        found.append("lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]")
+        found.append(
+            "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
+        )
     return found
 
 
@@ -82,9 +84,13 @@ def minimal_loop(args, config, corpus, family) -> dict:
     for epoch in range(args.epochs):
         loader.batch_sampler.set_epoch(epoch)
         for batch in loader:
-            logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+            logits = model(
+                input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]
+            ).logits
             loss = F.cross_entropy(
-                logits[:, :-1].flatten(0, 1).float(), batch["targets"][:, 1:].flatten(), ignore_index=-100
+                logits[:, :-1].flatten(0, 1).float(),
+                batch["targets"][:, 1:].flatten(),
+                ignore_index=-100,
             )
             loss.backward()
             torch.nn.utils.clip_grad_norm_(trainable, 1.0)
@@ -145,7 +151,9 @@ def main() -> None:
     assert train.main(argv + ["--overwrite"]) == 0
     emoscale_seconds = time.perf_counter() - started
     metrics = json.loads((out / "metrics.json").read_text())
-    history = [r["dev"]["accuracy"] for r in map(json.loads, open(out / "history.jsonl")) if "dev" in r]
+    history = [
+        r["dev"]["accuracy"] for r in map(json.loads, open(out / "history.jsonl")) if "dev" in r
+    ]
     side = {"emoscale": {"test_accuracy": metrics["test"]["accuracy"], "dev": history,
                          "train_seconds": emoscale_seconds}}  # fmt: skip
     side["minimal loop"] = minimal_loop(args, config, corpus, family)
