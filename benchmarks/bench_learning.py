@@ -107,7 +107,7 @@ def minimal_loop(args, config, corpus, family) -> dict:
             "steps": steps, "train_seconds": seconds}  # fmt: skip
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--model", help="a model folder; default: make-tiny on SST-2's text")
     parser.add_argument("--init-range", type=float, help="make-tiny initializer_range")
@@ -121,14 +121,15 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--work", default="runs/bench_learning")
     parser.add_argument("--json")
-    args = parser.parse_args()
+    parser.add_argument("--data", default=str(DATA), help="folder holding sst/stsa.binary.*")
+    args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     work = Path(args.work).resolve()
     data = work / "sst2"
     data.mkdir(parents=True, exist_ok=True)
     sizes = {"train": args.train, "dev": args.dev, "test": args.test}
     for split, count in sizes.items():
-        lines = (DATA / "sst" / f"stsa.binary.{split}").read_text().splitlines()
+        lines = (Path(args.data) / "sst" / f"stsa.binary.{split}").read_text().splitlines()
         (data / f"stsa.binary.{split}").write_text("\n".join(lines[:count]) + "\n")
     model = Path(args.model) if args.model else None
     if model is None:
@@ -136,7 +137,7 @@ def main() -> None:
 
         model = work / f"tiny-init{args.init_range}"
         if not (model / "config.json").is_file():
-            texts = (DATA / "sst" / "stsa.binary.train").read_text().splitlines()
+            texts = (data / "stsa.binary.train").read_text().splitlines()
             extra = {} if args.init_range is None else {"initializer_range": args.init_range}
             make_tiny(model, [t.partition(" ")[2] for t in texts], **extra)
     out = work / f"emoscale-{model.name}-{args.method}"
@@ -165,10 +166,12 @@ def main() -> None:
         print(f"| {name} | {result['test_accuracy']:.4f} | {dev} |")
     gap = side["minimal loop"]["test_accuracy"] - side["emoscale"]["test_accuracy"]
     print(f"minimal loop - emoscale: {gap:+.4f} (goal: at most +0.01)")
+    result = {"args": vars(args), "sides": side}
     if args.json:
-        Path(args.json).write_text(json.dumps({"args": vars(args), "sides": side}, indent=2))
-    sys.exit(0)
+        Path(args.json).write_text(json.dumps(result, indent=2))
+    return result
 
 
 if __name__ == "__main__":
     main()
+    sys.exit(0)
