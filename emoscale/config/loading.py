@@ -141,6 +141,8 @@ def load_config(
     raw: dict = dict(base or {})
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:

@@ -6,7 +6,7 @@ The label set is data.labels, or else the labels seen in train (in order of firs
 unstable across files, so sorted).
 
 The files are read strictly (issue 12: malformed rows must not turn into classes): UTF-8 (a
-byte-order mark is dropped), every CSV/TSV row with exactly the header's fields, every JSONL line one
+byte-order mark is dropped) without NUL bytes, every CSV/TSV row with exactly the header's fields, every JSONL line one
 object without repeated keys, a non-empty text and label in every row. CSV follows RFC 4180 (a
 quoted field may hold commas, quotes as "" and line breaks; a quote left open is an error). TSV
 has no quoting at all (the IANA definition): a `"` is an ordinary character, so a text starting
@@ -21,6 +21,7 @@ import io
 import json
 from pathlib import Path
 
+from emoscale.data.encoding import decode_utf8
 from emoscale.data.examples import (
     Corpus,
     CorpusInfo,
@@ -41,13 +42,10 @@ MAX_FIELD_CHARACTERS = 10_000_000
 
 def _decode(path: Path) -> str:
     raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8"
-        ) from None
+    if b"\0" in raw:  # valid UTF-8, but no text holds it: a binary file or a damaged export
+        line = raw[: raw.index(b"\0")].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: a NUL byte (0x00); a text file holds none")
+    return decode_utf8(raw, path)
 
 
 def _no_repeated_keys(path: Path, number: int):
