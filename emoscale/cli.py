@@ -75,6 +75,7 @@ reads only the model's config.json: no weights are loaded""",
   emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
     "convert": """examples:
   emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
   emoscale convert <format> --help""",
     "convert chatglm": """example:
   emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
@@ -83,6 +84,11 @@ reads only the model's config.json: no weights are loaded""",
 a ChatGLM2-6B or ChatGLM3-6B folder (config.json, pytorch_model-*.bin or safetensors,
 tokenizer.model) becomes a transformers GlmForCausalLM folder (safetensors, fast tokenizer);
 its own Python code is never run. Nothing is written to --out unless the conversion succeeds.""",
+    "convert gguf": """example:
+  emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
+  emoscale train --recipe sst2_lora model.path=models/smollm2-135m-instruct data.path=data/sst
+a llama.cpp GGUF file (any architecture transformers reads from GGUF) becomes a model folder:
+dequantized weights in --dtype, tokenizer with its chat template, generation config.""",
     "make-tiny": """example:
   emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama""",
 }
@@ -277,6 +283,13 @@ def _convert_chatglm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_gguf(args: argparse.Namespace) -> int:
+    from emoscale.inference.convert.gguf import convert_gguf
+
+    print(f"model folder written to {convert_gguf(args.gguf_file, args.out, args.dtype)}")
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from emoscale.tiny.lm import make_tiny
 
@@ -287,7 +300,12 @@ def _make_tiny(args: argparse.Namespace) -> int:
     if not texts:
         raise EmoscaleError(f"--text {text_file} holds no text")
     out = make_tiny(
-        args.out, texts, arch=args.arch, hidden_size=args.hidden_size, num_layers=args.layers
+        args.out,
+        texts,
+        arch=args.arch,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        initializer_range=args.init_range,
     )
     print(f"tiny {args.arch} model and tokenizer saved to {out}")
     return 0
@@ -421,6 +439,20 @@ def build_parser() -> Parser:
     chatglm.add_argument(
         "--out", required=True, help="folder for the converted model (new or empty)"
     )
+    gguf = formats.add_parser(
+        "gguf",
+        help="a llama.cpp GGUF file -> a plain model folder",
+        description="Convert a GGUF file (llama.cpp) to a plain Hugging Face model folder.",
+        epilog=EXAMPLES["convert gguf"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gguf.set_defaults(handler=_convert_gguf)
+    gguf.add_argument("gguf_file", help="the .gguf file")
+    gguf.add_argument("--out", required=True, help="folder for the model (new or empty)")
+    gguf.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+        help="dtype of the dequantized weights (default: float32)",
+    )  # fmt: skip
 
     tiny = command("make-tiny", "save a tiny random causal LM for tests and demos", _make_tiny)
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
@@ -428,6 +460,11 @@ def build_parser() -> Parser:
     tiny.add_argument("--out", required=True, help="folder to write the model into")
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument(
+        "--init-range", type=float, default=0.02,
+        help="initializer_range (default 0.02: learns fully fine-tuned; 0.2 suits LoRA on a "
+        "frozen random model)",
+    )  # fmt: skip
     return parser
 
 

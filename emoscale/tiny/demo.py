@@ -128,7 +128,13 @@ def prepare(root: Path | None = None) -> tuple[Path, Path]:
     ]
     with cache_lock(root):
         write_once(data, write_corpus)
-        write_once(model, lambda folder: make_tiny(folder, texts, arch="llama", vocab_size=600))
+        # LoRA on a frozen random model: wide weights, so its frozen lm_head separates tokens.
+        write_once(
+            model,
+            lambda folder: make_tiny(
+                folder, texts, arch="llama", vocab_size=600, initializer_range=0.2
+            ),
+        )
     return data, model
 
 
