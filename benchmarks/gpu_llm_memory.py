@@ -339,6 +339,12 @@ def bench_one(
     }  # fmt: skip
 
 
+def write_json(results: list[dict], path: str | None) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(results, indent=2))
+
+
 def benchmark(args) -> list[dict]:
     device = torch.device("cpu" if args.tiny or not torch.cuda.is_available() else "cuda")
     results = []
@@ -350,6 +356,7 @@ def benchmark(args) -> list[dict]:
         ):
             results.append(bench_one(args, name, folder, precision, method, runner, device))
             print(format_result(results[-1]), flush=True)
+            write_json(results, args.json)  # after every row: a run stopped early keeps them
     return results
 
 
@@ -367,9 +374,7 @@ def main(argv=None) -> list[dict]:
     warnings.filterwarnings("ignore", message=".*MatMul8bitLt.*")  # bitsandbytes on CPU, per matmul
     transformers_logging.disable_progress_bar()
     results = benchmark(args)
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(results, indent=2))
+    write_json(results, args.json)
     return results
 
 

@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
+from emoscale import library_logs
 from emoscale.errors import EmoscaleError
 
 EXAMPLES = {
@@ -31,17 +33,27 @@ EXAMPLES = {
   echo "What a wonderful film." | emoscale predict runs/sst2-lora
   emoscale predict runs/sst2-lora --input sentences.txt --json
   emoscale predict runs/iemocap-fold0 --input clips.tsv    # audio_path<TAB>transcript per line
+  emoscale predict runs/sst2-lora --input posts.txt --output posts.jsonl   # any size, resumable
+  accelerate launch --num_processes 2 -m emoscale.cli predict runs/sst2-lora \\
+      --input posts.txt --output posts.jsonl               # sharded over the processes
 output: label<TAB>per-label probabilities<TAB>input; --json: one object per line with the
-per-label scores (log-likelihoods) and probabilities""",
+per-label scores (log-likelihoods) and probabilities; --output: one JSON object per input line,
+in input order, with its line number""",
     "cv": """examples:
   emoscale cv --recipe iemocap_fusion_lora_wavlm model.audio_path=models/wavlm-base-plus \\
       model.text_path=models/roberta-base data.path=data/IEMOCAP_full_release
   emoscale cv --recipe mastodon_lora model.path=... data.path=... --folds 0,1,2
-  emoscale cv --config run.yaml data.num_folds=5 output_dir=runs/my-cv""",
+  emoscale cv --config run.yaml data.num_folds=5 output_dir=runs/my-cv
+  emoscale cv --config run.yaml output_dir=runs/my-cv --launcher local --parallel 2 --devices 0,1,2,3
+  emoscale cv --config run.yaml output_dir=runs/my-cv --launcher slurm --max-running 4 \\
+      -- --partition=gpu --gres=gpu:1 --time=4:00:00      # one job array; returns at once
+  emoscale cv --status runs/my-cv         # each fold: pending, running, done, failed; then cv.json""",
     "sweep": """examples:
   emoscale sweep --recipe sst2_lora model.path=... data.path=... --grid lora.r=4,8,16 train.lr=1e-4,3e-4
   emoscale sweep --config run.yaml --grid seed=1,2,3       # seeds: then `emoscale report` the parent
-  emoscale sweep --config run.yaml --grid 'lora.target_modules=[q_proj,v_proj],[q_proj,k_proj,v_proj]'""",
+  emoscale sweep --config run.yaml --grid 'lora.target_modules=[q_proj,v_proj],[q_proj,k_proj,v_proj]'
+  emoscale sweep --config run.yaml --grid seed=1,2,3,4 --launcher local --parallel 2
+  emoscale sweep --status runs/my-sweep   # each point's state; sweep.json once all are done""",
     "report": """examples:
   emoscale report runs/sst2-lora-seed1 runs/sst2-lora-seed2      # one row: mean ± std of 2 runs
   emoscale report runs/iemocap-cv runs/mosi3-*  --out reports     # cv parents, globs
@@ -63,6 +75,7 @@ reads only the model's config.json: no weights are loaded""",
   emoscale export runs/sst2-lora --out models/chatglm2-6b-sst2   # LoRA merged into the weights""",
     "convert": """examples:
   emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
+  emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
   emoscale convert <format> --help""",
     "convert chatglm": """example:
   emoscale convert chatglm models/chatglm2-6b-download --out models/chatglm2-6b
@@ -71,6 +84,11 @@ reads only the model's config.json: no weights are loaded""",
 a ChatGLM2-6B or ChatGLM3-6B folder (config.json, pytorch_model-*.bin or safetensors,
 tokenizer.model) becomes a transformers GlmForCausalLM folder (safetensors, fast tokenizer);
 its own Python code is never run. Nothing is written to --out unless the conversion succeeds.""",
+    "convert gguf": """example:
+  emoscale convert gguf SmolLM2-135M-Instruct.Q4_1.gguf --out models/smollm2-135m-instruct
+  emoscale train --recipe sst2_lora model.path=models/smollm2-135m-instruct data.path=data/sst
+a llama.cpp GGUF file (any architecture transformers reads from GGUF) becomes a model folder:
+dequantized weights in --dtype, tokenizer with its chat template, generation config.""",
     "make-tiny": """example:
   emoscale make-tiny --arch llama --text sentences.txt --out runs/tiny-llama""",
 }
@@ -122,28 +140,69 @@ def _eval(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from emoscale.inference.predict import format_prediction, predict
 
+    if args.output:  # a file of any size, sharded over the processes of `accelerate launch`
+        from emoscale.inference.predict_stream import predict_file
+
+        if args.input in (None, "-"):
+            raise EmoscaleError("--output needs --input FILE (stdin cannot be shared out)")
+        size = int(os.environ.get("EMOSCALE_CHUNK_LINES", "0")) or None  # tests: small chunks
+        counts = predict_file(args.run_dir, args.input, args.output, args.overrides, size)
+        rank = os.environ.get("RANK", "0")
+        print(
+            f"rank {rank}: {counts['chunks_done']} chunks labelled, {counts['chunks_kept']} kept "
+            "from an earlier start",
+            file=sys.stderr,
+        )
+        if rank == "0":
+            print(f"{args.output}: every line of {args.input} labelled ({counts['chunks']} chunks)")
+        return 0
     for result in predict(args.run_dir, overrides=args.overrides, source=args.input):
         print(json.dumps(result, ensure_ascii=False) if args.json else format_prediction(result))
     return 0
 
 
+def _launch_options(args: argparse.Namespace):
+    from emoscale.studies.launchers import LaunchOptions
+
+    return LaunchOptions(
+        args.launcher, args.parallel, args.devices, args.max_running, args.sbatch_options
+    )
+
+
+def _status(args: argparse.Namespace) -> int:
+    """--status PARENT: one line per point; 0 once all are done (the summary is then written)."""
+    from emoscale.studies import launchers
+
+    text, done = launchers.status(Path(args.status), args.command)
+    print(text)
+    return 0 if done else 3
+
+
 def _cv(args: argparse.Namespace) -> int:
     from emoscale.studies import cv
 
-    parent, table = cv.run(
-        _config_path(args), args.overrides, args.folds, args.resume, args.overwrite
+    if args.status:
+        return _status(args)
+    options = _launch_options(args)
+    _, text = cv.run(
+        _config_path(args), args.overrides, args.folds, args.resume, args.overwrite, options
     )
-    print(table + f"\ncv.json, cv.md and one run folder per fold: {parent}")
+    print(text)
     return 0
 
 
 def _sweep(args: argparse.Namespace) -> int:
     from emoscale.studies import sweep
 
-    parent, table = sweep.run(
-        _config_path(args), args.overrides, args.grid, args.resume, args.overwrite
+    if args.status:
+        return _status(args)
+    if not args.grid:
+        Parser(prog="emoscale sweep").error("the following arguments are required: --grid")
+    options = _launch_options(args)
+    _, text = sweep.run(
+        _config_path(args), args.overrides, args.grid, args.resume, args.overwrite, options
     )
-    print(table + f"\nsweep.json, sweep.md and one run folder per point: {parent}")
+    print(text)
     return 0
 
 
@@ -224,6 +283,13 @@ def _convert_chatglm(args: argparse.Namespace) -> int:
     return 0
 
 
+def _convert_gguf(args: argparse.Namespace) -> int:
+    from emoscale.inference.convert.gguf import convert_gguf
+
+    print(f"model folder written to {convert_gguf(args.gguf_file, args.out, args.dtype)}")
+    return 0
+
+
 def _make_tiny(args: argparse.Namespace) -> int:
     from emoscale.tiny.lm import make_tiny
 
@@ -234,7 +300,12 @@ def _make_tiny(args: argparse.Namespace) -> int:
     if not texts:
         raise EmoscaleError(f"--text {text_file} holds no text")
     out = make_tiny(
-        args.out, texts, arch=args.arch, hidden_size=args.hidden_size, num_layers=args.layers
+        args.out,
+        texts,
+        arch=args.arch,
+        hidden_size=args.hidden_size,
+        num_layers=args.layers,
+        initializer_range=args.init_range,
     )
     print(f"tiny {args.arch} model and tokenizer saved to {out}")
     return 0
@@ -262,6 +333,19 @@ def _config_arguments(command: argparse.ArgumentParser, overrides: bool = True) 
 def _run_flags(command: argparse.ArgumentParser, what: str) -> None:
     command.add_argument("--resume", action="store_true", help=f"continue interrupted {what}")
     command.add_argument("--overwrite", action="store_true", help=f"redo finished {what}")
+
+
+def _launch_arguments(command: argparse.ArgumentParser) -> None:
+    """Parallel points (studies/launchers.py); sbatch options follow a lone `--`."""
+    command.add_argument("--launcher", choices=["local", "slurm"], help="run points side by side")
+    command.add_argument("--parallel", type=_positive, help="local: points at once (default 1)")
+    command.add_argument(
+        "--devices", help="local: GPU numbers shared out over the points, e.g. 0,1,2,3"
+    )
+    command.add_argument("--max-running", type=_positive, help="slurm: array tasks at once")
+    command.add_argument(
+        "--status", metavar="PARENT", help="each point's state; the summary once done"
+    )
 
 
 def build_parser() -> Parser:
@@ -301,18 +385,21 @@ def build_parser() -> Parser:
     predict.add_argument("overrides", nargs="*", metavar="key=value", help="data.* and eval.* keys")
     predict.add_argument("--input", help="a file with one input per line (default: stdin)")
     predict.add_argument("--json", action="store_true", help="one JSON object per input")
+    predict.add_argument(
+        "--output", help="JSON lines into this file, streamed, resumable, sharded over processes"
+    )
 
     cv = command("cv", "cross-validation: every fold a run, then mean ± std", _cv)
     _config_arguments(cv)
     cv.add_argument("--folds", help="comma-separated fold numbers (default: all)")
     _run_flags(cv, "folds")
+    _launch_arguments(cv)
 
     sweep = command("sweep", "a grid over config keys: every point a run", _sweep)
     _config_arguments(sweep)
-    sweep.add_argument(
-        "--grid", nargs="+", required=True, metavar="key=v1,v2", help="values to try per key"
-    )
+    sweep.add_argument("--grid", nargs="+", metavar="key=v1,v2", help="values to try per key")
     _run_flags(sweep, "points")
+    _launch_arguments(sweep)
 
     report = command("report", "finished runs as the papers' tables and a chart", _report)
     report.add_argument("run_dirs", nargs="*", help="run folders, or folders holding runs")
@@ -352,6 +439,20 @@ def build_parser() -> Parser:
     chatglm.add_argument(
         "--out", required=True, help="folder for the converted model (new or empty)"
     )
+    gguf = formats.add_parser(
+        "gguf",
+        help="a llama.cpp GGUF file -> a plain model folder",
+        description="Convert a GGUF file (llama.cpp) to a plain Hugging Face model folder.",
+        epilog=EXAMPLES["convert gguf"],
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    gguf.set_defaults(handler=_convert_gguf)
+    gguf.add_argument("gguf_file", help="the .gguf file")
+    gguf.add_argument("--out", required=True, help="folder for the model (new or empty)")
+    gguf.add_argument(
+        "--dtype", default="float32", choices=["float32", "bfloat16", "float16"],
+        help="dtype of the dequantized weights (default: float32)",
+    )  # fmt: skip
 
     tiny = command("make-tiny", "save a tiny random causal LM for tests and demos", _make_tiny)
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
@@ -359,13 +460,23 @@ def build_parser() -> Parser:
     tiny.add_argument("--out", required=True, help="folder to write the model into")
     tiny.add_argument("--hidden-size", type=int, default=64)
     tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument(
+        "--init-range", type=float, default=0.02,
+        help="initializer_range (default 0.02: learns fully fine-tuned; 0.2 suits LoRA on a "
+        "frozen random model)",
+    )  # fmt: skip
     return parser
 
 
 def parse(argv: list[str]) -> argparse.Namespace:
     """Like parse_args, but `key=value` overrides may also follow the options."""
     parser = build_parser()
+    sbatch_options = []
+    if argv[:1] in (["cv"], ["sweep"]) and "--" in argv:
+        cut = argv.index("--")  # cv/sweep: what follows a lone -- goes to sbatch as it is
+        argv, sbatch_options = argv[:cut], argv[cut + 1 :]
     args, extra = parser.parse_known_args(argv)
+    args.sbatch_options = sbatch_options
     stray = [item for item in extra if item.startswith("-") or "=" not in item]
     if stray or (extra and not hasattr(args, "overrides")):
         prog = f"emoscale {args.command}"
@@ -377,14 +488,18 @@ def parse(argv: list[str]) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    library_logs.hold()  # libraries' import-time lines: printed after a success, dropped on error
     try:
         args = parse(argv)
         return args.handler(args)
     except SystemExit as exit:  # --help (0) and usage errors (2) end here, not in the caller
         return exit.code if isinstance(exit.code, int) else 2
     except EmoscaleError as error:
+        library_logs.drop()
         print(f"error: {error}", file=sys.stderr)
         return 2
+    finally:
+        library_logs.release()
 
 
 if __name__ == "__main__":

@@ -23,8 +23,9 @@ import argparse  # noqa: E402
 import os  # noqa: E402
 import time  # noqa: E402
 
+from emoscale import library_logs  # noqa: E402
 from emoscale.config import RunConfig, load_config  # noqa: E402
-from emoscale.errors import EmoscaleError  # noqa: E402
+from emoscale.errors import DataError, EmoscaleError  # noqa: E402
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
@@ -52,7 +53,23 @@ def prepare_inputs(config: RunConfig):
     from emoscale.models import build_family
 
     corpus = load_corpus(config.data)
+    _check_train_classes(config, corpus)
     return corpus, build_family(config, corpus)
+
+
+def _check_train_classes(config: RunConfig, corpus) -> None:
+    """A train split of one class teaches nothing: the run would train, predict that class and
+    report its share as accuracy (issue 12). Classes of data.labels absent from train are allowed
+    (a rare class may be missing from a small train split)."""
+    if config.model.family == "prompt_lm" and config.model.method == "none":
+        return  # nothing is trained
+    labels = {example.label for example in corpus.split("train") if example.label >= 0}
+    if len(labels) == 1:
+        only = corpus.info.label_names[labels.pop()]
+        raise DataError(
+            f"data.path {config.data.path}: every train example is labelled {only!r}; "
+            "a classifier needs at least two classes to learn from"
+        )
 
 
 def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False):
@@ -107,6 +124,7 @@ def report_error(error: EmoscaleError, training: bool) -> int:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_intermixed_args(argv)  # options and key=value pairs in any order
+    library_logs.hold()  # bad input ends with its one line alone; a good run prints them below
     try:
         if not argv:
             from emoscale.tiny import demo
@@ -125,7 +143,10 @@ def main(argv: list[str] | None = None) -> int:
             config, args.resume, args.overwrite
         )
     except EmoscaleError as error:
+        library_logs.drop()
         return report_error(error, training=False)
+    finally:
+        library_logs.release()
     from emoscale.training import trainer
 
     try:

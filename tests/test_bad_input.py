@@ -76,6 +76,7 @@ def test_unknown_dataset(capsys, tmp_path, run_overrides):
 
 def test_existing_run_folder_is_refused(capsys, tmp_path, run_overrides):
     (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".emoscale-run").write_text("")  # the mark of a folder emoscale made
     (tmp_path / "run" / "config.yaml").write_text("seed: 1\n")
     (tmp_path / "run" / "metrics.json").write_text("{}")  # finished: not to be rerun silently
     code = train.main(run_overrides + [f"output_dir={tmp_path / 'run'}"])

@@ -163,7 +163,8 @@ def test_resume_without_a_run(capsys, tmp_path, run_overrides):
 
 def test_resume_with_another_config_or_base_model(capsys, tmp_path, run_overrides, other_base):
     run_dir = tmp_path / "run"
-    run_dir.mkdir()
+    (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True)  # a run with a checkpoint:
+    (run_dir / "checkpoints" / "latest").write_text("step-00000001")  # one without starts afresh
     save_config(load_config(overrides=run_overrides), run_dir / "config.yaml")
     line = fails_with(capsys, tmp_path, run_overrides + ["train.lr=1e-3", "--resume"], True)
     assert line == (
@@ -209,7 +210,10 @@ def nan_corpus(folder, good_train: int):
 def test_a_nonfinite_loss_stops_naming_the_step_and_the_examples(
     capsys, tmp_path, run_overrides, nan_model
 ):
-    folder = nan_corpus(tmp_path / "corpus", good_train=0)  # one example: step 1 is its batch
+    # Two examples of two classes (a train split of one class is refused), one batch: step 1.
+    folder = nan_corpus(tmp_path / "corpus", good_train=0)
+    with open(folder / "train.csv", "a") as handle:
+        handle.write("fine,A fine film.,positive\n")
     overrides = run_overrides + [
         f"model.path={nan_model}",
         f"data.path={folder}",
@@ -217,7 +221,7 @@ def test_a_nonfinite_loss_stops_naming_the_step_and_the_examples(
     ]
     line = fails_with(capsys, tmp_path, overrides, run_dir_exists=True)
     assert line == (
-        "error: non-finite loss (nan) at step 1 in the batch of examples ['costly']; "
+        "error: non-finite loss (nan) at step 1 in the batch of examples ['costly', 'fine']; "
         "set train.skip_nonfinite=true to skip such batches"
     )
 

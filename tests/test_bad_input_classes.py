@@ -159,9 +159,11 @@ def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
     run_dir = tmp_path / "run"
     quick = [*run_overrides, "train.max_steps=1"]
     for flags in ([], ["--resume"]):
-        # What a run killed during its first step leaves: config, run.json, TensorBoard, no checkpoint.
+        # What a run killed during its first step leaves: the mark, config, run.json, TensorBoard,
+        # no checkpoint.
         shutil.rmtree(run_dir, ignore_errors=True)
         (run_dir / "tensorboard").mkdir(parents=True)
+        (run_dir / ".emoscale-run").write_text("")
         (run_dir / "config.yaml").write_text("seed: 1\n")
         (run_dir / "run.json").write_text("{}")
         assert train.main([*quick, *flags]) == 0, capsys.readouterr().err[-2000:]
@@ -172,6 +174,48 @@ def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
         f"error: output_dir {run_dir} already holds a run; "
         "pass --resume to continue it or --overwrite to replace it"
     )
+
+
+@pytest.mark.parametrize(
+    "flags", [[], ["--overwrite"], ["--resume"]], ids=["plain", "overwrite", "resume"]
+)
+def test_a_user_folder_with_run_like_names_is_not_a_run_folder(
+    capsys, run_overrides, tmp_path, flags
+):
+    """Names alone do not make a folder emoscale's: a user's experiment folder with its own
+    config.yaml, model/ and checkpoints/ (another tool's) stays whole, whatever the flags."""
+    folder = tmp_path / "exp"
+    (folder / "model").mkdir(parents=True)
+    (folder / "checkpoints").mkdir()
+    (folder / "config.yaml").write_text("# my hand-written notes\nseed: 3\n")
+    (folder / "model" / "finetuned.safetensors").write_bytes(b"weights of another project")
+    (folder / "checkpoints" / "epoch3.ckpt").write_bytes(b"lightning")
+    before = digest(folder)
+    line = refused(capsys, [*without_output_dir(run_overrides), f"output_dir={folder}", *flags])
+    assert line == (
+        f"error: output_dir {folder} is not an emoscale run folder (it holds checkpoints, "
+        "config.yaml, model); emoscale never replaces what it did not write: choose a new or "
+        "empty folder"
+    )
+    assert digest(folder) == before
+
+
+def test_resume_with_a_broken_latest_pointer_keeps_every_checkpoint(
+    capsys, run_overrides, tmp_path
+):
+    """A `latest` naming a checkpoint that is gone (deleted as damaged, mistyped) must not make the
+    run look unstarted: that would start it afresh and delete the intact checkpoints."""
+    run_dir = tmp_path / "run"
+    quick = [*run_overrides, "train.max_steps=2", "train.save_every_steps=1"]
+    assert train.main(quick) == 0, capsys.readouterr().err[-2000:]
+    (run_dir / "checkpoints" / "latest").write_text("step-00000099\n")
+    before = digest(run_dir / "checkpoints")
+    line = refused(capsys, [*quick, "--resume"])
+    assert line == (
+        f"error: --resume: {run_dir / 'checkpoints' / 'latest'} names no saved checkpoint; write "
+        "the name of one of step-00000001, step-00000002 into it"
+    )
+    assert digest(run_dir / "checkpoints") == before
 
 
 def test_overwrite_replaces_only_what_emoscale_wrote(capsys, run_overrides, tmp_path):
@@ -484,6 +528,10 @@ def test_config_values_refused_up_front(capsys, run_overrides, tmp_path, overrid
         ("train:\n  lr: 0.1\n  lr: 0.2\n", "3:3: duplicate key 'lr' (first on line 2)"),
         ("seed: 1\nseed: 2\n", "2:1: duplicate key 'seed' (first on line 1)"),
         (
+            "train: {max_steps: 2, max_steps: 5}\n",
+            "1:23: duplicate key 'max_steps' (first on line 1, column 9)",
+        ),
+        (
             "train:\n\tlr: 0.1\n",
             "2:1: found character '\\t' that cannot start any token (YAML indents with spaces, not tabs)",
         ),
@@ -493,7 +541,15 @@ def test_config_values_refused_up_front(capsys, run_overrides, tmp_path, overrid
             "3:2: expected <block end>, but found '<block mapping start>'",
         ),
     ],
-    ids=["section_twice", "key_twice", "top_key_twice", "tab", "open_list", "indent"],
+    ids=[
+        "section_twice",
+        "key_twice",
+        "top_key_twice",
+        "flow_key_twice",
+        "tab",
+        "open_list",
+        "indent",
+    ],
 )
 def test_config_files_that_would_lose_settings(capsys, run_overrides, tmp_path, yaml_text, problem):
     path = tmp_path / "run.yaml"
@@ -587,4 +643,471 @@ def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):
     assert line.startswith(f"error: checkpoint {checkpoint} is damaged (")
     assert line.endswith(
         "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+    )
+
+
+# --- 5. non-finite audio samples and scores ---------------------------------------------------------
+
+
+def float_wave(path: Path, bad_value: float | None, at: int = 100) -> Path:
+    import numpy as np
+    import soundfile
+
+    wave = np.random.default_rng(0).normal(0, 0.1, 8000).astype(np.float32)
+    if bad_value is not None:
+        wave[at] = bad_value
+    soundfile.write(path, wave, 16_000, subtype="FLOAT")  # float samples: the kind that holds NaN
+    return path
+
+
+@pytest.mark.parametrize(("value", "shown"), [(float("nan"), "nan"), (float("-inf"), "-inf")])
+def test_audio_with_nonfinite_samples_is_named(
+    capsys, fusion_overrides, tone_corpus, tmp_path, value, shown
+):
+    corpus = shutil.copytree(tone_corpus, tmp_path / "corpus")
+    float_wave(corpus / "wav/dev-0002.wav", value, at=123)
+    line = refused(capsys, [*fusion_overrides, f"data.path={corpus}"], tmp_path / "run")
+    assert line == (
+        f"error: {corpus}/wav/dev-0002.wav: audio samples are not finite ({shown} at sample 123)"
+    )
+
+
+def test_audio_with_nonfinite_samples_is_skipped_and_counted(tone_corpus, tmp_path):
+    from emoscale.config import load_config
+    from emoscale.data.audio import check_corpus_audio
+    from emoscale.data.generic import load
+
+    corpus_dir = shutil.copytree(tone_corpus, tmp_path / "corpus")
+    float_wave(corpus_dir / "wav/train-0003.wav", float("nan"))
+    float_wave(corpus_dir / "wav/train-0004.wav", None)  # a clean float file is kept
+    config = load_config(overrides=[f"data.path={corpus_dir}", "data.dataset=csv"])
+    corpus = load(config.data)
+    before = len(corpus.split("train"))
+    check_corpus_audio(corpus, corpus_dir, skip_bad=True)
+    assert len(corpus.split("train")) == before - 1
+    assert dict(corpus.dropped) == {"audio: audio samples are not finite": 1}
+
+
+@pytest.fixture(scope="module")
+def nan_run(tiny_llama, demo_corpus, tmp_path_factory):
+    """A finished zero-shot run (method none: nothing trains) on a base whose embeddings of '€'
+    are NaN: any input holding '€' is scored NaN, as by a base model that overflowed."""
+    import torch
+    from safetensors.torch import load_file, save_file
+    from transformers import AutoTokenizer
+
+    from emoscale.tiny import demo
+
+    root = tmp_path_factory.mktemp("nan_run")
+    model = shutil.copytree(tiny_llama, root / "nan_model")
+    tensors = load_file(str(model / "model.safetensors"))
+    for token in AutoTokenizer.from_pretrained(model)("€", add_special_tokens=False)["input_ids"]:
+        tensors["model.embed_tokens.weight"][token] = torch.nan
+    save_file(tensors, str(model / "model.safetensors"), metadata={"format": "pt"})
+    run_dir = root / "run"
+    overrides = demo.overrides(demo_corpus, model) + ["model.method=none", f"output_dir={run_dir}"]
+    assert train.main(overrides) == 0
+    return run_dir
+
+
+def cli_refused(capsys, argv: list[str]) -> str:
+    """emoscale's command: exit code 2 and only the error line, on stderr; nothing on stdout."""
+    from emoscale import cli
+
+    code = cli.main(argv)
+    captured = capsys.readouterr()
+    assert code == 2, captured.err[-2000:]
+    assert captured.out == ""  # not one prediction, not a half-written JSON line
+    lines = [line for line in captured.err.splitlines() if line.startswith("error: ")]
+    assert len(lines) == 1 and "Traceback" not in captured.err, captured.err[-2000:]
+    return lines[0]
+
+
+@pytest.mark.parametrize("as_json", [False, True], ids=["text", "json"])
+def test_predict_never_prints_a_nonfinite_score(capsys, nan_run, tmp_path, as_json):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("A fine film.\nThe ticket cost 20 € and the film was awful.\n")
+    line = cli_refused(
+        capsys, ["predict", str(nan_run), "--input", str(inputs)] + ["--json"] * as_json
+    )
+    assert line == (
+        f"error: {inputs}:2: the run scored this input nan (not a finite number); "
+        "no prediction is given"
+    )
+
+
+def test_predict_json_is_valid_json(capsys, nan_run, tmp_path):
+    from emoscale import cli
+
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("A fine film.\nA dull film.\n")
+    assert cli.main(["predict", str(nan_run), "--input", str(inputs), "--json"]) == 0
+
+    def no_constant(name):
+        raise AssertionError(f"bare {name} in the JSON output")
+
+    rows = [
+        json.loads(line, parse_constant=no_constant)
+        for line in capsys.readouterr().out.splitlines()
+    ]
+    assert [row["text"] for row in rows] == ["A fine film.", "A dull film."]
+    assert all(abs(sum(row["probabilities"].values()) - 1) < 1e-6 for row in rows)
+
+
+def test_eval_refuses_a_nonfinite_score_before_writing(capsys, nan_run, demo_corpus, tmp_path):
+    corpus = shutil.copytree(demo_corpus, tmp_path / "corpus")
+    with open(corpus / "test.csv", "a") as handle:
+        handle.write("The ticket cost 20 € and the film was awful.,negative\n")
+    out = tmp_path / "eval"
+    line = cli_refused(capsys, ["eval", str(nan_run), f"data.path={corpus}", "--out", str(out)])
+    assert line == (
+        "error: csv test: the run scored example 'test-96' nan (not a finite number); "
+        "nothing is written"
+    )
+    assert not out.exists()
+
+
+# --- 2/4. predict input that is not UTF-8 ------------------------------------------------------------
+
+
+def test_predict_input_that_is_not_utf8(capsys, nan_run, tmp_path, monkeypatch):
+    import io
+    import sys
+
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(b"A fine film.\n" + "caf\xe9 film\n".encode("latin-1"))
+    line = cli_refused(capsys, ["predict", str(nan_run), "--input", str(inputs)])
+    assert line == f"error: {inputs}:2: not UTF-8 (byte 0xe9); save the file as UTF-8"
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(inputs.read_bytes())))
+    line = cli_refused(capsys, ["predict", str(nan_run)])
+    assert line == "error: stdin:2: not UTF-8 (byte 0xe9); give the input as UTF-8"
+    line = cli_refused(capsys, ["predict", str(nan_run), "--input", str(tmp_path)])
+    assert line == f"error: --input {tmp_path} is a folder; give a file with one input per line"
+
+
+# --- 4. library lines before an error ----------------------------------------------------------------
+
+
+def test_library_lines_are_held_until_the_input_is_checked():
+    """DeepSpeed's "Setting accelerator to CPU" (logged the first time accelerate looks for a
+    DeepSpeed engine) is dropped when the command ends in its error, printed when it succeeds.
+    A fresh process: DeepSpeed logs it once per process."""
+    import subprocess
+    import sys
+
+    script = (
+        "from emoscale import library_logs\n"
+        "library_logs.hold()\n"
+        "from deepspeed.accelerator import get_accelerator\n"
+        "get_accelerator()\n"
+        "print('checked', flush=True)\n"
+        "library_logs.{}()\n"
+    )
+    outputs = {}
+    for ending in ("drop", "release"):
+        result = subprocess.run(
+            [sys.executable, "-c", script.format(ending)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        assert result.returncode == 0, result.stderr[-2000:]
+        outputs[ending] = (result.stdout + result.stderr).splitlines()
+    assert outputs["drop"] == ["checked"]
+    assert outputs["release"][0] == "checked"
+    assert outputs["release"][1].endswith(
+        "Setting accelerator to CPU. If you have GPU or other accelerator, we were unable to detect it."
+    )
+
+
+# --- 4. sharded weights ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sharded_llama(tiny_llama, tmp_path_factory):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    folder = tmp_path_factory.mktemp("sharded")
+    AutoModelForCausalLM.from_pretrained(tiny_llama).save_pretrained(folder, max_shard_size="200KB")
+    AutoTokenizer.from_pretrained(tiny_llama).save_pretrained(folder)
+    assert len(list(folder.glob("model-*-of-*.safetensors"))) > 1
+    return folder
+
+
+def break_index(folder: Path, how: str) -> str:
+    index = folder / "model.safetensors.index.json"
+    record = json.loads(index.read_text())
+    shards = sorted(set(record["weight_map"].values()))
+    if how == "truncated_index":
+        index.write_text(index.read_text()[:40])
+    elif how == "no_weight_map":
+        index.write_text(json.dumps({"metadata": {}}))
+    elif how == "missing_shard":
+        (folder / shards[-1]).unlink()
+        return shards[-1]
+    elif how == "misplaced_tensor":
+        tensor = next(name for name, shard in record["weight_map"].items() if shard == shards[0])
+        record["weight_map"][tensor] = shards[1]
+        index.write_text(json.dumps(record))
+        return f"{tensor} in {shards[1]}"
+    elif how == "truncated_shard":
+        shard = folder / shards[0]
+        shard.write_bytes(shard.read_bytes()[:-100])
+        return shards[0]
+    return ""
+
+
+@pytest.mark.parametrize(
+    ("how", "problem"),
+    [
+        ("truncated_index", "{i} is not valid JSON ("),
+        ("no_weight_map", "{i} has no weight_map (tensor -> shard file)"),
+        ("missing_shard", "{i} names shard {x}, which is missing"),
+        ("misplaced_tensor", "{i} places {x}, which does not hold it"),
+        ("truncated_shard", "{m}/{x} is truncated ("),
+    ],
+)
+def test_broken_sharded_weights(capsys, run_overrides, sharded_llama, tmp_path, how, problem):
+    model = shutil.copytree(sharded_llama, tmp_path / "model")
+    named = break_index(model, how)
+    line = refused(capsys, [*run_overrides, f"model.path={model}"], tmp_path / "run")
+    expected = "error: config key 'model.path': " + problem.format(
+        i=model / "model.safetensors.index.json", m=model, x=named
+    )
+    assert line.startswith(expected) if problem.endswith(("(", ": ")) else line == expected, line
+
+
+def test_a_whole_sharded_folder_passes(sharded_llama):
+    from emoscale.models import model_folder
+
+    model_folder.check(sharded_llama)  # no error: the check refuses only what is broken
+
+
+# --- 5 (fusion). speech and text model folders through the same validator ---------------------
+
+
+@pytest.mark.parametrize(
+    ("key", "how", "problem"),
+    [
+        ("model.audio_path", "truncated_weights", "{m}/model.safetensors is truncated ("),
+        (
+            "model.audio_path",
+            "no_weights",
+            "{m} has no weights (model.safetensors or pytorch_model.bin)",
+        ),
+        (
+            "model.text_path",
+            "corrupt_tokenizer",
+            "{m}/tokenizer.json is not valid JSON (line 1 column 29: Expecting value)",
+        ),
+        (
+            "model.text_path",
+            "random_weights",
+            "{m}/model.safetensors is not a safetensors file (its header length is impossible)",
+        ),
+        (
+            "model.text_path",
+            "corrupt_config",
+            "{m}/config.json is not valid JSON (line 1 column 24: Expecting property name enclosed in double quotes)",
+        ),
+    ],
+)
+def test_broken_fusion_model_folders(
+    capsys, fusion_overrides, tiny_wavlm, tiny_roberta, tmp_path, key, how, problem
+):
+    source = tiny_wavlm if key == "model.audio_path" else tiny_roberta
+    model = shutil.copytree(source, tmp_path / "model")
+    break_model(model, how)
+    line = refused(capsys, [*fusion_overrides, f"{key}={model}"], tmp_path / "run")
+    expected = f"error: config key {key!r}: {problem.format(m=model)}"
+    assert line.startswith(expected) if problem.endswith("(") else line == expected, line
+
+
+# --- 1. study parents, eval and report folders; the one delete ---------------------------------
+
+
+def test_a_sweep_parent_is_never_a_user_or_input_folder(
+    capsys, run_overrides, user_folder, corpus_copy
+):
+    before = {user_folder: digest(user_folder), corpus_copy: digest(corpus_copy)}
+    base = [*without_output_dir(run_overrides), f"data.path={corpus_copy}"]
+    line = cli_refused(capsys, ["sweep", *base, f"output_dir={user_folder}", "--grid", "seed=1,2"])
+    assert line == (
+        f"error: output_dir {user_folder} is not an emoscale sweep folder (it holds chapters, "
+        "notes.txt); emoscale never writes into a folder holding what it did not write: "
+        "choose a new or empty folder"
+    )
+    line = cli_refused(capsys, ["sweep", *base, f"output_dir={corpus_copy}", "--grid", "seed=1,2"])
+    assert line == (
+        f"error: output_dir {corpus_copy} is data.path {corpus_copy}; "
+        "a run folder must be apart from the folders it reads"
+    )
+    assert {folder: digest(folder) for folder in before} == before
+
+
+def test_eval_out_is_never_a_user_input_or_run_folder(capsys, nan_run, user_folder, demo_corpus):
+    before = digest(user_folder)
+    run = ["eval", str(nan_run)]
+    line = cli_refused(capsys, [*run, "--out", str(user_folder)])
+    assert line == f"error: --out {user_folder} exists and is not an empty folder"
+    line = cli_refused(capsys, [*run, "--out", str(demo_corpus / "eval")])
+    assert line == (
+        f"error: --out {demo_corpus / 'eval'} is inside data.path {demo_corpus}; "
+        "a run folder must be apart from the folders it reads"
+    )
+    line = cli_refused(capsys, [*run, "--out", str(nan_run / "eval")])
+    assert line == (
+        f"error: --out {nan_run / 'eval'} is inside the run folder {nan_run}; "
+        "choose a folder apart from it"
+    )
+    assert digest(user_folder) == before and not (demo_corpus / "eval").exists()
+
+
+def test_report_out_replaces_only_an_earlier_report(capsys, nan_run, user_folder):
+    (user_folder / "report.md").write_text("# My report\n")
+    before = digest(user_folder)
+    line = cli_refused(capsys, ["report", str(nan_run), "--out", str(user_folder)])
+    assert line == (
+        f"error: --out {user_folder} holds a report.md that emoscale did not write; "
+        "choose another folder"
+    )
+    assert digest(user_folder) == before
+
+
+def test_the_one_delete_refuses_what_emoscale_did_not_write(tmp_path, user_folder):
+    from emoscale.errors import EmoscaleError
+    from emoscale.training.removal import remove_own
+
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    before = digest(user_folder)
+    for path in (run_dir, user_folder / "notes.txt", run_dir / "notes.txt", run_dir / ".." / "x"):
+        with pytest.raises(EmoscaleError) as caught:
+            remove_own(path, run_dir)
+        assert str(caught.value) == (
+            f"refusing to delete {path}: emoscale deletes only what it wrote in a run folder"
+        )
+    linked = tmp_path / "linked_run"
+    linked.mkdir()
+    (linked / "checkpoints").symlink_to(user_folder)  # a `checkpoints` that leads out
+    with pytest.raises(EmoscaleError):
+        remove_own(linked / "checkpoints" / "chapters", linked)
+    remove_own(linked / "checkpoints", linked)  # the link goes, never what it points at
+    assert not (linked / "checkpoints").exists() and digest(user_folder) == before
+    remove_own(run_dir / "checkpoints" / "step-00000001", run_dir)
+    remove_own(run_dir / "metrics.json", run_dir)
+    assert sorted(p.name for p in run_dir.rglob("*")) == ["checkpoints"]
+
+
+# --- 7. more odd inputs, as a hostile user would try them ---------------------------------------
+
+
+def csv_corpus(folder: Path, demo_corpus: Path, train: str | bytes | None = None, test=None):
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, content in (("train", train), ("dev", None), ("test", test)):
+        target = folder / f"{split}.csv"
+        if content is None:
+            shutil.copy(demo_corpus / f"{split}.csv", target)
+        else:
+            target.write_bytes(content.encode() if isinstance(content, str) else content)
+    return folder
+
+
+def one_class_train(demo_corpus: Path) -> str:
+    rows = (demo_corpus / "train.csv").read_text().splitlines()
+    return "\n".join([rows[0], *(row for row in rows[1:] if row.endswith(",positive"))]) + "\n"
+
+
+ODD_CORPORA = {
+    "header_only": (lambda d: {"train": HEADER}, "{f}/train.csv: no rows"),
+    "empty_file": (lambda d: {"train": ""}, "{f}/train.csv: no rows"),
+    "nul_byte": (
+        lambda d: {"test": HEADER + "fine\x00 film,positive\n"},
+        "{f}/test.csv:2: a NUL byte (0x00); a text file holds none",
+    ),
+    "one_class_train": (
+        lambda d: {"train": one_class_train(d)},
+        "data.path {f}: every train example is labelled 'positive'; "
+        "a classifier needs at least two classes to learn from",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(ODD_CORPORA))
+def test_odd_corpus_files(capsys, run_overrides, demo_corpus, tmp_path, case):
+    files, problem = ODD_CORPORA[case]
+    folder = csv_corpus(tmp_path / "corpus", demo_corpus, **files(demo_corpus))
+    line = refused(capsys, [*run_overrides, f"data.path={folder}"], tmp_path / "run")
+    assert line == "error: " + problem.format(f=folder)
+
+
+def test_jsonl_with_a_trailing_comma(capsys, run_overrides, demo_corpus, tmp_path):
+    folder = tmp_path / "corpus"
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        lines = (demo_corpus / f"{split}.csv").read_text().splitlines()[1:]
+        records = [dict(zip(("text", "label"), line.rsplit(",", 1), strict=True)) for line in lines]
+        (folder / f"{split}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    (folder / "dev.jsonl").write_text('{"text": "fine film", "label": "positive",}\n')
+    line = refused(
+        capsys, [*run_overrides, f"data.path={folder}", "data.dataset=jsonl"], tmp_path / "run"
+    )
+    assert line == (
+        f"error: {folder / 'dev.jsonl'}:1: not valid JSON "
+        "(Expecting property name enclosed in double quotes)"
+    )
+
+
+def test_odd_paths(capsys, run_overrides, demo_corpus, tiny_llama, tmp_path):
+    base = without_output_dir(run_overrides)
+    link = tmp_path / "link_to_corpus"
+    link.symlink_to(demo_corpus)
+    line = refused(capsys, [*base, f"output_dir={link}"])
+    assert line == (
+        f"error: output_dir {link} is data.path {demo_corpus}; "
+        "a run folder must be apart from the folders it reads"
+    )
+    run = tmp_path / "run"
+    for override, expected in (
+        (f"data.path={demo_corpus / 'train.csv'}", f"data.path {demo_corpus / 'train.csv'} is not a folder"),
+        (f"model.path={tiny_llama / 'config.json'}", f"config key 'model.path': {tiny_llama / 'config.json'} is a file, not a model folder"),
+    ):  # fmt: skip
+        assert refused(capsys, [*base, f"output_dir={run}", override], run) == f"error: {expected}"
+    folder_config = tmp_path / "configs"
+    folder_config.mkdir()
+    binary = tmp_path / "binary.yaml"
+    binary.write_bytes(bytes(range(256)))
+    listed = tmp_path / "list.yaml"
+    listed.write_text("- train\n- eval\n")
+    for path, expected in (
+        (folder_config, f"config file {folder_config} is a folder, not a YAML file"),
+        (binary, f"config file {binary}: not UTF-8 text (byte 128: invalid start byte)"),
+        (listed, f"config file {listed}: expected a mapping of sections, got list"),
+    ):
+        line = refused(capsys, ["--config", str(path), *base, f"output_dir={run}"], run)
+        assert line == f"error: {expected}"
+
+
+@pytest.mark.parametrize(
+    ("override", "line"),
+    [
+        ("eval.batch_size=0", "config key 'eval.batch_size': Input should be greater than or equal to 1 (got 0)"),
+        ("train.lr=-1", "config key 'train.lr': Input should be greater than 0 (got -1)"),
+        ("prompt.labels=[]", "config key 'prompt.labels': 0 labels; a classifier needs at least two (leave the key out for the corpus' own)"),
+        ("data.labels=[]", "config key 'data.labels': 0 labels; a classifier needs at least two (leave the key out for the corpus' own)"),
+        ("data.labels=[positive]", "config key 'data.labels': 1 labels; a classifier needs at least two (leave the key out for the corpus' own)"),
+        ("data.max_length=0", "config key 'data.max_length': Input should be greater than or equal to 8 (got 0)"),
+        ("prompt.template=Rate it:", "config key 'prompt.template': must contain {text} (and may contain {labels})"),
+    ],
+)  # fmt: skip
+def test_odd_values(capsys, run_overrides, tmp_path, override, line):
+    assert refused(capsys, [*run_overrides, override], tmp_path / "run") == f"error: {line}"
+
+
+def test_a_recipe_name_with_a_typo(capsys, run_overrides):
+    line = cli_refused(capsys, ["train", "--recipe", "sst2_lroa", *run_overrides])
+    assert line == (
+        "error: unknown recipe 'sst2_lroa' (did you mean sst2_lora, sst5_lora, sst2_none?); "
+        "`emoscale recipes` lists them"
     )

@@ -218,3 +218,42 @@ def test_grid_values_split_on_top_level_commas_only():
         "train.lr": "3e-4",
     }
     assert point_name(points[1]) == "lora.target_modules=-q_proj,v_proj-,train.lr=3e-4"
+
+
+def test_make_tiny_writes_a_whole_folder_and_never_over_files(capsys, tmp_path):
+    from transformers import AutoModelForCausalLM
+
+    texts = tmp_path / "texts.txt"
+    texts.write_text("a happy little film\na sad grey film\n" * 20)
+    out = tmp_path / "models" / "tiny"
+    argv = ["make-tiny", "--text", str(texts), "--out", str(out), "--hidden-size", "16"]
+    assert cli.main(argv) == 0
+    assert AutoModelForCausalLM.from_pretrained(out).config.hidden_size == 16
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["tiny"]  # no temporary folder
+    capsys.readouterr()
+    weights = (out / "model.safetensors").read_bytes()
+    assert cli.main([*argv[:-2], "--hidden-size", "32"]) == 2  # the same --out, other weights
+    assert capsys.readouterr().err == f"error: make-tiny: --out {out} exists and is not empty\n"
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
+def test_tiny_encoders_never_write_over_files(tmp_path):
+    from emoscale.errors import EmoscaleError
+    from emoscale.tiny.encoders import make_tiny_speech_encoder, make_tiny_text_encoder
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    with pytest.raises(
+        EmoscaleError, match=f"^tiny speech encoder: {mine} exists and is not empty$"
+    ):
+        make_tiny_speech_encoder(mine)
+    with pytest.raises(EmoscaleError, match=f"^tiny text encoder: {mine} exists and is not empty$"):
+        make_tiny_text_encoder(mine, ["a film"] * 10)
+    assert [p.name for p in mine.iterdir()] == ["notes.txt"]
+    empty = tmp_path / "empty"
+    empty.mkdir()  # an empty folder (as pytest's mktemp makes) is fine
+    assert (
+        make_tiny_text_encoder(empty, ["a film"] * 10, vocab_size=300) / "config.json"
+    ).is_file()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty", "mine"]

@@ -63,6 +63,10 @@ ACCELERATE_SETUPS = {
     "cpu_ddp.yaml": Setup("MULTI_GPU", 2, "no", use_cpu=True),
     "cpu_zero2.yaml": Setup("DEEPSPEED", 2, None, ds_config="ds_configs/zero2.json"),
     "cpu_zero3.yaml": Setup("DEEPSPEED", 2, None, ds_config="ds_configs/zero3.json"),
+    "cpu_two_nodes_zero3.yaml": Setup(
+        "DEEPSPEED", 2, None, ds_config="ds_configs/zero3.json", num_machines=2
+    ),
+    "cpu_two_nodes_ddp.yaml": Setup("MULTI_GPU", 2, "no", use_cpu=True, num_machines=2),
 }
 
 
@@ -183,7 +187,7 @@ def test_accelerate_launch_resolves_config(name, monkeypatch):
             assert args.deepspeed_multinode_launcher == "standard"
     elif expected.distributed_type == "MULTI_GPU":
         env = prepare_multi_gpu_env(args)  # torchrun, one process per device
-        assert args.nproc_per_node == str(processes)
+        assert args.nproc_per_node == str(processes // expected.num_machines)  # per machine
         assert env["ACCELERATE_MIXED_PRECISION"] == expected.mixed_precision
     else:
         cmd, env = prepare_simple_launcher_cmd_env(args)  # one process, no torchrun

@@ -59,19 +59,24 @@ ConfigLoader.add_implicit_resolver(
 
 def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, deep: bool = False):
     """PyYAML keeps the last of two equal keys; a repeated `train:` section then silently drops
-    the first one's settings (issue 12). A repeated key is an error naming both lines."""
-    first_line: dict = {}
+    the first one's settings (issue 12). A repeated key is an error naming both places: the line,
+    and the column too when both are on one line (`train: {max_steps: 2, max_steps: 5}`)."""
+    first_mark: dict = {}  # key -> where it first appeared
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=True)
         try:
-            earlier = first_line.setdefault(key, key_node.start_mark.line + 1)
+            earlier = first_mark.get(key)
+            if earlier is None:
+                first_mark[key] = key_node.start_mark
+                continue
         except TypeError:  # an unhashable key: construct_mapping below says so
             continue
-        if earlier != key_node.start_mark.line + 1:
-            raise yaml.constructor.ConstructorError(
-                problem=f"duplicate key {key!r} (first on line {earlier})",
-                problem_mark=key_node.start_mark,
-            )
+        first = f"line {earlier.line + 1}"
+        if earlier.line == key_node.start_mark.line:
+            first += f", column {earlier.column + 1}"
+        raise yaml.constructor.ConstructorError(
+            problem=f"duplicate key {key!r} (first on {first})", problem_mark=key_node.start_mark
+        )
     return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
@@ -141,6 +146,8 @@ def load_config(
     raw: dict = dict(base or {})
     if path is not None:
         path = Path(path)
+        if path.is_dir():
+            raise ConfigError(f"config file {path} is a folder, not a YAML file")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:

@@ -43,6 +43,12 @@ def _label_lists(config: RunConfig) -> str | None:
         ("data.labels", config.data.labels),
         ("prompt.labels", config.prompt.labels),
     ):
+        # One word for two classes is the count check's (below, or once the corpus is read).
+        if labels is not None and len(labels) < (2 if key == "data.labels" else 1):
+            return (
+                f"config key {key!r}: {len(labels)} labels; a classifier needs at least two "
+                "(leave the key out for the corpus' own)"
+            )
         seen: dict[str, str] = {}
         for label in labels or []:
             if not label.strip():

@@ -104,6 +104,10 @@ class DataConfig(Section):
 class PromptConfig(Section):
     template: str | None = None  # None: the corpus' default; must contain {text}, may use {labels}
     labels: list[str] | None = None  # label words the model reads and answers; None: the corpus'
+    # None: the papers' plain prompt. "tokenizer": the model's own chat template (instruction as the
+    # user turn, label as the assistant's answer); "chatglm2": ChatGLM2's [Round 1] 问/答 format;
+    # or a Jinja chat template (models/prompt_tokens.py).
+    chat_template: str | None = None
     length_normalize: bool = False  # score mode: mean instead of sum of answer-token log-probs
     context_turns: int = Field(
         0, ge=0

@@ -3,7 +3,9 @@
 - Up front (`check_corpus_audio`, before any model loads): every file's header is read with
   `soundfile.info` (cheap). A missing, empty or unreadable file stops the run with one line naming
   it, or with `data.skip_bad_audio: true` its example is dropped and counted in `corpus.dropped`
-  (run.json reports it).
+  (run.json reports it). Files of float samples (WAV/AIFF FLOAT or DOUBLE), the only kind that can
+  hold NaN or inf, are also read in full: one NaN would make every score of its batch NaN, blamed
+  on the batch (issue 12). Integer PCM and FLAC cannot hold them, so those cost nothing more.
 - In the workers (`AudioReader.read`, called from a Dataset's __getitem__): WAV/FLAC/... read with
   soundfile, channels averaged to mono, resampled to the encoder's rate (its feature extractor's
   `sampling_rate`), and cropped to `data.max_seconds`: at a random offset in training, centred in
@@ -22,6 +24,7 @@ import random
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import soundfile
 import torch
 import torchaudio
@@ -52,7 +55,31 @@ def audio_problem(path: Path) -> tuple[str | None, float]:
         return f"not a readable audio file ({_reason(error)})", 0.0
     if info.frames == 0:
         return "audio file is empty (no samples)", 0.0
+    if info.subtype in FLOAT_SUBTYPES:
+        problem = _nonfinite_sample(path)
+        if problem:
+            return problem, 0.0
     return None, info.frames / info.samplerate
+
+
+FLOAT_SUBTYPES = ("FLOAT", "DOUBLE")  # soundfile's names for 32/64-bit float samples
+BLOCK_FRAMES = 1 << 20
+
+
+def _nonfinite_sample(path: Path) -> str | None:
+    """'audio samples are not finite (nan at sample N)' for the first NaN/inf sample, else None."""
+    start = 0
+    for block in soundfile.blocks(
+        str(path), blocksize=BLOCK_FRAMES, dtype="float64", always_2d=True
+    ):
+        bad = ~np.isfinite(block)
+        if bad.any():
+            frame, channel = np.argwhere(bad)[0]
+            return (
+                f"audio samples are not finite ({block[frame, channel]} at sample {start + frame})"
+            )
+        start += len(block)
+    return None
 
 
 def check_corpus_audio(corpus: Corpus, root: str | Path | None, skip_bad: bool) -> dict[str, float]:
@@ -127,6 +154,8 @@ class AudioReader:
             raise DataError(f"{path}: not a readable audio file ({_reason(error)})") from None
         if data.shape[0] == 0:
             raise DataError(f"{path}: audio file is empty (no samples)")
+        if not np.isfinite(data).all():  # written after the up-front check: still name the file
+            raise DataError(f"{path}: audio samples are not finite")
         wave = torch.from_numpy(data).mean(dim=1)  # mono: the average of the channels
         if rate != self.sample_rate:
             if rate not in self.resamplers:

@@ -14,6 +14,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from emoscale.errors import DataError
+
 _CONTINUATION = (
     "[\x80-\xbf€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]"  # UTF-8 bytes 0x80-0xBF as Windows-1252 shows them
 )
@@ -21,6 +23,17 @@ _MOJIBAKE = re.compile(
     f"[\xc2-\xdf]{_CONTINUATION}|[\xe0-\xef]{_CONTINUATION}{{2}}|[\xf0-\xf4]{_CONTINUATION}{{3}}"
 )
 _C1 = re.compile("[\x80-\x9f]")
+
+
+def decode_utf8(raw: bytes, name: str | Path, fix: str = "save the file as UTF-8") -> str:
+    """Strict UTF-8 (a byte-order mark is dropped); else one line naming the line and the byte."""
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as error:
+        line = raw[: error.start].count(b"\n") + 1
+        raise DataError(
+            f"{name}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); {fix}"
+        ) from None
 
 
 def read_text(path: Path) -> str:

@@ -6,12 +6,13 @@ The label set is data.labels, or else the labels seen in train (in order of firs
 unstable across files, so sorted).
 
 The files are read strictly (issue 12: malformed rows must not turn into classes): UTF-8 (a
-byte-order mark is dropped), every CSV/TSV row with exactly the header's fields, every JSONL line one
+byte-order mark is dropped) without NUL bytes, every CSV/TSV row with exactly the header's fields, every JSONL line one
 object without repeated keys, a non-empty text and label in every row. CSV follows RFC 4180 (a
 quoted field may hold commas, quotes as "" and line breaks; a quote left open is an error). TSV
 has no quoting at all (the IANA definition): a `"` is an ordinary character, so a text starting
 with one cannot swallow the rows after it. Labels lose surrounding spaces; two labels that differ
-only in case are an error (they would be two classes with one label word).
+only in case are an error (they would be two classes with one label word). These label and turn checks are
+data/columns.py's, shared with data.dataset=hf.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ import io
 import json
 from pathlib import Path
 
+from emoscale.data.columns import clean_label, label_set, label_words, optional_fields
+from emoscale.data.encoding import decode_utf8
 from emoscale.data.examples import (
     Corpus,
     CorpusInfo,
@@ -32,7 +35,6 @@ from emoscale.data.examples import (
 from emoscale.data.layout import corpus_folder
 from emoscale.errors import DataError
 
-OPTIONAL_COLUMNS = ("speaker", "dialogue_id", "session", "audio_path")
 SPLITS = ("train", "dev", "test")
 # Python's csv stops at 131,072 characters a field; a long text is truncated to data.max_length
 # tokens and counted (run.json), so allow much longer ones; beyond this a field is surely a stray quote.
@@ -41,13 +43,10 @@ MAX_FIELD_CHARACTERS = 10_000_000
 
 def _decode(path: Path) -> str:
     raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
-        raise DataError(
-            f"{path}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); save the file as UTF-8"
-        ) from None
+    if b"\0" in raw:  # valid UTF-8, but no text holds it: a binary file or a damaged export
+        line = raw[: raw.index(b"\0")].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: a NUL byte (0x00); a text file holds none")
+    return decode_utf8(raw, path)
 
 
 def _no_repeated_keys(path: Path, number: int):
@@ -140,32 +139,14 @@ def _cell(row: dict, column: str, where: str) -> str:
 
 
 def _label(row: dict, column: str, where: str) -> str:
-    label = _cell(row, column, where).strip()
-    if not label:
-        raise DataError(f"{where}: empty label")
-    return label
-
-
-def _turn(value: object, where: str) -> int:
-    text = str(value).strip()
-    if isinstance(value, bool) or not text.isdigit():
-        raise DataError(f"{where}: turn {value!r} is not a whole number >= 0")
-    return int(text)
+    return clean_label(_cell(row, column, where), where)
 
 
 def _label_set(data_config, train_rows: list[tuple[str, dict]]) -> tuple[str, ...]:
     if data_config.labels:
         return tuple(data_config.labels)  # duplicates and case twins: config/rules.py
-    first_seen: dict[str, tuple[str, str]] = {}  # lower-case label -> (spelling, where)
-    for where, row in train_rows:
-        label = _label(row, data_config.label_column, where)
-        spelling, seen_at = first_seen.setdefault(label.lower(), (label, where))
-        if spelling != label:
-            raise DataError(
-                f"{where}: label {label!r} differs from {spelling!r} ({seen_at}) only in case; "
-                "use one spelling"
-            )
-    return tuple(sorted(spelling for spelling, _ in first_seen.values()))
+    column = data_config.label_column
+    return label_set((where, _label(row, column, where)) for where, row in train_rows)
 
 
 def _find(folder: Path, split: str, extension: str) -> Path:
@@ -194,13 +175,7 @@ def load(data_config) -> Corpus:
     for split, rows in rows_by_split.items():
         examples = []
         for number, (where, row) in enumerate(rows):
-            extra = {
-                column: str(row[column])
-                for column in OPTIONAL_COLUMNS
-                if row.get(column) not in (None, "")
-            }
-            if row.get("turn") not in (None, ""):
-                extra["turn"] = _turn(row["turn"], where)
+            extra = optional_fields(row, where)
             examples.append(
                 Example(
                     id=_cell(row, id_column, where) if id_column else f"{split}-{number}",
@@ -211,5 +186,4 @@ def load(data_config) -> Corpus:
             )
         check_unique_ids(examples, str(folder / f"{split}.{data_config.dataset}"))
         splits[split] = examples
-    words = tuple(name[:1].upper() + name[1:] for name in label_names)
-    return Corpus(CorpusInfo(data_config.dataset, label_names, words), splits)
+    return Corpus(CorpusInfo(data_config.dataset, label_names, label_words(label_names)), splits)

@@ -11,7 +11,8 @@ data.id_column, and optional speaker, dialogue_id, session, audio_path and turn.
 may hold strings, integers (read as their decimal strings, "0", "1", ...) or a ClassLabel, whose
 names become the label names in the dataset's own order. data.labels, when set, overrides either
 (a ClassLabel is then matched by name). Errors name the split's path and the row as `path[i]`,
-0-based, as `dataset[i]` indexes it. Nothing is copied: save_to_disk and Arrow files are
+0-based, as `dataset[i]` indexes it. Labels and turns pass generic.py's checks (data/columns.py):
+no empty label, no two labels that differ only in case, a turn is a whole number >= 0. Nothing is copied: save_to_disk and Arrow files are
 memory-mapped, Parquet and JSONL read with pyarrow, never into the Hugging Face cache.
 """
 
@@ -19,6 +20,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emoscale.data.columns import (
+    OPTIONAL_COLUMNS,
+    clean_label,
+    label_set,
+    label_words,
+    optional_fields,
+)
 from emoscale.data.examples import (
     Corpus,
     CorpusInfo,
@@ -27,7 +35,6 @@ from emoscale.data.examples import (
     check_unique_ids,
     label_index,
 )
-from emoscale.data.generic import OPTIONAL_COLUMNS
 from emoscale.data.layout import corpus_folder, listing
 from emoscale.errors import DataError
 
@@ -145,24 +152,34 @@ def _column_kind(features, column: str, where: str, role: str) -> str:
 
 
 def _label_strings(values: list, features, column: str, where: str) -> list[str]:
-    """Every label as a string: a ClassLabel's name, an integer's decimal form."""
+    """Every label as a string: a ClassLabel's name, an integer's decimal form (data/columns.py's
+    rules: no empty label)."""
     feature = features[column]
     names = getattr(feature, "names", None)
     labels = []
     for row, value in enumerate(values):
         if value is None or (names is not None and value == -1):
             raise DataError(f"{where}[{row}]: no label (every example needs one to train or score)")
-        labels.append(names[value] if names is not None else str(value).strip())
+        labels.append(
+            names[value] if names is not None else clean_label(str(value), f"{where}[{row}]")
+        )
     return labels
 
 
-def _default_label_names(train_labels: list[str], train_features, column: str) -> tuple[str, ...]:
+def _default_label_names(
+    train_labels: list[str], train_features, column: str, where: str
+) -> tuple[str, ...]:
     names = getattr(train_features[column], "names", None)
-    if names is not None:
-        return tuple(names)  # the dataset declares its order (ClassLabel ids): keep it
+    if names is not None:  # the dataset declares its order (ClassLabel ids): keep it
+        named = [
+            (f"{where}: ClassLabel {column!r} name {index}", name)
+            for index, name in enumerate(names)
+        ]
+        label_set((at, clean_label(name, at)) for at, name in named)  # no '' or case twins
+        return tuple(names)
     if all(label.lstrip("-").isdigit() for label in train_labels):
         return tuple(sorted(set(train_labels), key=int))  # "2" < "10"
-    return tuple(sorted(set(train_labels)))  # as generic.py: stable across files
+    return label_set((f"{where}[{row}]", label) for row, label in enumerate(train_labels))
 
 
 def _columns(where: str, dataset, data_config) -> dict[str, list]:
@@ -189,14 +206,7 @@ def _examples(split: str, where: str, columns: dict, labels: list[str], label_na
     examples = []
     for row, label in enumerate(labels):
         at = f"{where}[{row}]"
-        extra = {
-            column: str(columns[column][row])
-            for column in OPTIONAL_COLUMNS
-            if column in columns and columns[column][row] not in (None, "")
-        }
-        turn = columns["turn"][row] if "turn" in columns else None
-        if turn not in (None, ""):
-            extra["turn"] = int(turn)
+        extra = optional_fields({column: values[row] for column, values in columns.items()}, at)
         id_column = data_config.id_column
         examples.append(
             Example(
@@ -228,13 +238,13 @@ def load(data_config) -> Corpus:
         labels[split] = _label_strings(
             columns[split][label_column], dataset.features, label_column, where
         )
-    train_features = by_split["train"][1].features
+    train_where, train_dataset = by_split["train"]
     label_names = tuple(
-        data_config.labels or _default_label_names(labels["train"], train_features, label_column)
+        data_config.labels
+        or _default_label_names(labels["train"], train_dataset.features, label_column, train_where)
     )
     splits = {
         split: _examples(split, where, columns[split], labels[split], label_names, data_config)
         for split, (where, _) in by_split.items()
     }
-    words = tuple(name[:1].upper() + name[1:] for name in label_names)
-    return Corpus(CorpusInfo(data_config.dataset, label_names, words), splits)
+    return Corpus(CorpusInfo(data_config.dataset, label_names, label_words(label_names)), splits)

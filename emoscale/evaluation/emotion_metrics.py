@@ -29,10 +29,13 @@ the definitions of emoscale.evaluation.metrics.classification_metrics.
 _INPUTS = """
 Args:
     predictions (list of int): predicted class indices; -1 (no label matched) counts as wrong.
-    references (list of int): gold class indices.
+        Any other index outside the label set is an error (it would silently leave the confusion
+        matrix, or without label_names add classes).
+    references (list of int): gold class indices, each inside the label set.
     label_names (list of str, optional): the label set, in index order. Classes that occur in
         neither list still count in macro/weighted F1 and the confusion matrix, so pass it (here or
-        to evaluate.load) to get emoscale's numbers; without it the classes are 0..max index seen.
+        to evaluate.load) to get emoscale's numbers; without it the classes are 0..the largest
+        reference (predictions never add a class).
     with_invalid_rate (bool, optional): also return the share of predictions equal to -1.
 Returns:
     accuracy, macro_f1, weighted_f1, ua, wa, num_examples, per_class, confusion_matrix
@@ -64,13 +67,20 @@ class EmotionMetrics(evaluate.Metric):
         with_invalid_rate: bool = False,
     ) -> dict:
         names = tuple(label_names) if label_names is not None else self.label_names
-        if names is None:
-            seen = max([*predictions, *references], default=-1)
-            names = tuple(str(index) for index in range(seen + 1))
+        hint = ""
+        if names is None:  # the gold labels define the classes; a stray prediction must not
+            names = tuple(str(index) for index in range(max(references, default=-1) + 1))
+            hint = " (without label_names the labels are the indices in the references)"
         out_of_range = [value for value in references if not 0 <= value < len(names)]
         if out_of_range:
             raise ValueError(
                 f"reference {out_of_range[0]} is not an index into the {len(names)} labels {list(names)}"
+            )
+        out_of_range = [value for value in predictions if not -1 <= value < len(names)]
+        if out_of_range:
+            raise ValueError(
+                f"prediction {out_of_range[0]} is not -1 (no label matched) or an index into the "
+                f"{len(names)} labels {list(names)}{hint}"
             )
         return classification_metrics(
             list(references), list(predictions), names, with_invalid_rate=with_invalid_rate

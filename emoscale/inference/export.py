@@ -19,6 +19,7 @@ from emoscale.config import load_config, rules
 from emoscale.errors import EmoscaleError
 from emoscale.models import base_model, model_folder
 from emoscale.models.adapters import DTYPES, check_model_folder
+from emoscale.output_folder import new_folder, refuse_existing
 
 
 def export(run_dir: str | Path, out: str | Path) -> Path:
@@ -37,8 +38,7 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         )
     if not (adapter / "adapter_config.json").is_file():
         raise EmoscaleError(f"export: {adapter} holds no adapter (did the run finish?)")
-    if out.exists() and any(out.iterdir()):
-        raise EmoscaleError(f"export: --out {out} is not empty")
+    refuse_existing(out, "export: --out")
     base_path = check_model_folder(config.model.path)
     model_folder.check(base_path)
     base_model.check(run_dir, base_path)  # the adapter must go into the weights it was trained on
@@ -49,11 +49,12 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         trust_remote_code=config.model.trust_remote_code,
     )
     merged = PeftModel.from_pretrained(base, adapter).merge_and_unload()
-    merged.save_pretrained(out, safe_serialization=True)
-    AutoTokenizer.from_pretrained(
-        base_path, trust_remote_code=config.model.trust_remote_code
-    ).save_pretrained(out)
-    (out / "emoscale_export.json").write_text(
-        json.dumps({"run": str(run_dir), "base_model": str(base_path)})
-    )
+    with new_folder(out, "export: --out") as work:  # whole or absent, also after a failure
+        merged.save_pretrained(work, safe_serialization=True)
+        AutoTokenizer.from_pretrained(
+            base_path, trust_remote_code=config.model.trust_remote_code
+        ).save_pretrained(work)
+        (work / "emoscale_export.json").write_text(
+            json.dumps({"run": str(run_dir), "base_model": str(base_path)})
+        )
     return out

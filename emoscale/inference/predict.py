@@ -22,6 +22,7 @@ from pathlib import Path
 import torch
 
 from emoscale.config import RunConfig, load_config, save_config
+from emoscale.data.encoding import decode_utf8
 from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import ConfigError, DataError, EmoscaleError
 
@@ -133,12 +134,10 @@ def evaluate_run(
 
     run_dir = Path(run_dir)
     config = run_config(run_dir, overrides)
-    if (
-        out is not None
-        and Path(out).exists()
-        and (not Path(out).is_dir() or any(Path(out).iterdir()))
-    ):
-        raise EmoscaleError(f"--out {out} exists and is not an empty folder")
+    if out is not None:  # never into a folder holding anything, the run or an input
+        from emoscale.training.run_folder import check_new_output
+
+        check_new_output(Path(out), config, run_dir)
     corpus = load_corpus(config.data)
     examples = corpus.split(split)
     if not examples:
@@ -149,6 +148,13 @@ def evaluate_run(
         accelerator, family, model, shard_for_evaluation(loader, accelerator), examples,
         config.eval.mode == "generate",
     )  # fmt: skip
+    for example, label_scores in zip(examples, scores, strict=True):
+        if not all(math.isfinite(score) for score in label_scores):  # before anything is written
+            raise DataError(
+                f"{corpus.info.name} {split}: the run scored example {example.id!r} "
+                f"{[score for score in label_scores if not math.isfinite(score)][0]} "
+                "(not a finite number); nothing is written"
+            )
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -231,8 +237,10 @@ def predict(
                 "to score another corpus use emoscale eval"
             )
     config = run_config(run_dir, overrides)  # checked before waiting for input on stdin
+    where = "input"  # how an error names the inputs: the --input file, stdin, or given lines
     if lines is None:
         lines, base = read_lines(source)
+        where = "stdin" if source in (None, "-") else str(source)
     modalities = config.model.modalities if config.model.family == "fusion" else None
     examples = read_inputs(lines, modalities, base)
     corpus = Corpus(corpus_info(run_dir, config), {"predict": examples})
@@ -252,6 +260,12 @@ def predict(
     results = []
     for index, example in enumerate(examples):
         label, scores = found[index]
+        if not all(math.isfinite(score) for score in scores):  # never a NaN "prediction" (issue 12)
+            bad = next(score for score in scores if not math.isfinite(score))
+            raise DataError(
+                f"{where}:{example.id.removeprefix('input-')}: the run scored this input {bad} "
+                "(not a finite number); no prediction is given"
+            )
         top = max(scores)
         weights = [math.exp(score - top) for score in scores]  # softmax over the labels
         result = {"text": example.text}
@@ -277,10 +291,14 @@ def format_prediction(result: dict) -> str:
 
 
 def read_lines(source: str | None) -> tuple[list[str], Path]:
-    """Input lines from a file, or from stdin for None or '-'; relative audio paths start at base."""
+    """Input lines from a file, or from stdin for None or '-'; relative audio paths start at base.
+    Read as bytes and decoded strictly: a non-UTF-8 byte is one line naming the input and line."""
     if source in (None, "-"):
-        return sys.stdin.read().splitlines(), Path(".")
+        text = decode_utf8(sys.stdin.buffer.read(), "stdin", "give the input as UTF-8")
+        return text.splitlines(), Path(".")
     file = Path(source)
+    if file.is_dir():
+        raise DataError(f"--input {file} is a folder; give a file with one input per line")
     if not file.is_file():
         raise DataError(f"--input {file} does not exist")
-    return file.read_text(encoding="utf-8").splitlines(), file.parent
+    return decode_utf8(file.read_bytes(), file).splitlines(), file.parent

@@ -38,6 +38,8 @@ def check_model_folder(path: str | None) -> Path:
     if path is None:
         raise ConfigError("config key 'model.path': required (a local Hugging Face model folder)")
     folder = Path(path)
+    if folder.is_file():
+        raise ConfigError(f"config key 'model.path': {folder} is a file, not a model folder")
     if not folder.is_dir():
         raise ConfigError(f"config key 'model.path': model folder {folder} does not exist")
     if not (folder / "config.json").is_file():

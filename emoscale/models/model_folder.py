@@ -76,18 +76,45 @@ def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None
         raise ConfigError(
             f"config key {key!r}: {folder} has no weights ({' or '.join(WEIGHT_FILES[::2])})"
         )
+    headers = {}
     for path in [folder / name for name in present if name.endswith(".safetensors")] + shards:
-        for name, entry in safetensors_header(path, key).items():
+        headers[path.name] = safetensors_header(path, key)
+    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+        if index in present:
+            _check_shard_index(folder / index, key, headers)
+    for path in [folder / name for name in headers]:
+        for name, entry in headers[path.name].items():
             expected = [config.get("vocab_size"), config.get("hidden_size")]
             if name.endswith(EMBEDDINGS) and None not in expected and entry["shape"] != expected:
                 raise ConfigError(
                     f"config key {key!r}: {path} holds {name} of shape {entry['shape']}, "
                     f"but config.json says vocab_size x hidden_size = {expected}"
                 )
-    for name in ("model.safetensors.index.json", "tokenizer_config.json", "tokenizer.json"):
+    for name in ("tokenizer_config.json", "tokenizer.json"):
         if (folder / name).is_file():
             _json(folder / name, key)
     if tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise ConfigError(
             f"config key {key!r}: {folder} has no tokenizer ({', '.join(TOKENIZER_FILES)})"
         )
+
+
+def _check_shard_index(index: Path, key: str, headers: dict[str, dict]) -> None:
+    """A sharded checkpoint's index: valid JSON whose weight_map names shards that exist in the
+    folder (safetensors shards: each holding the tensors the index places in it). transformers
+    would otherwise fail mid-load with a traceback, or load a model with missing weights."""
+    weight_map = _json(index, key)
+    weight_map = weight_map.get("weight_map") if isinstance(weight_map, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise ConfigError(f"config key {key!r}: {index} has no weight_map (tensor -> shard file)")
+    for tensor, shard in weight_map.items():
+        path = index.parent / str(shard)
+        if not path.is_file():
+            raise ConfigError(f"config key {key!r}: {index} names shard {shard}, which is missing")
+        if shard.endswith(".safetensors"):
+            if shard not in headers:
+                headers[shard] = safetensors_header(path, key)
+            if tensor not in headers[shard]:
+                raise ConfigError(
+                    f"config key {key!r}: {index} places {tensor} in {shard}, which does not hold it"
+                )

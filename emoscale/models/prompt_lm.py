@@ -25,6 +25,7 @@ from emoscale.data.context import format_context, split_contexts
 from emoscale.data.examples import CorpusInfo, Example
 from emoscale.models import adapters
 from emoscale.models.label_scoring import LabelScorer
+from emoscale.models.prompt_tokens import SENTINEL, build_pieces, resolve_chat_template
 from emoscale.models.prompted_lm import PromptedLM
 
 # How a prompt lists the labels ("A, B or C" / "A、B或C") and introduces the dialogue context,
@@ -55,43 +56,37 @@ class PromptLMFamily:
         self.label_names = info.label_names
         self.label_words = tuple(config.prompt.labels or info.label_words)
         template = config.prompt.template or info.template
-        before, _, after = template.format(
-            labels=label_list_text(self.label_words, info.language), text="\0"
-        ).partition("\0")
-        self.prompt_before = tokenizer(before)["input_ids"]  # special tokens (BOS) included once
-        self.prompt_after = tokenizer(after, add_special_tokens=False)["input_ids"]
-        self.answers = [self._answer_ids(word) for word in self.label_words]
+        instruction = template.format(
+            labels=label_list_text(self.label_words, info.language), text=SENTINEL
+        )
+        chat_template = resolve_chat_template(tokenizer, config.prompt.chat_template)
+        self.pieces = build_pieces(tokenizer, instruction, self.label_words, chat_template)
+        self.answers = self.pieces.answers
         self.scorer = LabelScorer(
             self.answers, tokenizer.pad_token_id, config.prompt.length_normalize
         )
         self.truncated = Counter()  # split -> texts cut to data.max_length
         self.context_header = CONTEXT_HEADERS.get(info.language, CONTEXT_HEADERS["en"])
 
-    def _answer_ids(self, word: str) -> list[int]:
-        return self.tokenizer(" " + word, add_special_tokens=False)["input_ids"] + [
-            self.tokenizer.eos_token_id
-        ]
-
     # --- data ---------------------------------------------------------------------------------
 
     def prompt_ids(self, text: str, split: str = "", context: list[str] = ()) -> list[int]:
-        """[dialogue context] + template before {text} + text (truncated, counted) + template after."""
-        context_ids = []
+        """BOS [+ chat template head] [+ dialogue context] + instruction + text (truncated,
+        counted) + the rest of the instruction [+ end of user turn, assistant header]."""
+        pieces, tokenizer = self.pieces, self.tokenizer
+        before, context_ids = pieces.before_first, []
         if context:
             block = self.context_header + "\n".join(context) + "\n\n"
-            context_ids = self.tokenizer(block, add_special_tokens=False)["input_ids"]
-        budget = self.config.data.max_length - len(self.prompt_before) - len(self.prompt_after)
-        text_ids = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+            context_ids = pieces.context_ids(tokenizer, block)
+            before = pieces.before_later
+        fixed = len(pieces.head) + len(before) + len(pieces.after)
+        budget = self.config.data.max_length - fixed
+        text_ids = pieces.text_ids(tokenizer, text)
         if len(text_ids) > budget:
             self.truncated[split] += 1
             text_ids = text_ids[: max(budget, 1)]
-        # Context goes after BOS (kept at the start of prompt_before) and before the instruction.
-        bos = (
-            self.prompt_before[:1]
-            if self.prompt_before[:1] == [self.tokenizer.bos_token_id]
-            else []
-        )
-        return bos + context_ids + self.prompt_before[len(bos) :] + text_ids + self.prompt_after
+        # BOS and the template's head come first, the context then the instruction (issue 14).
+        return pieces.head + context_ids + before + text_ids + pieces.after
 
     def contexts(self, examples: list[Example], split: str = "") -> list[list[str]]:
         """Earlier turns of each example's dialogue (same split only), oldest dropped to fit the budget."""
@@ -194,7 +189,7 @@ class PromptLMFamily:
             max_new_tokens=self.config.eval.max_new_tokens,
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
-            eos_token_id=self.tokenizer.eos_token_id,
+            eos_token_id=self.pieces.stop_ids,  # EOS, and a chat template's end-of-turn
             # Under ZeRO-3 each rank holds a shard of every layer: all must join every step.
             synced_gpus=self.config.eval.synced_gpus
             if self.config.eval.synced_gpus is not None

@@ -8,6 +8,8 @@ that DDP and DeepSpeed wrap it as a whole.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 from peft import PeftModel
 from torch import nn
@@ -27,6 +29,11 @@ class PromptedLM(nn.Module):
             peft_config.peft_type.value if peft_config and peft_config.is_prompt_learning else None
         )
         self.num_virtual = peft_config.num_virtual_tokens if self.prompt_learning else 0
+        # transformers 5.24 renamed the KV-cache argument `past_key_values` to `cache` (the old name
+        # warns on every call until 5.40); earlier releases and a folder's own code take the old one.
+        base = lm.get_base_model() if isinstance(lm, PeftModel) else lm
+        parameters = inspect.signature(base.forward).parameters
+        self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
 
     def forward(
         self,
@@ -78,12 +85,12 @@ class PromptedLM(nn.Module):
             **inputs,
             attention_mask=full_mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=use_cache,
             logits_to_keep=1 if last_only else 0,  # 0: all positions
+            **{self.cache_argument: cache},
         )
         logits = output.logits if last_only else output.logits[:, virtual:]
-        return logits, output.past_key_values, full_mask
+        return logits, output.get(self.cache_argument), full_mask
 
     def _forward_visible(self, input_ids, visible, positions, keep_last):
         batch, length, virtual = *input_ids.shape, self.num_virtual
@@ -117,9 +124,9 @@ class PromptedLM(nn.Module):
             **inputs,
             attention_mask=mask,
             position_ids=positions,
-            past_key_values=cache,
             use_cache=False,
             logits_to_keep=keep_last,
+            **{self.cache_argument: cache},
         )
         is_embeds = "inputs_embeds" in inputs
         return output.logits[:, virtual:] if keep_last == 0 and is_embeds else output.logits

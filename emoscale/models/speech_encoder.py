@@ -46,6 +46,8 @@ def check_speech_folder(path: str | None, key: str = "model.audio_path") -> Path
             f"config key {key!r}: required (a local WavLM / HuBERT / wav2vec2 folder)"
         )
     folder = Path(path)
+    if folder.is_file():
+        raise ConfigError(f"config key {key!r}: {folder} is a file, not a model folder")
     if not folder.is_dir():
         raise ConfigError(f"config key {key!r}: model folder {folder} does not exist")
     if not (folder / "config.json").is_file():

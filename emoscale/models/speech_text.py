@@ -39,6 +39,7 @@ from emoscale.data.batching import LengthGroupedBatches, sorted_batches
 from emoscale.data.examples import Corpus, Example
 from emoscale.data.transcripts import apply_transcripts
 from emoscale.errors import ConfigError
+from emoscale.models import model_folder
 from emoscale.models.fusion import ATFusion, classifier
 from emoscale.models.mine import MINE
 from emoscale.models.pooling import AttentiveStatsPooling
@@ -298,6 +299,7 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
         from transformers import AutoConfig, AutoFeatureExtractor
 
         folder = check_speech_folder(config.model.audio_path)
+        model_folder.check(folder, "model.audio_path", tokenizer=False)  # weights, as model.path
         if config.model.audio_method == "lora":
             _check_lora_targets(config)
         extractor = AutoFeatureExtractor.from_pretrained(folder)
@@ -316,10 +318,15 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
         from transformers import AutoTokenizer
 
         folder = Path(config.model.text_path)
+        if folder.is_file():
+            raise ConfigError(
+                f"config key 'model.text_path': {folder} is a file, not a model folder"
+            )
         if not (folder / "config.json").is_file():
             raise ConfigError(
                 f"config key 'model.text_path': {folder} is not a Hugging Face model folder (no config.json)"
             )
+        model_folder.check(folder, "model.text_path")  # a damaged one fails here, in one line
         try:
             AutoTokenizer.from_pretrained(folder)  # fails here, not after the speech model loaded
         except (OSError, ValueError) as error:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import socket
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -110,7 +111,10 @@ class TextFeatureCache:
                 length = int(tokens["attention_mask"][row].sum())
                 metadata = {"truncated": str(int(full_lengths[row] > length))}
                 target = self.path(text)
-                temporary = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+                # host and pid: two nodes sharing the cache folder may run the same pid
+                temporary = target.with_name(
+                    f".{target.name}.{socket.gethostname()}.{os.getpid()}.tmp"
+                )
                 save_file(
                     {"features": hidden[row, :length].contiguous()},
                     str(temporary),

@@ -18,6 +18,8 @@ from pathlib import Path
 from emoscale.config import load_config
 from emoscale.data.folds import num_folds
 from emoscale.errors import ConfigError
+from emoscale.studies import launchers, study_record
+from emoscale.studies.launchers import LaunchOptions
 from emoscale.studies.report import mean_std, percent
 from emoscale.studies.sweep import headline, parent_folder, run_points
 
@@ -69,31 +71,61 @@ def parse_folds(text: str | None, count: int, dataset: str) -> list[int]:
     return folds
 
 
+def write_summary(parent: Path, record: dict) -> str:
+    """cv.json and cv.md from every fold's metrics.json; returns the table."""
+    results = [
+        (
+            entry["name"],
+            Path(entry["run_dir"]),
+            json.loads((Path(entry["run_dir"]) / "metrics.json").read_text()),
+        )
+        for entry in record["points"]
+    ]
+    summary = summarize(results)
+    text = table(summary, record["title"])
+    with study_record.locked(parent):  # parallel folds may finish at the same moment
+        study_record.write_json(parent / "cv.json", summary)
+        study_record.write_text(parent / "cv.md", text)
+    return text
+
+
 def run(
     config_path: str | Path | None,
     overrides: list[str],
     folds: str | None = None,
     resume: bool = False,
     overwrite: bool = False,
+    options: LaunchOptions | None = None,
 ) -> tuple[Path, str]:
-    """Train every fold; returns the parent folder and the cv table (markdown)."""
+    """Train every fold (or launch them: `options`); returns the parent folder and what to print."""
     from accelerate import PartialState
 
+    options = options or LaunchOptions()
+    options.check()
     base = load_config(config_path, overrides)
     chosen = parse_folds(folds, num_folds(base.data.dataset, base.data), base.data.dataset)
     parent = parent_folder(base, "cv")
-    configs = [
-        (
-            f"fold{i}",
-            load_config(
-                config_path, [*overrides, f"data.fold={i}", f"output_dir={parent / f'fold{i}'}"]
-            ),
-        )
+    points = [
+        (f"fold{i}", [*overrides, f"data.fold={i}", f"output_dir={parent / f'fold{i}'}"])
         for i in chosen
     ]
-    summary = summarize(run_points(configs, resume, overwrite))
-    text = table(summary, f"{base.data.dataset}, {base.method_label}")
-    if PartialState().is_main_process:
-        (parent / "cv.json").write_text(json.dumps(summary, indent=2))
-        (parent / "cv.md").write_text(text)
-    return parent, text
+    configs = [(name, load_config(config_path, items)) for name, items in points]
+    record = {
+        "kind": "cv",
+        "config": str(config_path) if config_path else None,
+        "overrides": list(overrides),
+        "points": [
+            {"name": name, "overrides": items, "run_dir": str(config.output_dir)}
+            for (name, items), (_, config) in zip(points, configs, strict=True)
+        ],
+        "title": f"{base.data.dataset}, {base.method_label}",
+    }
+    state = PartialState()
+    if state.is_main_process:
+        record = study_record.claim(parent, record)
+    state.wait_for_everyone()
+    if options.launcher is not None:
+        return parent, launchers.execute(parent, record, options, overwrite)
+    run_points(configs, resume, overwrite)
+    text = write_summary(parent, record) if state.is_main_process else ""
+    return parent, text + f"\ncv.json, cv.md and one run folder per fold: {parent}"

@@ -255,6 +255,18 @@ def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
     plt.close(figure)
 
 
+def _check_report_folder(out: Path) -> None:
+    """A report goes into any folder (beside the runs, typically), but replaces a report.md only
+    if it is an earlier report: emoscale's start with a '### ' table title (issue 12)."""
+    if out.exists() and not out.is_dir():
+        raise EmoscaleError(f"--out {out} is a file, not a folder")
+    earlier = out / "report.md"
+    if earlier.is_file() and not earlier.read_bytes().startswith(b"### "):
+        raise EmoscaleError(
+            f"--out {out} holds a report.md that emoscale did not write; choose another folder"
+        )
+
+
 def write_report(
     paths: list[str | Path],
     out: str | Path,
@@ -269,6 +281,7 @@ def write_report(
     published_rows = published.read_targets(targets_file) if papers else []
     rows = table_rows(find_runs(paths), split, targets_file) if paths else []
     out = Path(out)
+    _check_report_folder(out)
     out.mkdir(parents=True, exist_ok=True)
     text = markdown(rows, split, targets_file) if rows else ""
     if papers:

@@ -20,7 +20,7 @@ import time
 from pathlib import Path
 
 from emoscale.config import RunConfig, load_config
-from emoscale.errors import ConfigError, EmoscaleError
+from emoscale.errors import ConfigError
 from emoscale.evaluation.metrics import HEADLINE
 
 
@@ -75,15 +75,15 @@ def parent_folder(base: RunConfig, kind: str) -> Path:
         raise ConfigError(f"config key 'output_dir': required for {kind} on several processes")
     stamp = time.strftime("%Y%m%d-%H%M%S")
     parent = Path(base.output_dir or f"runs/{base.data.dataset}-{base.method_label}-{kind}-{stamp}")
-    check_parent(parent)
+    check_parent(parent, base, kind)
     return parent
 
 
-def check_parent(parent: Path) -> None:
-    if (parent / "config.yaml").exists():
-        raise EmoscaleError(
-            f"output_dir {parent} is a run folder; a sweep or cv writes its runs below a parent folder"
-        )
+def check_parent(parent: Path, base: RunConfig, kind: str) -> None:
+    """Not a run folder, an input folder or a folder of the user's (issue 12): run_folder's rules."""
+    from emoscale.training.run_folder import check_study_parent
+
+    check_study_parent(parent, base, kind)
 
 
 def run_points(
@@ -110,47 +110,24 @@ def headline(metrics: dict) -> dict[str, float]:
     return {key: metrics[key] for key in (*HEADLINE, "invalid_rate") if key in metrics}
 
 
-def run(
-    config_path: str | Path | None,
-    overrides: list[str],
-    grid_items: list[str],
-    resume: bool = False,
-    overwrite: bool = False,
-) -> tuple[Path, str]:
-    """Run the grid; returns the parent folder and the summary table (markdown)."""
-    from accelerate import PartialState
-
+def write_summary(parent: Path, record: dict) -> str:
+    """sweep.json and sweep.md from every point's metrics.json; returns the table."""
+    from emoscale.studies import study_record
     from emoscale.studies.report import percent
 
-    grid = parse_grid(grid_items)
-    base = load_config(config_path, overrides)
-    parent = parent_folder(base, "sweep")
-    points = grid_points(grid)
-    configs = [  # all validated before anything trains
-        (
-            point_name(point),
-            load_config(
-                config_path,
-                [*overrides]
-                + [f"{key}={value}" for key, value in point.items()]
-                + [f"output_dir={parent / point_name(point)}"],
-            ),
+    grid, metric = record["grid"], record["eval_metric"]
+    summary = []
+    for entry in record["points"]:
+        metrics = json.loads((Path(entry["run_dir"]) / "metrics.json").read_text())
+        summary.append(
+            {
+                "name": entry["name"],
+                "assignments": entry["assignments"],
+                "run_dir": entry["run_dir"],
+                "dev": headline(metrics["dev"]),
+                "test": headline(metrics["test"]),
+            }
         )
-        for point in points
-    ]
-    results = run_points(configs, resume, overwrite)
-
-    metric = base.eval.metric
-    summary = [
-        {
-            "name": name,
-            "assignments": point,
-            "run_dir": str(run_dir),
-            "dev": headline(metrics["dev"]),
-            "test": headline(metrics["test"]),
-        }
-        for point, (name, run_dir, metrics) in zip(points, results, strict=True)
-    ]
     best = max(range(len(summary)), key=lambda i: summary[i]["dev"][metric])
     header = [*grid, f"dev {metric}", *(f"test {key}" for key in HEADLINE)]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -165,13 +142,74 @@ def run(
         + "\n".join(lines)
         + "\n"
     )
-    if PartialState().is_main_process:
-        record = {
-            "grid": grid,
-            "eval_metric": metric,
-            "best": summary[best]["name"],
-            "points": summary,
-        }
-        (parent / "sweep.json").write_text(json.dumps(record, indent=2))
-        (parent / "sweep.md").write_text(table)
-    return parent, table
+    summary_record = {
+        "grid": grid,
+        "eval_metric": metric,
+        "best": summary[best]["name"],
+        "points": summary,
+    }
+    with study_record.locked(parent):  # parallel points may finish at the same moment
+        study_record.write_json(parent / "sweep.json", summary_record)
+        study_record.write_text(parent / "sweep.md", table)
+    return table
+
+
+def run(
+    config_path: str | Path | None,
+    overrides: list[str],
+    grid_items: list[str],
+    resume: bool = False,
+    overwrite: bool = False,
+    options=None,
+) -> tuple[Path, str]:
+    """Run the grid (or launch it: `options`, a launchers.LaunchOptions); returns the parent
+    folder and what to print."""
+    from accelerate import PartialState
+
+    from emoscale.studies import launchers, study_record
+
+    options = options or launchers.LaunchOptions()
+    options.check()
+    grid = parse_grid(grid_items)
+    base = load_config(config_path, overrides)
+    parent = parent_folder(base, "sweep")
+    points = [
+        (
+            point,
+            point_name(point),
+            [
+                *overrides,
+                *(f"{k}={v}" for k, v in point.items()),
+                f"output_dir={parent / point_name(point)}",
+            ],
+        )
+        for point in grid_points(grid)
+    ]
+    configs = [
+        (name, load_config(config_path, items)) for _, name, items in points
+    ]  # all validated first
+    record = {
+        "kind": "sweep",
+        "config": str(config_path) if config_path else None,
+        "overrides": list(overrides),
+        "points": [
+            {
+                "name": name,
+                "overrides": items,
+                "run_dir": str(config.output_dir),
+                "assignments": point,
+            }
+            for (point, name, items), (_, config) in zip(points, configs, strict=True)
+        ],
+        "grid": grid,
+        "eval_metric": base.eval.metric,
+    }
+    state = PartialState()
+    if state.is_main_process:
+        record = study_record.claim(parent, record)
+    state.wait_for_everyone()
+    if options.launcher is not None:
+        return parent, launchers.execute(parent, record, options, overwrite)
+    run_points(configs, resume, overwrite)
+    table = write_summary(parent, record) if state.is_main_process else ""
+    return parent, table + f"\nsweep.json, sweep.md and one run folder per point: {parent}"

@@ -10,8 +10,12 @@ sentiment word, so a model that learned anything scores far above chance (1/3).
 from __future__ import annotations
 
 import csv
+import fcntl
 import os
 import random
+import shutil
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 SUBJECTS = [
@@ -87,21 +91,50 @@ def cache_dir() -> Path:
     return Path(os.environ.get("EMOSCALE_CACHE", Path.home() / ".cache" / "emoscale"))
 
 
+@contextmanager
+def cache_lock(root: Path) -> Iterator[None]:
+    """One writer at a time in a cache folder: parallel study points (issue 16) and the ranks of
+    one run may all find it empty at once."""
+    root.mkdir(parents=True, exist_ok=True)
+    with open(root / ".lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def write_once(folder: Path, write: Callable[[Path], object]) -> None:
+    """write(temporary folder), then a rename: a folder in the cache is whole or absent, also
+    after a kill. Call under cache_lock."""
+    if folder.is_dir():
+        return
+    temporary = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(temporary, ignore_errors=True)
+    write(temporary)
+    os.replace(temporary, folder)
+
+
 def prepare(root: Path | None = None) -> tuple[Path, Path]:
     """Write the demo corpus and tiny model once (reused later); returns (data folder, model folder)."""
     from emoscale.tiny.lm import make_tiny
 
     root = root or cache_dir() / "demo"
     data, model = root / "data", root / "tiny-llama"
-    if not (data / "test.csv").is_file():
-        write_corpus(data)
-    if not (model / "config.json").is_file():
-        texts = [text for text, _ in sentences(2000, seed=99)]
-        texts += [
-            f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
-            for t in texts[:200]
-        ]
-        make_tiny(model, texts, arch="llama", vocab_size=600)
+    texts = [text for text, _ in sentences(2000, seed=99)]
+    texts += [
+        f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
+        for t in texts[:200]
+    ]
+    with cache_lock(root):
+        write_once(data, write_corpus)
+        # LoRA on a frozen random model: wide weights, so its frozen lm_head separates tokens.
+        write_once(
+            model,
+            lambda folder: make_tiny(
+                folder, texts, arch="llama", vocab_size=600, initializer_range=0.2
+            ),
+        )
     return data, model
 
 

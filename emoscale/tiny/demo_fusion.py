@@ -78,17 +78,17 @@ def corpus_texts() -> list[str]:
 
 def prepare(root: Path | None = None, speech_arch: str = "wavlm") -> tuple[Path, Path, Path]:
     """Write the corpus and the two tiny encoders once; returns (data, speech model, text model)."""
-    from emoscale.tiny.demo import cache_dir
+    from emoscale.tiny.demo import cache_dir, cache_lock, write_once
     from emoscale.tiny.encoders import make_tiny_speech_encoder, make_tiny_text_encoder
 
     root = root or cache_dir() / "demo_fusion"
     data, speech, text = root / "data", root / f"tiny-{speech_arch}", root / "tiny-roberta"
-    if not (data / "test.csv").is_file():
-        write_corpus(data)
-    if not (speech / "config.json").is_file():
-        make_tiny_speech_encoder(speech, arch=speech_arch)
-    if not (text / "config.json").is_file():
-        make_tiny_text_encoder(text, corpus_texts() * 4, vocab_size=300)
+    with cache_lock(root):  # parallel points may all start on an empty cache
+        write_once(data, write_corpus)
+        write_once(speech, lambda folder: make_tiny_speech_encoder(folder, arch=speech_arch))
+        write_once(
+            text, lambda folder: make_tiny_text_encoder(folder, corpus_texts() * 4, vocab_size=300)
+        )
     return data, speech, text
 
 

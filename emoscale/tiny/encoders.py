@@ -28,6 +28,7 @@ from transformers import (
     WavLMModel,
 )
 
+from emoscale.output_folder import new_folder, refuse_existing
 from emoscale.tiny.lm import byte_level_bpe
 
 SPEECH_ARCHITECTURES = {
@@ -47,7 +48,9 @@ def make_tiny_speech_encoder(
     sampling_rate: int = 16_000,
     seed: int = 0,
 ) -> Path:
-    """Save a small random speech encoder plus its feature extractor (preprocessor_config.json)."""
+    """Save a small random speech encoder plus its feature extractor (preprocessor_config.json)
+    to `out`, which must not hold files."""
+    refuse_existing(Path(out), "tiny speech encoder:")
     if arch not in SPEECH_ARCHITECTURES:
         raise ValueError(
             f"unknown speech architecture {arch!r}; known: {', '.join(SPEECH_ARCHITECTURES)}"
@@ -79,11 +82,10 @@ def make_tiny_speech_encoder(
         do_normalize=True,
         return_attention_mask=True,
     )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    extractor.save_pretrained(out)
-    return out
+    with new_folder(Path(out), "tiny speech encoder:") as work:
+        model.save_pretrained(work)
+        extractor.save_pretrained(work)
+    return Path(out)
 
 
 def train_roberta_tokenizer(texts: Iterable[str], vocab_size: int = 500) -> PreTrainedTokenizerFast:
@@ -112,7 +114,9 @@ def make_tiny_text_encoder(
     vocab_size: int = 500,
     seed: int = 0,
 ) -> Path:
-    """Save a small random RoBERTa encoder plus a tokenizer trained on `texts`."""
+    """Save a small random RoBERTa encoder plus a tokenizer trained on `texts` to `out`, which
+    must not hold files."""
+    refuse_existing(Path(out), "tiny text encoder:")
     tokenizer = train_roberta_tokenizer(texts, vocab_size)
     config = RobertaConfig(
         vocab_size=len(tokenizer),
@@ -128,8 +132,7 @@ def make_tiny_text_encoder(
     )
     torch.manual_seed(seed)
     model = RobertaModel(config)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    model.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    return out
+    with new_folder(Path(out), "tiny text encoder:") as work:
+        model.save_pretrained(work)
+        tokenizer.save_pretrained(work)
+    return Path(out)

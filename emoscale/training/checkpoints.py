@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import weakref
 from pathlib import Path
 
@@ -30,6 +29,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 
 from emoscale.errors import EmoscaleError
+from emoscale.training import removal
 
 PREFIX = "step-"
 # What a failing write raises: OSError from Python, RuntimeError from torch.save's C++ writer,
@@ -133,7 +133,7 @@ def _reason(error: Exception, folder: Path) -> str:
         if failed.strerror:
             return failed.strerror
     finally:
-        probe.unlink(missing_ok=True)
+        removal.remove_own(probe, folder.parent)
     return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
@@ -145,7 +145,7 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, kee
     final, temporary = root / folder_name(step), root / f".{folder_name(step)}.tmp"
     if accelerator.is_main_process:
         root.mkdir(parents=True, exist_ok=True)
-        shutil.rmtree(temporary, ignore_errors=True)  # left by a save that was killed
+        removal.remove_own(temporary, run_dir)  # left by a save that was killed
     accelerator.wait_for_everyone()
     failure = None
     try:
@@ -158,7 +158,7 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, kee
             (temporary / "progress.json").write_text(json.dumps(progress))
             _fsync_tree(temporary)
             if final.exists():  # the same step saved twice (e.g. a resumed run): replace it whole
-                shutil.rmtree(final)
+                removal.remove_own(final, run_dir)
             os.replace(temporary, final)
             _write_atomically(root / "latest", final.name)
         except OSError as error:
@@ -166,7 +166,7 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, kee
     if _any_rank(accelerator, failure is not None):
         reason = _reason(failure, root) if failure is not None else "on another rank"
         if accelerator.is_main_process:
-            shutil.rmtree(temporary, ignore_errors=True)
+            removal.remove_own(temporary, run_dir)
         previous = latest(run_dir)
         raise EmoscaleError(
             f"saving checkpoint {final} failed ({reason}); "
@@ -182,13 +182,19 @@ def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, kee
     return final.name
 
 
+def saved(run_dir: Path) -> list[Path]:
+    """The checkpoint folders on disk, oldest first (whatever `latest` says)."""
+    root = run_dir / "checkpoints"
+    if not root.is_dir():
+        return []
+    return sorted(path for path in root.iterdir() if path.is_dir() and path.name.startswith(PREFIX))
+
+
 def _prune(root: Path, keep: int, best: str | None) -> None:
-    saved = sorted(
-        path for path in root.iterdir() if path.is_dir() and path.name.startswith(PREFIX)
-    )
-    for path in saved[:-keep]:
+    """Old checkpoints beyond `keep`, never the best on dev."""
+    for path in saved(root.parent)[:-keep]:
         if path.name != best:
-            shutil.rmtree(path)
+            removal.remove_own(path, root.parent)
 
 
 # --- load -------------------------------------------------------------------------------------

@@ -6,13 +6,13 @@
 <run>/report.md              the run as a row of the papers' tables
 <run>/confusion_matrix.png   <run>/curves.png   <run>/history.jsonl
 <run>/model/                 the adapter (PEFT format) or full weights     <run>/checkpoints/
+<run>/.emoscale-run          the mark that emoscale made this folder (written first)
 """
 
 from __future__ import annotations
 
 import json
 import platform
-import shutil
 import subprocess
 import sys
 import tempfile
@@ -24,28 +24,17 @@ from emoscale.config import RunConfig, load_config, save_config
 from emoscale.errors import EmoscaleError
 from emoscale.evaluation import plots
 from emoscale.evaluation.metrics import HEADLINE
+from emoscale.training import removal
 
 LIBRARIES = ("emoscale", "torch", "transformers", "peft", "accelerate", "deepspeed", "bitsandbytes")
 
 
 # Every name emoscale writes into a run folder (above). A folder holding any other name is not ours:
 # it is never deleted or written into (issue 12: `output_dir=~/thesis` lost the user's files).
-OWN_NAMES = frozenset(
-    {
-        "config.yaml",
-        "run.json",
-        "corpus.json",
-        "metrics.json",
-        "predictions.jsonl",
-        "report.md",
-        "confusion_matrix.png",
-        "curves.png",
-        "history.jsonl",
-        "model",
-        "checkpoints",
-        "tensorboard",
-    }
-)
+OWN_NAMES = removal.OWN_NAMES
+# Written first into every folder emoscale creates as a run folder. Names alone do not make a folder
+# ours: a user's experiment folder may hold its own config.yaml, model/ or checkpoints/.
+MARK = ".emoscale-run"
 
 
 def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None = None) -> bool:
@@ -61,30 +50,46 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
     _check_not_an_input(run_dir, config)
     _check_writable(run_dir)
     entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.is_dir() else []
-    # Ours: empty, or holding a config.yaml among our names only, or only the TensorBoard folder
-    # (a run killed right after creating it). Anything else may be the user's.
-    ours = not entries or entries == ["tensorboard"] or "config.yaml" in entries
-    if not ours or any(name not in OWN_NAMES for name in entries):
-        foreign = [name for name in entries if name not in OWN_NAMES] or entries
-        shown = ", ".join(foreign[:3]) + (
-            f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else ""
-        )
+    foreign = [name for name in entries if name not in OWN_NAMES]
+    if entries and (foreign or not _made_by_emoscale(run_dir)):
+        shown = foreign or entries
+        listed = ", ".join(shown[:3]) + (f" (+{len(shown) - 3} more)" if len(shown) > 3 else "")
         raise EmoscaleError(
-            f"output_dir {run_dir} is not an emoscale run folder (it holds {shown}); "
+            f"output_dir {run_dir} is not an emoscale run folder (it holds {listed}); "
             "emoscale never replaces what it did not write: choose a new or empty folder"
         )
     from emoscale.training import checkpoints
 
-    started = checkpoints.latest(run_dir) is not None or (run_dir / "metrics.json").is_file()
+    saved = checkpoints.saved(run_dir)  # on disk: a broken `latest` pointer must not hide them
+    started = bool(saved) or (run_dir / "metrics.json").is_file()
     if not started:  # new, empty, or died before its first checkpoint: start it afresh
         if resume and not entries:
             raise EmoscaleError(f"--resume: {run_dir} holds no run to resume")
         return False
+    if resume and saved and checkpoints.latest(run_dir) is None:
+        pointer = run_dir / "checkpoints" / "latest"
+        raise EmoscaleError(
+            f"--resume: {pointer} names no saved checkpoint; write the name of one of "
+            f"{', '.join(path.name for path in saved[-3:])} into it"
+        )
     if not (resume or overwrite):
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
         )
     return resume
+
+
+def _made_by_emoscale(run_dir: Path) -> bool:
+    """The mark, or (run folders of emoscale before the mark) a run.json as emoscale writes it."""
+    if (run_dir / MARK).is_file():
+        return True
+    try:
+        record = json.loads((run_dir / "run.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and {"versions", "command", "trainable_parameters"} <= set(
+        record
+    )
 
 
 def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
@@ -139,6 +144,65 @@ def _check_writable(run_dir: Path) -> None:
         ) from None
 
 
+# What a cv or sweep writes in its parent folder besides the run folders (studies/*.py).
+STUDY_NAMES = frozenset(
+    {"cv.json", "cv.md", "sweep.json", "sweep.md", "study.json", "points", "logs", "slurm"}
+)
+
+
+def check_study_parent(parent: Path, config: RunConfig, kind: str) -> None:
+    """A cv or sweep parent folder: apart from every input folder, writable, and holding only what
+    a study writes (its summaries and records, run folders): anything else may be the user's."""
+    if (parent / "config.yaml").exists():
+        raise EmoscaleError(
+            f"output_dir {parent} is a run folder; a sweep or cv writes its runs below a parent folder"
+        )
+    _check_not_an_input(parent, config)
+    _check_writable(parent)
+    entries = sorted(entry.name for entry in parent.iterdir()) if parent.is_dir() else []
+    foreign = [name for name in entries if not _written_by_a_study(parent / name)]
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (
+            f" (+{len(foreign) - 3} more)" if len(foreign) > 3 else ""
+        )
+        raise EmoscaleError(
+            f"output_dir {parent} is not an emoscale {kind} folder (it holds {shown}); "
+            "emoscale never writes into a folder holding what it did not write: choose a new or empty folder"
+        )
+
+
+def _written_by_a_study(path: Path) -> bool:
+    if path.name in STUDY_NAMES or (
+        path.name.startswith(".") and path.name.endswith((".tmp", ".lock"))
+    ):
+        return True
+    if path.is_symlink() or not path.is_dir():
+        return False
+    names = {entry.name for entry in path.iterdir()}
+    return not names or (names <= OWN_NAMES and _made_by_emoscale(path))
+
+
+def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
+    """A folder for a command's results (eval --out): new or empty, writable, apart from the run
+    and from every folder the command reads."""
+    target = out.resolve()
+    source = run_dir.resolve()
+    if target == source or source in target.parents or target in source.parents:
+        relation = (
+            "is" if target == source else "is inside" if source in target.parents else "contains"
+        )
+        raise EmoscaleError(
+            f"{flag} {out} {relation} the run folder {run_dir}; choose a folder apart from it"
+        )
+    try:
+        _check_not_an_input(out, config)
+        _check_writable(out)
+    except EmoscaleError as error:
+        raise EmoscaleError(str(error).replace("output_dir ", f"{flag} ", 1)) from None
+    if out.is_dir() and any(out.iterdir()):
+        raise EmoscaleError(f"{flag} {out} exists and is not an empty folder")
+
+
 def check_resume(run_dir: Path, config: RunConfig) -> None:
     """A resumed run must be the same run: its config (the scheduler, the data order and the
     checkpoint's tensors depend on it) and its base model. Read-only, before any model loads."""
@@ -173,11 +237,10 @@ def create(run_dir: Path, resume: bool) -> None:
     try:
         if not resume and run_dir.is_dir():
             for entry in run_dir.iterdir():
-                if entry.name in OWN_NAMES:
-                    shutil.rmtree(
-                        entry
-                    ) if entry.is_dir() and not entry.is_symlink() else entry.unlink()
+                if entry.name in OWN_NAMES and entry.name != MARK:
+                    removal.remove_own(entry, run_dir)
         run_dir.mkdir(parents=True, exist_ok=True)
+        (run_dir / MARK).write_text("emoscale run folder: emoscale may replace what it holds\n")
     except OSError as error:
         raise EmoscaleError(f"output_dir {run_dir}: {error.strerror}") from None
 

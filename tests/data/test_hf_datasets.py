@@ -215,6 +215,68 @@ def test_wrong_column_types_and_unlabelled_rows(tmp_path):
     assert str(error.value) == f"{folder / 'train'}[1]: empty text"
 
 
+GOOD_ROWS = [{"text": "fine", "label": "positive"}, {"text": "bad", "label": "negative"}]
+
+
+@pytest.mark.parametrize(
+    ("train_rows", "problem"),
+    [
+        ([{"text": "meh", "label": ""}], "[1]: empty label"),
+        ([{"text": "meh", "label": "   "}], "[1]: empty label"),
+        (
+            [{"text": "ok", "label": "Positive"}],
+            "[1]: label 'Positive' differs from 'positive' ({where}[0]) only in case; "
+            "use one spelling",
+        ),
+    ],
+    ids=["empty", "spaces", "case-twins"],
+)
+def test_labels_pass_the_csv_loaders_checks(tmp_path, train_rows, problem):
+    """An empty label is not a class '', and case twins are not two classes (data/columns.py)."""
+    for split, rows in {
+        "train": GOOD_ROWS[:1] + train_rows,
+        "dev": GOOD_ROWS,
+        "test": GOOD_ROWS,
+    }.items():
+        Dataset.from_list(rows).to_parquet(str(tmp_path / f"{split}.parquet"))
+    where = tmp_path / "train.parquet"
+    with pytest.raises(DataError) as error:
+        hf_datasets.load(data_config("hf", tmp_path))
+    assert str(error.value) == f"{where}{problem.format(where=where)}"
+
+
+@pytest.mark.parametrize(
+    ("turns", "problem"),
+    [(["1", "x"], "[1]: turn 'x'"), ([1.7, 2.0], "[0]: turn 1.7"), ([3, -5], "[1]: turn -5")],
+    ids=["text", "float", "negative"],
+)
+def test_a_turn_is_a_whole_number_at_least_zero(tmp_path, turns, problem):
+    """Not a traceback (int("x")), not truncated (1.7 -> 1), not a negative position."""
+    for split, split_turns in {"train": turns, "dev": [0, 2], "test": [0, 1]}.items():
+        rows = [{**row, "turn": turn} for row, turn in zip(GOOD_ROWS, split_turns, strict=True)]
+        Dataset.from_list(rows).to_parquet(str(tmp_path / f"{split}.parquet"))
+    with pytest.raises(DataError) as error:
+        hf_datasets.load(data_config("hf", tmp_path))
+    where = tmp_path / "train.parquet"
+    assert str(error.value) == f"{where}{problem} is not a whole number >= 0"
+    Dataset.from_list(GOOD_ROWS).add_column("turn", ["4", "0"]).to_parquet(str(where))
+    corpus = hf_datasets.load(data_config("hf", tmp_path))  # digits as text are fine
+    assert [e.turn for e in corpus.split("train")] == [4, 0]
+    assert [e.turn for e in corpus.split("dev")] == [0, 2]
+
+
+def test_classlabel_names_pass_the_same_checks(tmp_path):
+    features = Features({"text": Value("string"), "label": ClassLabel(names=["joy", "Joy"])})
+    split = Dataset.from_dict({"text": ["x", "y"], "label": [0, 1]}, features=features)
+    DatasetDict(train=split, dev=split, test=split).save_to_disk(str(tmp_path / "saved"))
+    with pytest.raises(DataError) as error:
+        hf_datasets.load(data_config("hf", tmp_path / "saved"))
+    where = f"{tmp_path / 'saved' / 'train'}: ClassLabel 'label' name"
+    assert str(error.value) == (
+        f"{where} 1: label 'Joy' differs from 'joy' ({where} 0) only in case; use one spelling"
+    )
+
+
 def test_one_saved_dataset_and_two_formats_are_refused(tmp_path):
     single = tmp_path / "single"
     Dataset.from_dict({"text": ["a"], "label": ["b"]}).save_to_disk(str(single))

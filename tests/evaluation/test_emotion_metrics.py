@@ -47,7 +47,7 @@ def test_label_names_at_load_time_and_batches_across_calls(tmp_path):
     assert metric.compute() == classification_metrics(gold, pred, tuple(names))
 
 
-def test_without_label_names_the_classes_are_the_indices_seen(metric):
+def test_without_label_names_the_classes_are_the_reference_indices(metric):
     _, gold, pred = CASES["a class in neither list"]
     got = metric.compute(predictions=pred, references=gold)
     assert got == classification_metrics(gold, pred, ("0", "1", "2"))
@@ -60,6 +60,32 @@ def test_a_reference_outside_the_label_set_is_refused(metric):
         ValueError, match=r"^reference 3 is not an index into the 2 labels \['a', 'b'\]$"
     ):
         metric.compute(predictions=[0], references=[3], label_names=["a", "b"])
+
+
+def test_a_prediction_outside_the_label_set_is_refused(metric):
+    """Not dropped from the confusion matrix (with label_names), not a new class (without)."""
+    with pytest.raises(
+        ValueError,
+        match=r"^prediction 5 is not -1 \(no label matched\) or an index into the 3 labels "
+        r"\['a', 'b', 'c'\]$",
+    ):
+        metric.compute(
+            predictions=[0, -1, 2, 5], references=[0, 1, 2, 2], label_names=["a", "b", "c"]
+        )
+    with pytest.raises(
+        ValueError,
+        match=r"^prediction -2 is not -1 \(no label matched\) or an index into the 3 labels "
+        r"\['a', 'b', 'c'\]$",
+    ):
+        metric.compute(predictions=[-2, 0, 0], references=[0, 1, 2], label_names=["a", "b", "c"])
+    with pytest.raises(
+        ValueError,
+        match=r"^prediction 9 is not -1 \(no label matched\) or an index into the 2 labels "
+        r"\['0', '1'\] \(without label_names the labels are the indices in the references\)$",
+    ):
+        metric.compute(predictions=[0, 1, 9], references=[0, 1, 1])
+    got = metric.compute(predictions=[0, -1, 1], references=[0, 1, 1])  # -1: a wrong answer
+    assert list(got["per_class"]) == ["0", "1"] and got["accuracy"] == pytest.approx(2 / 3)
 
 
 def test_a_runs_predictions_score_as_its_metrics_json(run_overrides, tmp_path):

@@ -206,7 +206,7 @@ def test_unreadable_or_incomplete_shards_are_refused_after_cleaning_up(chatglm2,
     shutil.copytree(src, folder)
     shard = folder / "pytorch_model-00002-of-00002.bin"
     shard.write_text("version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n")
-    out = tmp_path / "converted"
+    out = tmp_path / "models" / "glm" / "converted"  # its parents are made, then removed again
     assert cli.main(["convert", "chatglm", str(folder), "--out", str(out)]) == 2
     assert capsys.readouterr().err == (
         f"error: convert chatglm: {shard} is a git-lfs pointer, not weights (run `git lfs pull`)\n"
@@ -224,6 +224,56 @@ def test_unreadable_or_incomplete_shards_are_refused_after_cleaning_up(chatglm2,
         f"error: convert chatglm: {folder}: weight for model.layers.1.mlp.down_proj.weight is missing\n"
     )
     assert not out.exists() and [p.name for p in tmp_path.iterdir()] == ["src"]  # temp folder gone
+
+
+DAMAGED_JSON = {
+    "config not JSON": (
+        "config.json",
+        '{"model_type": "chatglm",',
+        "config.json:1:26: not valid JSON (Expecting property name enclosed in double quotes)",
+    ),
+    "config not an object": (
+        "config.json",
+        "[1, 2]",
+        "config.json: expected a JSON object, got list",
+    ),
+    "index not JSON": (
+        "pytorch_model.bin.index.json",
+        '{"weight_map": {"a": ',
+        "pytorch_model.bin.index.json:1:22: not valid JSON (Expecting value)",
+    ),
+    "index without weight_map": (
+        "pytorch_model.bin.index.json",
+        '{"metadata": {"total_size": 1}}',
+        "pytorch_model.bin.index.json: no weight_map "
+        "(expected an object of weight name -> shard file)",
+    ),
+    "weight_map a list": (
+        "pytorch_model.bin.index.json",
+        '{"weight_map": ["pytorch_model-00001-of-00002.bin"]}',
+        "pytorch_model.bin.index.json: no weight_map "
+        "(expected an object of weight name -> shard file)",
+    ),
+    "shard not a name": (
+        "pytorch_model.bin.index.json",
+        '{"weight_map": {"transformer.encoder.final_layernorm.weight": 2}}',
+        "pytorch_model.bin.index.json: weight transformer.encoder.final_layernorm.weight: "
+        "shard 2, expected a file name",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED_JSON)
+def test_damaged_config_or_index_is_one_line_and_writes_nothing(chatglm2, tmp_path, capsys, case):
+    """A cut download or an HTML error page saved as JSON: no traceback (exit 1), no folder."""
+    name, text, message = DAMAGED_JSON[case]
+    folder = tmp_path / "src"
+    shutil.copytree(chatglm2[0], folder)
+    (folder / name).write_text(text)
+    out = tmp_path / "models" / "converted"
+    assert cli.main(["convert", "chatglm", str(folder), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == f"error: convert chatglm: {folder}/{message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["src"]
 
 
 def test_chatglm3_role_tokens_follow_its_tokenization_code(chatglm2, tmp_path):

@@ -259,3 +259,26 @@ def test_score_mode_refuses_layers_it_cannot_share_before_loading(run_overrides,
         "cannot share across labels; use eval.mode=generate"
     )
     make_family(run_overrides, f"model.path={hybrid}", "eval.mode=generate")
+
+
+@pytest.mark.parametrize("method", ["none", "ptuning_v2"])
+def test_scoring_and_training_use_the_current_cache_argument(run_overrides, caplog, method):
+    """transformers 5.24 renamed `past_key_values` to `cache` and warns once per call on the old
+    name (issue 14, item 7): a user's log must show emoscale's lines, not one warning per batch."""
+    import warnings
+
+    family, corpus = make_family(run_overrides, f"model.method={method}")
+    model = family.build_model()
+    items = [
+        {"prompt": family.prompt_ids(e.text), "label": e.label, "index": i}
+        for i, e in enumerate(corpus.split("dev")[:4])
+    ]
+    batch = family._collate_eval(items, left=True)
+    with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            for one_pass in (True, False):
+                family.label_scores(model, batch["input_ids"], batch["attention_mask"], one_pass)
+        model(batch["input_ids"], batch["attention_mask"])
+    said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
+    assert not [line for line in said if "past_key_values" in line], said

@@ -3,8 +3,6 @@ by a changed text or model."""
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
@@ -59,7 +57,6 @@ def test_a_changed_text_or_model_misses(tiny_roberta, tmp_path):
     assert again.encoded_texts == 1  # only the edited text
 
     retrained = tmp_path / "roberta_v2"
-    shutil.copytree(tiny_roberta, retrained)
     make_tiny_text_encoder(retrained, ["it was sunny and warm", "so rainy and cold"] * 20, seed=1)
     other_model = TextFeatureCache(retrained, max_length=64, root=tmp_path)
     other_model.ensure(TEXTS)

@@ -11,14 +11,13 @@ SentencePiece model with the `[gMASK]` `<sop>` prefix (sentencepiece_bpe.py). Th
 code is never imported; the result loads with `AutoModelForCausalLM` and no remote code.
 
 What cannot be mapped exactly is refused, in one line naming the key, before any weight is read.
-The folder is written beside DST and renamed at the end, so a refusal or failure leaves nothing.
+The folder is written beside DST and renamed at the end, so a refusal or failure leaves nothing
+(output_folder.py).
 """
 
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
 from pathlib import Path
 
 import torch
@@ -28,6 +27,7 @@ from transformers import GenerationConfig, GlmConfig, PreTrainedTokenizerFast
 
 from emoscale.errors import EmoscaleError
 from emoscale.inference.convert.sentencepiece_bpe import fast_tokenizer
+from emoscale.output_folder import new_folder, refuse_existing
 
 # The values that make the remote code the GLM architecture (ChatGLM2-6B's and ChatGLM3-6B's).
 REQUIRED = {
@@ -73,11 +73,27 @@ DROPPED = ".rotary_pos_emb.inv_freq"  # recomputed by transformers (in fp32, see
 # --- reading and checking the source folder --------------------------------------------------
 
 
+def _read_json(path: Path) -> object:
+    """A JSON file's content; a damaged one (a cut download, an HTML error page) is one line."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except UnicodeDecodeError:
+        raise EmoscaleError(f"convert chatglm: {path}: not UTF-8 JSON") from None
+    except json.JSONDecodeError as error:
+        raise EmoscaleError(
+            f"convert chatglm: {path}:{error.lineno}:{error.colno}: not valid JSON ({error.msg})"
+        ) from None
+
+
 def read_config(src: Path) -> dict:
     path = src / "config.json"
     if not path.is_file():
         raise EmoscaleError(f"convert chatglm: {src} has no config.json")
-    config = json.loads(path.read_text())
+    config = _read_json(path)
+    if not isinstance(config, dict):
+        raise EmoscaleError(
+            f"convert chatglm: {path}: expected a JSON object, got {type(config).__name__}"
+        )
     if config.get("model_type") != "chatglm":
         raise EmoscaleError(
             f"convert chatglm: {path}: model_type is {config.get('model_type')!r}, expected 'chatglm'"
@@ -119,12 +135,28 @@ def check_config(config: dict, path: Path) -> None:
         )
 
 
+def read_weight_map(index: Path) -> dict[str, str]:
+    """An index's `weight_map`, weight name -> shard file name, both strings."""
+    content = _read_json(index)
+    weight_map = content.get("weight_map") if isinstance(content, dict) else None
+    if not isinstance(weight_map, dict) or not weight_map:
+        raise EmoscaleError(
+            f"convert chatglm: {index}: no weight_map (expected an object of weight name -> shard file)"
+        )
+    for key, name in weight_map.items():
+        if not isinstance(name, str) or not name:
+            raise EmoscaleError(
+                f"convert chatglm: {index}: weight {key}: shard {json.dumps(name)}, expected a file name"
+            )
+    return weight_map
+
+
 def weight_files(src: Path) -> list[Path]:
     """The checkpoint's weight files, all present (checked before any is read)."""
     for index_name in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
         index = src / index_name
         if index.is_file():
-            weight_map = json.loads(index.read_text())["weight_map"]
+            weight_map = read_weight_map(index)
             for key in weight_map:
                 check_key(key, index)
             files = sorted(set(weight_map.values()))
@@ -303,16 +335,13 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise EmoscaleError(f"convert chatglm: source folder {src} does not exist")
-    if dst.exists() and (not dst.is_dir() or any(dst.iterdir())):
-        raise EmoscaleError(f"convert chatglm: --out {dst} exists and is not empty")
+    refuse_existing(dst, "convert chatglm: --out")  # before any file is read
     config = read_config(src)
     check_config(config, src / "config.json")
     files = weight_files(src)
     if not (src / "tokenizer.model").is_file():
         raise EmoscaleError(f"convert chatglm: {src} has no tokenizer.model (SentencePiece)")
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{dst.name}.converting-", dir=dst.parent))
-    try:
+    with new_folder(dst, "convert chatglm: --out") as work:
         write_tokenizer(src, work, is_chatglm3(src))
         write_weights(files, config, work)
         glm_config(config).save_pretrained(work)
@@ -322,9 +351,4 @@ def convert(src: str | Path, dst: str | Path) -> Path:
         (work / "emoscale_convert.json").write_text(
             json.dumps({"source": str(src.resolve()), "from": "chatglm", "to": "glm"}, indent=2)
         )
-        if dst.exists():
-            dst.rmdir()  # empty (checked above)
-        work.rename(dst)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
     return dst

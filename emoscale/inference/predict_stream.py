@@ -1,0 +1,172 @@
+"""`emoscale predict RUN --input FILE --output OUT.jsonl`: label a file of any size, on any number
+of processes, and pick up where a killed run stopped.
+
+    emoscale predict runs/sst2-lora --input posts.txt --output posts.jsonl
+    accelerate launch --multi_gpu --num_processes 8 -m emoscale.cli predict runs/sst2-lora \\
+        --input posts.txt --output posts.jsonl          # 8 GPUs (CPU: add --cpu, or nothing)
+
+The input is cut into chunks of CHUNK_LINES lines; chunk c goes to rank c % world size. Every rank
+reads the file line by line and keeps one chunk in memory, so memory does not grow with the file.
+A finished chunk is written whole to <OUT>.parts/chunk-<c>.jsonl (a temporary name, then a rename):
+a kill loses at most the chunk each rank was working on, and the next start (with any number of
+processes) skips every chunk already written. Once all are there, rank 0 joins them in input order
+into OUT and removes <OUT>.parts. Each output line: {"line": <line number in FILE>, "text", "label",
+"scores", "probabilities"} (fusion runs with audio also "audio_path"); blank lines get no output.
+
+The ranks share nothing but the file system (no process group): rank and world size come from the
+RANK / WORLD_SIZE that `accelerate launch` (torchrun) sets, and rank 0 waits for the chunk files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import torch
+
+from emoscale.data.examples import Corpus
+from emoscale.errors import DataError, EmoscaleError
+from emoscale.inference.predict import corpus_info, load_trained, read_inputs, run_config
+
+CHUNK_LINES = 512
+
+
+def chunks(source: Path, size: int) -> Iterator[tuple[int, list[tuple[int, str]]]]:
+    """(chunk number, [(line number, line), ...]) over the file, one chunk in memory at a time."""
+    chunk, number = [], 0
+    with open(source, encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            chunk.append((number, line.rstrip("\r\n")))
+            if len(chunk) == size:
+                yield (number - 1) // size, chunk
+                chunk = []
+    if chunk:
+        yield (number - 1) // size, chunk
+
+
+def job_record(run_dir: Path, source: Path, size: int) -> dict:
+    stat = source.stat()
+    return {
+        "run": str(run_dir.resolve()),
+        "input": str(source.resolve()),
+        "input_bytes": stat.st_size,
+        "input_mtime_ns": stat.st_mtime_ns,
+        "chunk_lines": size,
+    }
+
+
+def check_parts(parts: Path, record: dict, output: Path) -> None:
+    """The parts folder must belong to this very job (same run, input and chunking), or none."""
+    manifest = parts / "job.json"
+    if manifest.is_file():
+        if json.loads(manifest.read_text()) != record:
+            raise EmoscaleError(
+                f"{parts} holds a partial prediction of another run or input; "
+                "remove it or choose another --output"
+            )
+        return
+    if output.exists():
+        raise EmoscaleError(f"--output {output} exists; choose another file")
+    parts.mkdir(parents=True, exist_ok=True)
+    temporary = manifest.with_name(f".job.json.{os.getpid()}.tmp")
+    temporary.write_text(json.dumps(record))
+    os.replace(temporary, manifest)  # every rank writes the same text: whichever lands is right
+
+
+def result_rows(lines, examples, found, names) -> list[dict]:
+    rows = []
+    for (number, _), example, index in zip(lines, examples, range(len(examples)), strict=True):
+        label, scores = found[index]
+        top = max(scores)
+        weights = [math.exp(score - top) for score in scores]  # softmax over the labels
+        row = {"line": number, "text": example.text}
+        if example.audio_path:
+            row["audio_path"] = example.audio_path
+        row |= {
+            "label": names[label] if label >= 0 else None,
+            "scores": dict(zip(names, scores, strict=True)),
+            "probabilities": {n: w / sum(weights) for n, w in zip(names, weights, strict=True)},
+        }
+        rows.append(row)
+    return rows
+
+
+def predict_file(
+    run_dir: str | Path,
+    source: str | Path,
+    output: str | Path,
+    overrides: list[str] = (),
+    chunk_lines: int | None = None,
+) -> dict:
+    """Label every non-blank line of `source` into `output` (JSON lines, input order); returns
+    counts for this rank: chunks done now, chunks found done, lines labelled."""
+    from emoscale.models import build_family
+
+    run_dir, source, output = Path(run_dir), Path(source), Path(output)
+    chunk_lines = chunk_lines or CHUNK_LINES
+    rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+    config = run_config(run_dir, overrides)
+    if not source.is_file():
+        raise DataError(f"--input {source} does not exist")
+    parts = output.with_name(output.name + ".parts")
+    check_parts(parts, job_record(run_dir, source, chunk_lines), output)
+
+    info = corpus_info(run_dir, config)
+    modalities = config.model.modalities if config.model.family == "fusion" else None
+    family = build_family(config, Corpus(info, {"predict": []}))
+    device = torch.device(
+        f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
+    )
+    model = load_trained(run_dir, config, family).to(device).eval()
+    counts = {"chunks_done": 0, "chunks_kept": 0, "lines": 0, "chunks": 0}
+    for number, lines in chunks(source, chunk_lines):
+        counts["chunks"] = number + 1
+        target = parts / f"chunk-{number:08d}.jsonl"
+        if number % world != rank:
+            continue
+        if target.is_file():
+            counts["chunks_kept"] += 1
+            continue
+        kept = [(n, line) for n, line in lines if line.strip()]
+        rows = []
+        if kept:
+            examples = read_inputs([line for _, line in kept], modalities, source.parent)
+            loader = family.dataloader(examples, train=False, seed=config.seed, split="predict")
+            found = {}
+            with torch.no_grad():
+                for batch in loader:
+                    batch = {key: value.to(device) for key, value in batch.items()}
+                    predicted, scores = family.predict(model, batch)
+                    for index, label, row in zip(
+                        batch["example_index"], predicted, scores.float(), strict=True
+                    ):
+                        found[int(index)] = (int(label), row.tolist())
+            rows = result_rows(kept, examples, found, family.label_names)
+        temporary = target.with_name(f".{target.name}.{rank}.tmp")
+        with open(temporary, "w", encoding="utf-8") as handle:
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
+        os.replace(temporary, target)
+        counts["chunks_done"] += 1
+        counts["lines"] += len(rows)
+    if rank == 0:
+        join(parts, output, counts["chunks"])
+    return counts
+
+
+def join(parts: Path, output: Path, count: int, poll: float = 0.2) -> None:
+    """Rank 0: wait for every chunk, then write them in order into `output` and drop the parts."""
+    files = [parts / f"chunk-{number:08d}.jsonl" for number in range(count)]
+    while not all(file.is_file() for file in files):
+        time.sleep(poll)
+    temporary = output.with_name(f".{output.name}.tmp")
+    with open(temporary, "wb") as handle:
+        for file in files:
+            with open(file, "rb") as part:
+                shutil.copyfileobj(part, handle)
+    os.replace(temporary, output)
+    shutil.rmtree(parts)  # emoscale's own folder: job.json and the chunks just joined

@@ -1,0 +1,56 @@
+"""Writing a whole new folder (a model, a converted checkpoint, a merged export) or nothing.
+
+Every command that writes a model folder refuses an --out that already holds files (never overwrite
+what emoscale did not write), writes into a temporary folder beside it and renames that at the end:
+a refusal, a failure or a kill half-way leaves no half-written model that would load later, and
+no parent folders made for it. Used by make-tiny, the tiny encoders, convert and export.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from emoscale.errors import EmoscaleError
+
+
+def refuse_existing(out: Path, what: str) -> None:
+    """One line if `out` is a file or a folder with anything in it; an empty folder is fine."""
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise EmoscaleError(f"{what} {out} exists and is not empty")
+
+
+@contextmanager
+def new_folder(out: Path, what: str) -> Iterator[Path]:
+    """Yield a temporary folder beside `out`; when the block ends, it becomes `out`.
+
+    `what` starts the refusal, e.g. "make-tiny: --out". On an error in the block the temporary
+    folder and any parent folders made for it are removed, and the error goes on.
+    """
+    out = Path(out)
+    refuse_existing(out, what)
+    made = []  # the folders above `out` that mkdir makes, deepest first
+    parent = out.parent.absolute()
+    while not parent.exists():
+        made.append(parent)
+        parent = parent.parent
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.writing-", dir=out.parent))
+    finished = False
+    try:
+        yield work
+        refuse_existing(out, what)  # something may have been put there meanwhile
+        if out.exists():
+            out.rmdir()  # empty (checked just now)
+        work.rename(out)
+        finished = True
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+        for folder in made if not finished else ():
+            try:
+                folder.rmdir()
+            except OSError:  # something else was put there meanwhile: not ours to remove
+                break
