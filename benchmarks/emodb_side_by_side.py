@@ -1,15 +1,18 @@
 """EmoDB side by side (issue 15, item 3): emoscale's fusion path vs a minimal hand-written loop.
 
-    nice -n 10 python benchmarks/emodb_side_by_side.py --json runs/bench/emodb_side_by_side.json
-    python benchmarks/emodb_side_by_side.py --folds 0 --epochs 2 --json /tmp/try.json   # quick
+    nice -n 5 python benchmarks/emodb_side_by_side.py --jobs 10 --json runs/bench/emodb_side_by_side.json
+    python benchmarks/emodb_side_by_side.py --folds 0 --epochs 2 --json /tmp/try.json   # one fold
+    python benchmarks/emodb_side_by_side.py --quick     # seconds: generated tones, 16x1 encoder
 
 The issue's protocol: a random-init WavLM 64 wide x 2 layers (emoscale.tiny.encoders), audio only,
 trained whole from scratch, 5 speaker folds (two test speakers each, data/folds.py), 15 epochs,
 lr 1e-3 cosine, batch 16, 2.0 s clips at 16 kHz, test UA. Both sides start from the same saved
 encoder weights and see the same test speakers.
 
-- emoscale: `emoscale cv` (studies/cv.run in this process) with `--emoscale-keys` on top of the
-  protocol's keys; dev speakers are carved from the training speakers and pick the best epoch.
+- emoscale: `emoscale cv` (studies/cv.run, one fold per call) with `--emoscale-keys` on top of the
+  protocol's keys; dev speakers are carved from the training speakers and evaluated every epoch,
+  and with `eval.select=last` (the protocol's) the model after the last epoch is tested, as in the
+  minimal loop (`--emoscale-keys eval.select=best`: the trainer's default, the best dev epoch).
 - minimal: one function below: soundfile + resample + per-clip normalisation, the same encoder with
   its dropout/SpecAugment, mean+std pooling over real frames, one linear layer, AdamW(lr, wd 0),
   cosine without warm-up, no clipping; trained on emoscale's train split, test UA after the last
