@@ -31,10 +31,13 @@ score with 7 labels <= 1.3x the cost with 2.
 
 from __future__ import annotations
 
+import dataclasses
+
 import common
 import torch
 
 from emoscale.models import build_family
+from emoscale.models.prompt_lm import PromptLMFamily
 
 GOAL_SCORE_OVER_GENERATE = 3.0
 GOAL_SEVEN_OVER_TWO = 1.3
@@ -78,7 +81,13 @@ def families(corpora: dict, base: list[str]) -> dict:
     seven = build_family(common.config(*same_prompt), meld)
     longest = max(range(len(seven.answers)), key=lambda i: len(seven.answers[i]))
     two_words = [seven.label_words[longest], seven.label_words[0 if longest else 1]]
-    two = build_family(common.config(*same_prompt, f"prompt.labels=[{','.join(two_words)}]"), meld)
+    # The same prompts scored against 2 of the 7 answers: only the cost is measured, so the family
+    # is built directly (build_family rightly refuses 2 label words for a 7-label corpus).
+    two_config = common.config(*same_prompt, f"prompt.labels=[{','.join(two_words)}]")
+    two_info = dataclasses.replace(
+        meld.info, label_names=tuple(two_words), label_words=tuple(two_words)
+    )
+    two = PromptLMFamily(two_config, two_info, seven.tokenizer)
     made[("MELD, same prompt", "score, 7 labels")] = (seven, meld)
     made[("MELD, same prompt", "score, 2 labels")] = (two, meld)
     return made

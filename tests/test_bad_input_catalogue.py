@@ -164,6 +164,7 @@ def test_resume_without_a_run(capsys, tmp_path, run_overrides):
 def test_resume_with_another_config_or_base_model(capsys, tmp_path, run_overrides, other_base):
     run_dir = tmp_path / "run"
     (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True)  # a run with a checkpoint:
+    (run_dir / ".emoscale-run").write_text("")  # (the mark of a folder emoscale made)
     (run_dir / "checkpoints" / "latest").write_text("step-00000001")  # one without starts afresh
     save_config(load_config(overrides=run_overrides), run_dir / "config.yaml")
     line = fails_with(capsys, tmp_path, run_overrides + ["train.lr=1e-3", "--resume"], True)
