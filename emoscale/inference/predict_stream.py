@@ -72,6 +72,11 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
         return
     if output.exists():
         raise EmoscaleError(f"--output {output} exists; choose another file")
+    if parts.exists() and (not parts.is_dir() or any(parts.iterdir())):
+        # Not ours (no job.json): it is joined and removed at the end, so it must not be a user's.
+        raise EmoscaleError(
+            f"{parts} exists and is not emoscale's; remove it or choose another --output"
+        )
     parts.mkdir(parents=True, exist_ok=True)
     temporary = manifest.with_name(f".job.json.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(record))
@@ -169,4 +174,7 @@ def join(parts: Path, output: Path, count: int, poll: float = 0.2) -> None:
             with open(file, "rb") as part:
                 shutil.copyfileobj(part, handle)
     os.replace(temporary, output)
-    shutil.rmtree(parts)  # emoscale's own folder: job.json and the chunks just joined
+    leftovers = list(parts.glob(".*.tmp"))  # a killed rank's unfinished writes
+    for file in [*files, parts / "job.json", *leftovers]:  # only what this job wrote
+        file.unlink(missing_ok=True)
+    parts.rmdir()

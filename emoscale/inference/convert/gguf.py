@@ -12,12 +12,12 @@ file again. The folder is written beside `out` and renamed at the end: nothing h
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import torch
 
 from emoscale.errors import EmoscaleError
+from emoscale.output_folder import new_folder
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 UNQUANTIZED = ("F32", "F16", "F64", "I8", "I16", "I32", "I64")
@@ -89,15 +89,9 @@ def convert_gguf(gguf_file: str | Path, out: str | Path, dtype: str = "float32")
     model.load_state_dict(loaded.state_dict(), assign=True)
     model.tie_weights()
     model.generation_config = loaded.generation_config
-    staging = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(staging, ignore_errors=True)  # our own leftover from an interrupted convert
-    try:
-        model.save_pretrained(staging, safe_serialization=True)
-        tokenizer.save_pretrained(staging)
-        if out.is_dir():
-            out.rmdir()  # empty, checked above
-        staging.rename(out)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
+    # A fresh temporary folder beside `out`, renamed at the end (output_folder.py): never a fixed
+    # name that a user's folder could hold.
+    with new_folder(out, "--out") as work:
+        model.save_pretrained(work, safe_serialization=True)
+        tokenizer.save_pretrained(work)
     return out
