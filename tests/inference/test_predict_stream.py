@@ -126,3 +126,20 @@ def test_bad_input_is_one_line(finished_run, input_file, tmp_path, capsys):
         f"error: {parts} holds a partial prediction of another run or input; "
         "remove it or choose another --output\n"
     )
+
+
+def test_a_parts_folder_emoscale_did_not_make_is_never_used(
+    finished_run, input_file, tmp_path, capsys
+):
+    """`<OUT>.parts` is joined and removed at the end: a user's folder of that name stays whole."""
+    parts = tmp_path / "o.jsonl.parts"
+    parts.mkdir()
+    (parts / "notes.txt").write_text("mine\n")
+    argv = ["predict", str(finished_run), "--input", str(input_file)]
+    assert cli.main([*argv, "--output", str(tmp_path / "o.jsonl")]) == 2
+    assert capsys.readouterr().err == (
+        f"error: {parts} exists and is not emoscale's; remove it or choose another --output\n"
+    )
+    assert [path.name for path in parts.iterdir()] == ["notes.txt"]
+    assert (parts / "notes.txt").read_text() == "mine\n"
+    assert not (tmp_path / "o.jsonl").exists()
