@@ -261,7 +261,7 @@ def test_score_mode_refuses_layers_it_cannot_share_before_loading(run_overrides,
     make_family(run_overrides, f"model.path={hybrid}", "eval.mode=generate")
 
 
-@pytest.mark.parametrize("method", ["none", "ptuning_v2"])
+@pytest.mark.parametrize("method", ["none", "lora", "ptuning_v2", "prompt_tuning"])
 def test_scoring_and_training_use_the_current_cache_argument(run_overrides, caplog, method):
     """transformers 5.24 renamed `past_key_values` to `cache` and warns once per call on the old
     name (issue 14, item 7): a user's log must show emoscale's lines, not one warning per batch."""
@@ -282,3 +282,42 @@ def test_scoring_and_training_use_the_current_cache_argument(run_overrides, capl
         model(batch["input_ids"], batch["attention_mask"])
     said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
     assert not [line for line in said if "past_key_values" in line], said
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["model.method=lora"],
+        ["model.method=ptuning_v2", "ptuning.num_virtual_tokens=4"],
+        ["model.method=prompt_tuning", "ptuning.num_virtual_tokens=4"],
+        ["model.method=full"],
+    ],
+    ids=lambda m: m[0].split("=")[1],
+)
+def test_training_loss_needs_logits_of_the_answer_columns_only(run_overrides, method):
+    """The loss computes logits only where a target follows (issue 14): the same loss, to float
+    rounding, as cross-entropy over every column's logits, and the same gradients."""
+    import torch.nn.functional as F
+
+    family, corpus = make_family(run_overrides, *method)
+    torch.manual_seed(0)
+    model = family.build_model().eval()  # no dropout: both passes see the same network
+    items = [
+        {"prompt": family.prompt_ids(e.text), "answer": family.answers[e.label], "index": i}
+        for i, e in enumerate(corpus.split("train")[:6])
+    ]
+    batch = family._collate_train(items)
+    assert len({len(item["prompt"]) for item in items}) > 1  # answers in different columns
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    ours = family.loss(model, batch)
+    ours_grads = torch.autograd.grad(ours, trainable)
+    logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
+    assert logits.shape[1] == batch["input_ids"].shape[1]  # every column without keep_columns
+    full = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), batch["targets"][:, 1:].flatten(), ignore_index=-100
+    )
+    full_grads = torch.autograd.grad(full, trainable)
+    assert ours.item() == pytest.approx(full.item(), rel=1e-5)
+    for a, b in zip(ours_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
