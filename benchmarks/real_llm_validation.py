@@ -136,7 +136,7 @@ def run_row(model: Path, data: list[str], out: Path, corpus, method, chat, args)
         subset = [f"data.path={out / 'work' / (corpus + '-generate')}"]
         emoscale("eval", str(run_dir), *subset, "eval.mode=generate", "--out", str(generated))
     if (generated / "metrics.json").is_file():
-        found = json.loads((generated / "metrics.json").read_text())
+        found = json.loads((generated / "metrics.json").read_text())["test"]  # emoscale eval: {"test": ...}
         row["generate"] = {
             k: found[k] for k in ("accuracy", "macro_f1", "invalid_rate", "num_examples")
         }
