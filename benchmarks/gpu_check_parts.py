@@ -212,7 +212,9 @@ def prepare(args) -> dict:
         folder = work / "models" / name
         if not (folder / "config.json").is_file():
             started = time.perf_counter()
-            make_model(folder, train_tokenizer(demo.tokenizer_texts(), vocab_size=600), shape, device)
+            make_model(
+                folder, train_tokenizer(demo.tokenizer_texts(), vocab_size=600), shape, device
+            )
             made[name] = round(time.perf_counter() - started, 1)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     return {"data": str(data), "models": sorted(shapes), "seconds_to_make": made, "device": name,
