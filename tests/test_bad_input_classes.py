@@ -1111,3 +1111,22 @@ def test_a_recipe_name_with_a_typo(capsys, run_overrides):
         "error: unknown recipe 'sst2_lroa' (did you mean sst2_lora, sst5_lora, sst2_none?); "
         "`emoscale recipes` lists them"
     )
+
+
+def test_train_refuses_a_nonfinite_score_before_writing_results(
+    capsys, nan_run, demo_corpus, tmp_path
+):
+    corpus = shutil.copytree(demo_corpus, tmp_path / "corpus")
+    with open(corpus / "test.csv", "a") as handle:
+        handle.write("The ticket cost 20 € and the film was awful.,negative\n")
+    from emoscale.tiny import demo
+
+    run_dir = tmp_path / "run"
+    nan_model = nan_run.parent / "nan_model"  # the zero-shot model of nan_run
+    overrides = demo.overrides(corpus, nan_model) + ["model.method=none", f"output_dir={run_dir}"]
+    line = refused(capsys, overrides)
+    assert line == (
+        "error: test: the model scored example 'test-96' nan (not a finite number); "
+        "metrics and predictions are not written"
+    )
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions.jsonl").exists()
