@@ -637,13 +637,21 @@ def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):
     line = refused(capsys, [*overrides, "--resume"])
     assert line.startswith(f"error: checkpoint {checkpoint} is damaged (JSONDecodeError: ")
     (checkpoint / "progress.json").write_text('{"step": 1}')
-    weights = checkpoint / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    line = refused(capsys, [*overrides, "--resume"])
-    assert line.startswith(f"error: checkpoint {checkpoint} is damaged (")
-    assert line.endswith(
-        "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
-    )
+    for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl"):
+        intact = (checkpoint / name).read_bytes()
+        (checkpoint / name).write_bytes(intact[:100])
+        assert train.main([*overrides, "--resume"]) == 2
+        out, err = capsys.readouterr()
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: checkpoint {checkpoint} is damaged ("
+        )
+        assert lines[0].endswith(
+            "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+        )
+        assert "trainable parameters" not in out + err  # found before the model loads
+        (checkpoint / name).write_bytes(intact)
+    assert train.main([*overrides, "--resume"]) == 0  # intact again: it resumes
 
 
 # --- 5. non-finite audio samples and scores ---------------------------------------------------------

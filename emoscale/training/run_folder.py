@@ -73,6 +73,8 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
             f"--resume: {pointer} names no saved checkpoint; write the name of one of "
             f"{', '.join(path.name for path in saved[-3:])} into it"
         )
+    if resume and saved:
+        checkpoints.check_readable(checkpoints.latest(run_dir))  # before the model loads
     if not (resume or overwrite):
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
