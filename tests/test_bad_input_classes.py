@@ -1138,3 +1138,31 @@ def test_train_refuses_a_nonfinite_score_before_writing_results(
         "metrics and predictions are not written"
     )
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions.jsonl").exists()
+
+
+def test_lora_targets_that_name_no_module_are_refused_before_loading(
+    capsys, run_overrides, tiny_llama, tmp_path
+):
+    line = refused(
+        capsys, [*run_overrides, "lora.target_modules=[q_proj,qkv_proj]"], tmp_path / "run"
+    )
+    assert line == (
+        f"error: config key 'lora.target_modules': 'qkv_proj' names no module of {tiny_llama} "
+        "(its weight matrices are in: down_proj, embed_tokens, gate_proj, k_proj, lm_head, "
+        "o_proj, q_proj, up_proj, v_proj)"
+    )
+
+
+def test_peft_refusals_without_a_weight_table_are_one_line(
+    capsys, run_overrides, tiny_llama, tmp_path
+):
+    # .bin weights: no names without loading, so PEFT's own refusal is turned into the line.
+    import torch
+    from safetensors.torch import load_file
+
+    model = tmp_path / "bin_model"
+    shutil.copytree(tiny_llama, model, ignore=shutil.ignore_patterns("*.safetensors"))
+    torch.save(load_file(tiny_llama / "model.safetensors"), model / "pytorch_model.bin")
+    overrides = [*run_overrides, f"model.path={model}", "lora.target_modules=[qkv_proj]"]
+    line = refused(capsys, overrides)
+    assert line.startswith(f"error: model.method=lora: PEFT cannot adapt {model}: Target modules ")

@@ -84,7 +84,13 @@ def load_model(config: RunConfig) -> torch.nn.Module:
     if method == "none":
         model.requires_grad_(False)
     elif method != "full":
-        model = get_peft_model(model, peft_config(config, model.config.model_type))
+        try:
+            model = get_peft_model(model, peft_config(config, model.config.model_type))
+        except ValueError as error:  # what check_lora_targets cannot see (.bin weights, module types)
+            raise ConfigError(
+                f"model.method={method}: PEFT cannot adapt {config.model.path}: "
+                f"{str(error).splitlines()[0][:200]}"
+            ) from None
     return model
 
 
@@ -123,6 +129,24 @@ def lora_targets(configured: list[str] | None, model_type: str | None) -> list[s
     return list(
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type, ["q_proj", "v_proj"])
     )
+
+
+def check_lora_targets(config: RunConfig, tensors: dict[str, list], model_type: str | None) -> None:
+    """Every LoRA target names a module of the model, found from its weights' names before any
+    weight loads (PEFT would only say so after loading, with a traceback)."""
+    targets = lora_targets(config.lora.target_modules, model_type)
+    # PEFT matches a target against the end of a module's dotted name.
+    modules = {name.rsplit(".", 1)[0] for name, shape in tensors.items() if len(shape) == 2}
+    if not targets or not modules:
+        return  # PEFT picks the targets itself, or .bin weights (no names without loading)
+    modules.add("lm_head")  # tied to the embeddings, it has no tensor of its own in the file
+    for target in targets:
+        if not any(module == target or module.endswith("." + target) for module in modules):
+            kinds = sorted({module.rsplit(".", 1)[-1] for module in modules})
+            raise ConfigError(
+                f"config key 'lora.target_modules': {target!r} names no module of "
+                f"{config.model.path} (its weight matrices are in: {', '.join(kinds[:20])})"
+            )
 
 
 def peft_config(config: RunConfig, model_type: str | None = None):
