@@ -176,6 +176,23 @@ def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
     )
 
 
+def test_another_ranks_write_probe_is_not_a_foreign_name(run_overrides, tmp_path):
+    """Every rank checks the run folder, and the writability check makes a short-lived probe
+    folder in it: a rank listing the folder at that moment once refused a ZeRO-2 resume."""
+    from emoscale.config import load_config
+    from emoscale.errors import EmoscaleError
+    from emoscale.training import run_folder
+
+    run_dir = tmp_path / "run"
+    assert train.main([*run_overrides, "train.max_steps=1"]) == 0
+    (run_dir / ".emoscale-probe-x1y2").mkdir()  # rank 1's probe, caught mid-check
+    config = load_config(overrides=run_overrides)
+    assert run_folder.check(run_dir, resume=True, overwrite=False, config=config) is True
+    (run_dir / "notes.txt").write_text("mine")  # a name of anyone else's still is foreign
+    with pytest.raises(EmoscaleError, match=r"it holds notes\.txt\)"):
+        run_folder.check(run_dir, resume=True, overwrite=False, config=config)
+
+
 @pytest.mark.parametrize(
     "flags", [[], ["--overwrite"], ["--resume"]], ids=["plain", "overwrite", "resume"]
 )
