@@ -9,8 +9,6 @@ May import: emoscale.errors, emoscale.data, emoscale.config.
 
 from __future__ import annotations
 
-import json
-
 
 def build_family(config, corpus):
     """The family that `model.family` names, with every input check that needs no weights done."""
@@ -19,12 +17,9 @@ def build_family(config, corpus):
         from emoscale.models.label_scoring import check_label_scoring, check_label_words
         from emoscale.models.prompt_lm import PromptLMFamily
 
-        folder = adapters.check_model_folder(config.model.path)
-        tensors = model_folder.check(folder)
-        if config.model.method == "lora":
-            model_type = json.loads((folder / "config.json").read_text()).get("model_type")
-            adapters.check_lora_targets(config, tensors, model_type)
+        model_folder.check(adapters.check_model_folder(config.model.path))
         base_model.check_code(config.model.path, config.model.trust_remote_code)
+        adapters.check_adapters(config)  # after check_code: the skeleton may run the folder's code
         if config.eval.mode == "score":
             check_label_scoring(config.model.path, config.model.trust_remote_code)
         tokenizer = adapters.load_tokenizer(config)

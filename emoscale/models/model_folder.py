@@ -66,9 +66,7 @@ def safetensors_header(path: Path, key: str) -> dict:
     return header
 
 
-def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> dict[str, list]:
-    """Refuse a damaged model folder in one line; returns {tensor name: shape} of its safetensors
-    files (empty for .bin weights), so that later checks need no weights loaded."""
+def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None:
     config = _json(folder / "config.json", key)
     if not isinstance(config, dict):
         raise ConfigError(f"config key {key!r}: {folder / 'config.json'} is not a JSON object")
@@ -99,12 +97,6 @@ def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> dict
         raise ConfigError(
             f"config key {key!r}: {folder} has no tokenizer ({', '.join(TOKENIZER_FILES)})"
         )
-    return {
-        name: entry["shape"]
-        for table in headers.values()
-        for name, entry in table.items()
-        if name != "__metadata__"
-    }
 
 
 def _check_shard_index(index: Path, key: str, headers: dict[str, dict]) -> None:
