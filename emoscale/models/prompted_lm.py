@@ -34,6 +34,20 @@ class PromptedLM(nn.Module):
         base = lm.get_base_model() if isinstance(lm, PeftModel) else lm
         parameters = inspect.signature(base.forward).parameters
         self.cache_argument = "cache" if "cache" in parameters else "past_key_values"
+        # transformers' models compute logits only for the columns asked for; a folder's own code
+        # (trust_remote_code) may not take the argument: then every column, sliced here.
+        self.keeps_logits = "logits_to_keep" in parameters
+
+    def _logits(self, model: nn.Module, keep, **inputs) -> tuple[torch.Tensor, object]:
+        """(logits of the kept columns, the model output): `keep` 0 all, n > 0 the last n, a 1-D
+        tensor those columns."""
+        if self.keeps_logits:
+            output = model(**inputs, logits_to_keep=keep)
+            return output.logits, output
+        output = model(**inputs)
+        if isinstance(keep, torch.Tensor):
+            return output.logits[:, keep], output
+        return (output.logits[:, -keep:] if keep else output.logits), output
 
     def forward(
         self,
@@ -86,16 +100,17 @@ class PromptedLM(nn.Module):
         keep = 1 if last_only else 0  # 0: all positions
         if keep_columns is not None:  # virtual input embeddings come before the text's columns
             keep = keep_columns + virtual
-        output = model(
+        logits, output = self._logits(
+            model,
+            keep,
             **inputs,
             attention_mask=full_mask,
             position_ids=positions,
             use_cache=use_cache,
-            logits_to_keep=keep,
             **{self.cache_argument: cache},
         )
         sliced = last_only or keep_columns is not None
-        logits = output.logits if sliced else output.logits[:, virtual:]
+        logits = logits if sliced else logits[:, virtual:]
         return logits, output.get(self.cache_argument), full_mask
 
     def _forward_visible(self, input_ids, visible, positions, keep_last):
@@ -126,13 +141,14 @@ class PromptedLM(nn.Module):
         # Additive, not boolean: eager attention adds the mask to the scores.
         dtype = self.lm.get_input_embeddings().weight.dtype
         mask = torch.where(visible, 0.0, torch.finfo(dtype).min).to(dtype)[:, None]
-        output = model(
+        logits, _ = self._logits(
+            model,
+            keep_last,
             **inputs,
             attention_mask=mask,
             position_ids=positions,
             use_cache=False,
-            logits_to_keep=keep_last,
             **{self.cache_argument: cache},
         )
         is_embeds = "inputs_embeds" in inputs
-        return output.logits[:, virtual:] if keep_last == 0 and is_embeds else output.logits
+        return logits[:, virtual:] if keep_last == 0 and is_embeds else logits

@@ -333,6 +333,49 @@ def test_training_loss_needs_logits_of_the_answer_columns_only(run_overrides, me
         torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
 
 
+class OwnCodeLM(torch.nn.Module):
+    """A causal LM whose forward, like many a folder's own code (trust_remote_code), takes no
+    `logits_to_keep`: the real Llama inside computes every column's logits."""
+
+    def __init__(self, lm):
+        super().__init__()
+        self.lm = lm
+
+    def forward(self, input_ids, attention_mask, position_ids, use_cache, cache=None):
+        return self.lm(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            position_ids=position_ids,
+            use_cache=use_cache,
+            cache=cache,
+        )
+
+    def get_input_embeddings(self):
+        return self.lm.get_input_embeddings()
+
+
+def test_models_without_logits_to_keep_get_the_same_loss_and_scores(run_overrides):
+    family, corpus = make_family(run_overrides, "model.method=full")
+    model = family.build_model().eval()
+    own = PromptedLM(OwnCodeLM(model.lm)).eval()
+    assert model.keeps_logits and not own.keeps_logits
+    items = [
+        {"prompt": family.prompt_ids(e.text), "answer": family.answers[e.label], "index": i}
+        for i, e in enumerate(corpus.split("train")[:6])
+    ]
+    batch = family._collate_train(items)
+    with torch.no_grad():
+        assert family.loss(own, batch).item() == pytest.approx(family.loss(model, batch).item())
+        loader = family.dataloader(corpus.split("test")[:8], train=False, seed=0)
+        eval_batch = next(iter(loader))
+        torch.testing.assert_close(
+            family.label_scores(own, eval_batch["input_ids"], eval_batch["attention_mask"], False),
+            family.label_scores(
+                model, eval_batch["input_ids"], eval_batch["attention_mask"], False
+            ),
+        )
+
+
 @pytest.mark.parametrize("method", ["ptuning_v2", "prompt_tuning"])
 def test_generate_mode_answers_with_the_virtual_tokens(run_overrides, method):
     """Generate mode decodes with the trained prefix/prompt (issue 14): PEFT's generate() under
