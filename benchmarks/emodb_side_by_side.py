@@ -118,7 +118,9 @@ def run_task(args: argparse.Namespace, encoder: Path, side: str, fold: int) -> d
     started = time.perf_counter()
     run = run_emoscale_fold if side == "emoscale" else run_minimal_fold
     ua = run(args, encoder, fold)
-    return {"side": side, "fold": fold, "ua": ua, "seconds": time.perf_counter() - started}
+    outcome = {"side": side, "fold": fold, "ua": ua, "seconds": time.perf_counter() - started}
+    print(outcome, flush=True)  # each run as it ends: a long call shows its progress
+    return outcome
 
 
 def unweighted_accuracy(predicted: list[int], gold: list[int], classes: int) -> float:
@@ -220,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not (encoder / "config.json").is_file():
         make_tiny_speech_encoder(encoder, "wavlm", hidden, layers, num_heads=4)
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(NUM_FOLDS))
-    tasks = [(side, fold) for side in args.sides.split(",") for fold in folds]
+    # fold by fold, so the two sides of a fold run side by side in time (the same load on both)
+    tasks = [(side, fold) for fold in folds for side in args.sides.split(",")]
     started = time.perf_counter()
     if args.jobs > 1:  # each (side, fold) in its own process: the same work, less wall time
         context = multiprocessing.get_context("spawn")
