@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from shared_data import SHARED_DATA
 from transformers import get_scheduler
 
 from emoscale.config import load_config
@@ -31,7 +32,7 @@ from emoscale.data import load_corpus
 from emoscale.models import build_family
 from emoscale.models.adapters import load_model
 
-DATA = Path("/work/shared/data") if Path("/work/shared/data").is_dir() else Path("../shared/data")
+DATA = SHARED_DATA
 
 
 def overrides(args, model: Path, data: Path, out: Path) -> list[str]:

@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
 from emoscale.config import RunConfig, load_config
 from emoscale.data import Corpus, load_corpus
@@ -29,7 +30,7 @@ from emoscale.data.examples import EMOTION_TEMPLATE, PAPER_TEMPLATE
 from emoscale.models.prompt_lm import label_list_text
 
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = REPO.parent / "shared" / "data"  # sst/, meld/ as described in its SOURCES.md
+DEFAULT_DATA = SHARED_DATA  # sst/, meld/ as described in its SOURCES.md
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 LIBRARIES = ("torch", "transformers", "peft", "accelerate", "emoscale")
 

@@ -30,12 +30,10 @@ import time
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-# shared/ beside the checkout (/work/main) or beside the worktrees folder (/work/wt/NAME)
-SHARED = next(
-    (p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared"
-)
+SHARED = SHARED_DATA.parent
 DEFAULT_DATA = SHARED / "data" / "emodb"
 DEFAULT_CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 CHANCE_UA = 1 / 7

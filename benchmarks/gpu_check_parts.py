@@ -212,10 +212,9 @@ def prepare(args) -> dict:
         folder = work / "models" / name
         if not (folder / "config.json").is_file():
             started = time.perf_counter()
-            texts = [text for text, _ in demo.sentences(2000, seed=99)]
-            texts += [f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
-                      for t in texts[:200]]  # fmt: skip
-            make_model(folder, train_tokenizer(texts, vocab_size=600), shape, device)
+            make_model(
+                folder, train_tokenizer(demo.tokenizer_texts(), vocab_size=600), shape, device
+            )
             made[name] = round(time.perf_counter() - started, 1)
     name = torch.cuda.get_device_name() if device == "cuda" else "cpu"
     return {"data": str(data), "models": sorted(shapes), "seconds_to_make": made, "device": name,

@@ -20,10 +20,10 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
+from shared_data import SHARED_DATA
 
 from emoscale.data import generic, hf_datasets, meld
 
-REPO = Path(__file__).resolve().parents[1]
 COLUMNS = ("text", "label", "speaker", "dialogue_id", "turn")
 
 
@@ -69,7 +69,7 @@ def write_layouts(folder: Path, corpus) -> dict[str, Path]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("data", nargs="?", default=str(REPO.parent / "shared" / "data" / "meld"))
+    parser.add_argument("data", nargs="?", default=str(SHARED_DATA / "meld"))
     parser.add_argument("--repeats", type=int, default=5)
     args = parser.parse_args()
     corpus = meld.load(data_config("meld", Path(args.data)))

@@ -28,12 +28,10 @@ import time
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-# shared/ beside the checkout (/work/main) or beside the worktrees folder (/work/wt/NAME)
-SHARED = next(
-    (p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared"
-)
+SHARED = SHARED_DATA.parent
 DEFAULT_DATA = SHARED / "data" / "meld"
 CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 MELD_PAPER_TEXT_CNN_WEIGHTED_F1 = 0.5502  # as quoted in issue 15 (0.550); MELD's text-CNN row

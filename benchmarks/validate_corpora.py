@@ -16,10 +16,10 @@ import json
 import sys
 from pathlib import Path
 
+from shared_data import SHARED_DATA
+
 from emoscale.config import DataConfig
 from emoscale.data import emodb, load_corpus
-
-REPO = Path(__file__).resolve().parents[1]
 
 # (dataset, folder, target) -> split -> {"n": utterances, "dialogues": ..., class: count}
 PUBLISHED: dict[tuple[str, str, str | None], dict[str, dict[str, int]]] = {
@@ -206,7 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "data",
         nargs="?",
-        default=str(REPO.parent / "shared" / "data"),
+        default=str(SHARED_DATA),
         help="folder holding one folder per corpus",
     )
     parser.add_argument("--json", help="also write the rows here")

@@ -29,11 +29,7 @@ def demo_corpus(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_llama(tmp_path_factory):
-    texts = [text for text, _ in demo.sentences(2000, seed=99)]
-    texts += [
-        f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
-        for t in texts[:200]
-    ]
+    texts = demo.tokenizer_texts()
     # 0.2: adapters on a frozen random model need a frozen lm_head that separates tokens.
     folder = tmp_path_factory.mktemp("tiny_llama")
     return make_tiny(folder, texts, arch="llama", vocab_size=600, initializer_range=0.2)

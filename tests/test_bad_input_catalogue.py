@@ -125,11 +125,7 @@ def test_a_tokenizer_without_a_pad_token_is_handled(tmp_path, run_overrides, tin
 @pytest.fixture(scope="module")
 def other_base(tmp_path_factory):
     """A second tiny Llama: the same tokenizer and shapes, different weights."""
-    texts = [text for text, _ in demo.sentences(2000, seed=99)]  # as conftest's tiny_llama
-    texts += [
-        f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
-        for t in texts[:200]
-    ]
+    texts = demo.tokenizer_texts()  # as conftest's tiny_llama
     folder = tmp_path_factory.mktemp("other_base")
     return make_tiny(folder, texts, arch="llama", vocab_size=600, seed=1)
 

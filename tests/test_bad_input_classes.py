@@ -637,13 +637,21 @@ def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):
     line = refused(capsys, [*overrides, "--resume"])
     assert line.startswith(f"error: checkpoint {checkpoint} is damaged (JSONDecodeError: ")
     (checkpoint / "progress.json").write_text('{"step": 1}')
-    weights = checkpoint / "model.safetensors"
-    weights.write_bytes(weights.read_bytes()[:100])
-    line = refused(capsys, [*overrides, "--resume"])
-    assert line.startswith(f"error: checkpoint {checkpoint} is damaged (")
-    assert line.endswith(
-        "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
-    )
+    for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl"):
+        intact = (checkpoint / name).read_bytes()
+        (checkpoint / name).write_bytes(intact[:100])
+        assert train.main([*overrides, "--resume"]) == 2
+        out, err = capsys.readouterr()
+        lines = [line for line in err.splitlines() if line.startswith("error: ")]
+        assert len(lines) == 1 and lines[0].startswith(
+            f"error: checkpoint {checkpoint} is damaged ("
+        )
+        assert lines[0].endswith(
+            "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+        )
+        assert "trainable parameters" not in out + err  # found before the model loads
+        (checkpoint / name).write_bytes(intact)
+    assert train.main([*overrides, "--resume"]) == 0  # intact again: it resumes
 
 
 # --- 5. non-finite audio samples and scores ---------------------------------------------------------
@@ -1111,3 +1119,22 @@ def test_a_recipe_name_with_a_typo(capsys, run_overrides):
         "error: unknown recipe 'sst2_lroa' (did you mean sst2_lora, sst5_lora, sst2_none?); "
         "`emoscale recipes` lists them"
     )
+
+
+def test_train_refuses_a_nonfinite_score_before_writing_results(
+    capsys, nan_run, demo_corpus, tmp_path
+):
+    corpus = shutil.copytree(demo_corpus, tmp_path / "corpus")
+    with open(corpus / "test.csv", "a") as handle:
+        handle.write("The ticket cost 20 € and the film was awful.,negative\n")
+    from emoscale.tiny import demo
+
+    run_dir = tmp_path / "run"
+    nan_model = nan_run.parent / "nan_model"  # the zero-shot model of nan_run
+    overrides = demo.overrides(corpus, nan_model) + ["model.method=none", f"output_dir={run_dir}"]
+    line = refused(capsys, overrides)
+    assert line == (
+        "error: test: the model scored example 'test-96' nan (not a finite number); "
+        "metrics and predictions are not written"
+    )
+    assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions.jsonl").exists()

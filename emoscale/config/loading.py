@@ -63,6 +63,8 @@ def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, de
     and the column too when both are on one line (`train: {max_steps: 2, max_steps: 5}`)."""
     first_mark: dict = {}  # key -> where it first appeared
     for key_node, _ in node.value:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue  # `<<: *anchor` (YAML merge keys): keys written beside it win, as YAML says
         key = loader.construct_object(key_node, deep=True)
         try:
             earlier = first_mark.get(key)

@@ -115,17 +115,27 @@ def write_once(folder: Path, write: Callable[[Path], object]) -> None:
     os.replace(temporary, folder)
 
 
+def tokenizer_texts() -> list[str]:
+    """What the tiny models' tokenizers are trained on: the sentences alone and inside the paper's
+    prompt, so that a sentence's words after "...Neutral:" have their mid-text forms ("ĠThe"), as a
+    pretrained BPE has. Prompts are tokenised as continuations (models/prompt_tokens.py); with only
+    200 of 2,000 sentences in prompt form, a sentence's first word fell apart into byte pieces, and
+    the LoRA demo reached dev accuracy 0.69-0.82 over five seeds instead of 0.91-0.98."""
+    texts = [text for text, _ in sentences(2000, seed=99)]
+    return texts + [
+        f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {text}"
+        for text in texts
+    ]
+
+
 def prepare(root: Path | None = None) -> tuple[Path, Path]:
     """Write the demo corpus and tiny model once (reused later); returns (data folder, model folder)."""
     from emoscale.tiny.lm import make_tiny
 
     root = root or cache_dir() / "demo"
-    data, model = root / "data", root / "tiny-llama"
-    texts = [text for text, _ in sentences(2000, seed=99)]
-    texts += [
-        f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {t}"
-        for t in texts[:200]
-    ]
+    # "-v2": the tokenizer's training texts changed (tokenizer_texts); an older cached model is not reused.
+    data, model = root / "data", root / "tiny-llama-v2"
+    texts = tokenizer_texts()
     with cache_lock(root):
         write_once(data, write_corpus)
         # LoRA on a frozen random model: wide weights, so its frozen lm_head separates tokens.

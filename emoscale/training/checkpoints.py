@@ -19,13 +19,14 @@ from __future__ import annotations
 import json
 import os
 import weakref
+import zipfile
 from pathlib import Path
 
 import torch
 from accelerate import Accelerator
 from accelerate.utils import DistributedType
 from accelerate.utils import load as load_safely  # torch.load(weights_only=True) + numpy
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
 from emoscale.errors import EmoscaleError
@@ -208,6 +209,30 @@ def latest(run_dir: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
+def _damaged(folder: Path, error: Exception) -> EmoscaleError:
+    return EmoscaleError(
+        f"checkpoint {folder} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+        "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+    )
+
+
+def check_readable(folder: Path) -> None:
+    """Before the model loads (minutes for a large one): progress.json parses, every safetensors
+    header fits its file, every torch.save file (.bin/.pt/.pkl, zip archives) has its central
+    directory, which a truncated file lacks. Damage inside the tensors is found by `load`."""
+    try:
+        json.loads((folder / "progress.json").read_text())
+        for path in sorted(folder.rglob("*")):
+            if path.suffix == ".safetensors":
+                with safe_open(path, "pt"):
+                    pass
+            elif path.suffix in (".bin", ".pt", ".pkl"):
+                with zipfile.ZipFile(path):
+                    pass
+    except Exception as error:  # noqa: BLE001 (json, safetensors and zipfile each raise their own)
+        raise _damaged(folder, error) from None
+
+
 def load(accelerator: Accelerator, folder: Path) -> dict:
     """Restore weights, optimizer, scheduler and RNG (Accelerate reads its .bin/.pkl files with
     torch.load(weights_only=True); DeepSpeed's own shards it reads with weights_only=False)."""
@@ -219,10 +244,7 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     except EmoscaleError:
         raise
     except Exception as error:  # noqa: BLE001 (torch, safetensors and pickle each raise their own)
-        raise EmoscaleError(
-            f"checkpoint {folder} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
-            "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
-        ) from None
+        raise _damaged(folder, error) from None
     # Accelerate logs a failed RNG restore at info level and goes on; a resume would then differ.
     saved = load_safely(folder / f"random_states_{accelerator.process_index}.pkl")
     if not torch.equal(torch.get_rng_state(), saved["torch_manual_seed"]):

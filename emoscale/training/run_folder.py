@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import json
+import math
 import platform
 import subprocess
 import sys
@@ -72,6 +73,8 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
             f"--resume: {pointer} names no saved checkpoint; write the name of one of "
             f"{', '.join(path.name for path in saved[-3:])} into it"
         )
+    if resume and saved:
+        checkpoints.check_readable(checkpoints.latest(run_dir))  # before the model loads
     if not (resume or overwrite):
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
@@ -315,6 +318,20 @@ def write_start(
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     if corpus_info is not None:  # labels, label words, template: predict needs no corpus
         (run_dir / "corpus.json").write_text(json.dumps(asdict(corpus_info), indent=2))
+
+
+def refuse_nonfinite_scores(results: dict, splits: dict, model_dir: Path | None) -> None:
+    """A NaN label score would be written as a prediction and as invalid JSON (`NaN`) in
+    predictions.jsonl: one line instead, naming the example; trained weights stay for a look."""
+    for split, (_, _, scores) in results.items():
+        for example, label_scores in zip(splits[split], scores, strict=True):
+            bad = next((score for score in label_scores if not math.isfinite(score)), None)
+            if bad is not None:
+                kept = f"; the trained weights are in {model_dir}" if model_dir else ""
+                raise EmoscaleError(
+                    f"{split}: the model scored example {example.id!r} {bad} (not a finite "
+                    f"number); metrics and predictions are not written{kept}"
+                )
 
 
 def write_results(

@@ -203,9 +203,11 @@ def train(
         )
         results[split] = (metrics, predictions, scores)
     state_dict = accelerator.get_state_dict(model) if trainable else None  # collective under ZeRO-3
+    if accelerator.is_main_process and trainable:
+        family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
+    # Every rank holds all results, so all stop together.
+    run_folder.refuse_nonfinite_scores(results, splits, run_dir / "model" if trainable else None)
     if accelerator.is_main_process:
-        if trainable:
-            family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
         run_folder.write_results(
             run_dir,
             config,

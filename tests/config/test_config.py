@@ -77,3 +77,18 @@ def test_yaml_reads_only_true_and_false_as_booleans(tmp_path):
     path.write_text("train:\n  mixed_precision: no\nprompt:\n  labels: [Yes, No]\n")
     config = load_config(path)
     assert (config.train.mixed_precision, config.prompt.labels) == ("no", ["Yes", "No"])
+
+
+def test_yaml_merge_keys_share_settings_and_keys_beside_them_win(tmp_path):
+    # `<<:` merge keys are plain YAML: a section reused, one key changed beside it.
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  <<: {lr: 0.001, epochs: 2, batch_size: 8}\n  epochs: 5\n")
+    train = load_config(path).train
+    assert (train.lr, train.epochs, train.batch_size) == (0.001, 5, 8)
+
+
+def test_a_key_repeated_beside_a_merge_key_is_still_refused(tmp_path):
+    path = tmp_path / "run.yaml"
+    path.write_text("train:\n  <<: {lr: 0.001}\n  epochs: 5\n  epochs: 6\n")
+    with pytest.raises(ConfigError, match=r"4:3: duplicate key 'epochs' \(first on line 3\)"):
+        load_config(path)

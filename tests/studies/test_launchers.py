@@ -122,9 +122,9 @@ def test_points_starting_together_build_the_tiny_model_cache_once(tmp_path):
     ]
     outputs = [process.communicate(timeout=300)[0] for process in processes]
     assert [process.returncode for process in processes] == [0, 0]
-    expected = f"{tmp_path / 'data'} {tmp_path / 'tiny-llama'}"
+    expected = f"{tmp_path / 'data'} {tmp_path / 'tiny-llama-v2'}"
     assert [output.splitlines()[-1] for output in outputs] == [expected, expected]
-    assert sorted(path.name for path in tmp_path.iterdir()) == [".lock", "data", "tiny-llama"]
+    assert sorted(path.name for path in tmp_path.iterdir()) == [".lock", "data", "tiny-llama-v2"]
     from transformers import AutoModelForCausalLM
 
-    assert AutoModelForCausalLM.from_pretrained(tmp_path / "tiny-llama").config.vocab_size > 0
+    assert AutoModelForCausalLM.from_pretrained(tmp_path / "tiny-llama-v2").config.vocab_size > 0

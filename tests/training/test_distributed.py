@@ -43,7 +43,9 @@ def launch(setup: str, overrides: list[str], record: Path, extra: list[str] = ()
     ]
     record.mkdir(exist_ok=True)
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=900)
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    # emoscale's one-line errors first: a long log tail once cut the line that said why.
+    errors = [line for line in (result.stdout + result.stderr).splitlines() if "error:" in line]
+    assert result.returncode == 0, "\n".join(errors) + "\n" + result.stderr[-3000:]
 
 
 def reload_predictions(run_dir: Path, overrides: list[str]) -> list[str]:

@@ -1,0 +1,23 @@
+"""Where the real corpora are: `shared/data` beside the checkout (/work/main -> /work/shared) or
+beside any folder above it (a worktree /work/wt/NAME, a clone in /tmp/ci finds nothing and says so).
+
+Kept free of heavy imports: every benchmark reads it before torch loads."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def shared_data() -> Path:
+    """$EMOSCALE_SHARED_DATA, else the first `shared/data` found walking up from the checkout,
+    else `../shared/data` (which then names, in the benchmark's error, where it looked)."""
+    if os.environ.get("EMOSCALE_SHARED_DATA"):
+        return Path(os.environ["EMOSCALE_SHARED_DATA"])
+    found = (parent / "shared" / "data" for parent in REPO.parents)
+    return next((path for path in found if path.is_dir()), REPO.parent / "shared" / "data")
+
+
+SHARED_DATA = shared_data()
