@@ -149,6 +149,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4, help="clips per timed step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--parts",
+        default="dependence,step,step_equal_lengths",
+        help="what to measure (the step times alone: --parts step,step_equal_lengths)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -159,13 +164,16 @@ def main(argv: list[str] | None = None) -> dict:
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for arch in args.archs.split(","):
-        row = {"dependence": dependence(arch, args.device)}
-        if args.steps:
+        parts = args.parts.split(",")
+        row = {"dependence": dependence(arch, args.device)} if "dependence" in parts else {}
+        if args.steps and "step" in parts:
             row["step"] = step_times(arch, args.device, args.batch, args.steps)
+        if args.steps and "step_equal_lengths" in parts:
             row["step_equal_lengths"] = step_times(
                 arch, args.device, args.batch, args.steps, equal=True
             )
         result["archs"][arch] = row
+        print(arch, json.dumps(row), flush=True)  # each encoder as it ends
         cells = []
         for key in ("step", "step_equal_lengths"):
             step = row.get(key, {})
@@ -174,8 +182,9 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{step.get('batched_s', nan):.3f} | {step.get('per_clip_s', nan):.3f} | "
                 f"{step.get('ratio', nan):.2f}x"
             )
+        change = row.get("dependence", {"before": float("nan"), "after": float("nan")})
         lines.append(
-            f"| {arch} | {row['dependence']['before']:.1%} | {row['dependence']['after']:.1e} | "
+            f"| {arch} | {change['before']:.1%} | {change['after']:.1e} | "
             + " | ".join(cells)
             + " |"
         )
