@@ -18,6 +18,17 @@ examples of SST-5 train, batch 16, AdamW lr 2e-4, linear schedule with 10% warmu
   `--trainer-variants ...,max_length` adds padding every row to data.max_length (256).
   report_to="none" (emoscale writes TensorBoard; the Trainer is spared that cost).
 
+With `--model FOLDER` (a real causal LM, e.g. SmolLM2-135M-Instruct from `emoscale convert gguf`;
+issue 14): SST-2 prompts (the first --train sentences, default 96: 6 steps), LoRA r=8 on every linear
+projection, lr 1e-3, and a third side:
+- minimal loop: a hand-written PEFT loop on the same PEFT model, batches (the family's sampler),
+  answer-only loss over the full logits (`lm(...).logits`, as a user writes it), AdamW, schedule and
+  clipping; no Accelerate, no bookkeeping, no evaluation.
+Each side also reports seconds per optimizer step and its peak resident memory (sampled).
+
+    OMP_NUM_THREADS=1 python benchmarks/bench_vs_hf_trainer.py --model runs/real_llm/smollm2-135m-instruct \
+        --json runs/bench/vs_hf_trainer_smollm2.json
+
 Timing: from the first step's forward to the end of the epoch (emoscale: its first loss to the
 first prediction of its end-of-epoch evaluation; Trainer: on_step_begin of the first step to
 on_epoch_end), so data loading and every step are in and model loading and evaluation are out;
@@ -36,6 +47,7 @@ from pathlib import Path
 
 import common
 import torch
+import torch.nn.functional as F
 from accelerate.utils import set_seed
 from transformers import (
     AutoTokenizer,
@@ -43,9 +55,13 @@ from transformers import (
     Trainer,
     TrainerCallback,
     TrainingArguments,
+    get_scheduler,
 )
 
 from emoscale.models import build_family
+
+# LoRA r=8 on every linear projection at lr 1e-3: what a 135M model needs (issue 14).
+ALL_LINEAR = "lora.target_modules=[q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj]"
 
 GOAL = 1.1
 TRAINER_VARIANTS = {  # name -> (train_sampling_strategy, collator padding)
@@ -147,6 +163,77 @@ def run_hf_trainer(config, family, rows, variant: str, output_dir: Path) -> dict
     }
 
 
+def run_minimal_loop(config, family, corpus) -> dict:
+    """The loop a user writes by hand around the same PEFT model: no Accelerate, no bookkeeping."""
+    set_seed(config.seed)
+    lm = family.build_model().lm
+    lm.train()
+    loader = family.dataloader(corpus.split("train"), train=True, seed=config.seed, split="train")
+    steps = len(loader.batch_sampler)
+    trainable = [p for p in lm.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(
+        trainable, lr=config.train.lr, weight_decay=config.train.weight_decay
+    )
+    scheduler = get_scheduler("linear", optimizer, int(config.train.warmup_ratio * steps), steps)
+    times = [common.now()]
+    for batch in loader:
+        logits = lm(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        loss = F.cross_entropy(
+            logits[:, :-1].flatten(0, 1).float(),
+            batch["targets"][:, 1:].flatten(),
+            ignore_index=-100,
+        )
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(trainable, config.train.max_grad_norm)
+        optimizer.step()
+        scheduler.step()
+        optimizer.zero_grad()
+        times.append(common.now())
+    examples = len(corpus.split("train"))
+    return {**common.rates(examples, times[0], times[-1]), "examples": examples, "steps": steps}
+
+
+def with_peak_memory(run) -> dict:
+    with common.PeakMemory() as memory:
+        result = run()
+    return {**result, "peak_rss_gib": memory.peak, "rss_before_gib": memory.start}
+
+
+def step_table(results: dict[str, list[dict]], batch_size: int) -> str:
+    """Seconds per optimizer step (median over runs) and peak resident memory of every side."""
+    rows = []
+    for name, runs in results.items():
+        per_step = [run["seconds"] / (run.get("steps") or -(-run["examples"] // batch_size))
+                    for run in runs]  # fmt: skip
+        cpu_per_step = [
+            run["cpu_seconds"] / (run.get("steps") or -(-run["examples"] // batch_size))
+            for run in runs
+        ]
+        rows.append([name, common.median(per_step), common.median(cpu_per_step),
+                     max(run["peak_rss_gib"] for run in runs),
+                     min(run["rss_before_gib"] for run in runs)])  # fmt: skip
+    headers = ["run", "s/step (wall)", "CPU-s/step", "peak RSS GiB", "RSS before GiB"]
+    return common.markdown_table(headers, rows)
+
+
+def real_model_setup(args, name: str):
+    """--model: the first --train SST-2 sentences, LoRA on every linear projection, lr 1e-3."""
+    import tempfile
+
+    from emoscale.data import load_corpus
+
+    model_path = Path(args.model).resolve()
+    sst2 = common.config("data.dataset=sst2", f"data.path={Path(args.data) / 'sst'}")
+    corpus = common.subset(load_corpus(sst2.data), args.train, 16, 16)
+    work = Path(tempfile.mkdtemp(prefix=f"bench-{name}-"))
+    config = common.config(
+        f"model.path={model_path}", "model.method=lora", ALL_LINEAR, "train.lr=1e-3",
+        "data.dataset=sst2", f"data.path={Path(args.data) / 'sst'}", "data.max_length=128",
+        "train.batch_size=16", "eval.batch_size=16", "train.epochs=1", f"output_dir={work / 'run'}",
+    )  # fmt: skip
+    return model_path, corpus, config, work
+
+
 def same_loss_check(config, family, examples) -> float:
     """|emoscale loss - Trainer-recipe loss| on one batch: both sides train the same objective."""
     set_seed(config.seed)
@@ -165,17 +252,25 @@ def same_loss_check(config, family, examples) -> float:
 
 def main(argv: list[str] | None = None) -> dict:
     parser = common.parser(__doc__.splitlines()[0])
-    parser.add_argument("--train", type=int, help="SST-5 train examples (default 320; quick 48)")
+    parser.add_argument(
+        "--train", type=int, help="train examples (default 320; quick 48; --model 96)"
+    )
     parser.add_argument(
         "--trainer-variants",
-        default="random,group_by_length",
-        help=f"comma-separated, of {','.join(TRAINER_VARIANTS)}",
+        help=f"comma-separated, of {','.join(TRAINER_VARIANTS)} (default random,group_by_length;"
+        " --model: random)",
+    )
+    parser.add_argument(
+        "--model", help="a real model folder: SST-2, LoRA on all linear layers, + a minimal loop"
     )
     args = parser.parse_args(argv)
     common.start(args)
     quick = args.quick
-    args.train = args.train or (48 if quick else 320)
-    args.repeats = args.repeats or (1 if quick else 3)
+    args.train = args.train or (48 if quick else 96 if args.model else 320)
+    args.repeats = args.repeats or (1 if quick else 2 if args.model else 3)
+    args.trainer_variants = args.trainer_variants or (
+        "random" if args.model else "random,group_by_length"
+    )
     variants = args.trainer_variants.split(",")
     unknown = set(variants) - set(TRAINER_VARIANTS)
     if unknown:
@@ -184,9 +279,13 @@ def main(argv: list[str] | None = None) -> dict:
         )
     shape = common.QUICK_MODEL if quick else common.MODEL
 
-    model_path, corpus, config, work = common.sst5_lora_setup(
-        args, shape, "vs-hf-trainer", "train.epochs=1"
-    )
+    if args.model:
+        model_path, corpus, config, work = real_model_setup(args, "vs-hf-trainer")
+        shape = {}
+    else:
+        model_path, corpus, config, work = common.sst5_lora_setup(
+            args, shape, "vs-hf-trainer", "train.epochs=1"
+        )
     family = build_family(config, corpus)
     rows = trainer_rows(family, corpus.split("train"))
     loss_difference = same_loss_check(config, family, corpus.split("train")[:16])
@@ -197,10 +296,13 @@ def main(argv: list[str] | None = None) -> dict:
         return {**clock.measure(count=examples), "examples": examples}
 
     runs = {"emoscale": emoscale_run}
+    if args.model:
+        runs["minimal loop"] = lambda: run_minimal_loop(config, family, corpus)
     for variant in variants:
         runs[f"trainer ({variant})"] = lambda variant=variant, rows=rows: run_hf_trainer(
             config, family, rows, variant, work / "hf"
         )
+    runs = {name: lambda run=run: with_peak_memory(run) for name, run in runs.items()}
     if not quick:  # two untimed steps of each side first: lazy imports, first allocations
         warm = common.subset(corpus, 32, 16, 16)
         emoscale_run(warm)
@@ -211,15 +313,17 @@ def main(argv: list[str] | None = None) -> dict:
     shutil.rmtree(work, ignore_errors=True)
 
     table, stats = common.compare(results, "examples", reference="emoscale")
+    table += "\n\n" + step_table(results, config.train.batch_size)
     usual = (
         "trainer (random)" if "trainer (random)" in stats["ratios"] else f"trainer ({variants[0]})"
     )
     ratio = stats["ratios"][usual]
     verdict = {key: ratio[key] >= GOAL for key in common.CLOCKS}
+    data_name = f"SST-2, model {model_path.name}" if args.model else "SST-5"
     table += (
         f"\n\nemoscale / {usual}, ratio of medians: wall {ratio['per_s']:.3f}x, CPU time"
         f" {ratio['per_cpu_s']:.3f}x (goal >= {GOAL}x: wall {common.goal_word(verdict['per_s'])}, CPU"
-        f" {common.goal_word(verdict['per_cpu_s'])}).\n{len(rows)} SST-5 train examples, batch 16, one epoch"
+        f" {common.goal_word(verdict['per_cpu_s'])}).\n{len(rows)} {data_name} train examples, batch 16, one epoch"
         f" per run. Same objective: |loss difference| on one batch {loss_difference:.1e}."
     )
     return common.finish(

@@ -8,6 +8,7 @@ Timing on a shared, noisy machine: every comparison runs all its sides in one pr
 from __future__ import annotations
 
 import argparse
+import gc
 import hashlib
 import itertools
 import json
@@ -16,6 +17,7 @@ import platform
 import shutil
 import statistics
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from importlib.metadata import PackageNotFoundError, version
@@ -183,6 +185,41 @@ def run_emoscale_trainer(config: RunConfig, family, corpus: Corpus, run_dir: Pat
     trainer.train(config, clock, corpus, run_dir, accelerator, resume=False)
     shutil.rmtree(run_dir, ignore_errors=True)
     return clock
+
+
+class PeakMemory:
+    """Peak resident memory of this process while a block runs (GiB), sampled every 20 ms by a
+    thread: ru_maxrss is the peak of the whole process, so it cannot tell sides in one run apart.
+    `start` is the resident memory when the block began (what earlier sides left allocated)."""
+
+    def __init__(self):
+        self.start = self.peak = resident_gib()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, resident_gib())
+
+    def __enter__(self) -> PeakMemory:
+        gc.collect()
+        self.start = self.peak = resident_gib()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, resident_gib())
+
+
+def resident_gib() -> float:
+    """This process' resident memory now (Linux /proc; 0.0 elsewhere)."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except OSError:
+        return 0.0
+    return pages * os.sysconf("SC_PAGE_SIZE") / 2**30
 
 
 # --- timing --------------------------------------------------------------------------------------

@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import random
 import resource
 import subprocess
@@ -91,10 +92,14 @@ def corpora(data: Path, work: Path, args) -> dict[str, list[str]]:
     }
 
 
-def emoscale(*arguments: str) -> float:
-    """Run one emoscale command; returns the peak resident memory of the runs so far (GiB)."""
+def emoscale(*arguments: str, threads: int = 1) -> float:
+    """Run one emoscale command with `threads` torch threads; returns the peak resident memory of
+    the runs so far (GiB)."""
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "emoscale", *arguments], check=True, cwd=REPO)
+    # Torch's default is a thread per core: on a shared 2-core machine two OpenMP threads spin-wait
+    # on each other (benchmarks/common.py), one likely cause of 300 s per LoRA step (issue 14).
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads)}
+    subprocess.run([sys.executable, "-m", "emoscale", *arguments], check=True, cwd=REPO, env=env)
     print(f"  ({time.perf_counter() - started:.0f} s)", flush=True)
     return resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
 
@@ -119,7 +124,7 @@ def run_row(model: Path, data: list[str], out: Path, corpus, method, chat, args)
     peak = None
     if not (run_dir / "metrics.json").is_file():
         print(f"{name}: training and scoring", flush=True)
-        peak = emoscale("train", *overrides, "--overwrite")
+        peak = emoscale("train", *overrides, "--overwrite", threads=args.threads)
     metrics = json.loads((run_dir / "metrics.json").read_text())
     row = {"name": name, "corpus": corpus, "method": method, "chat_template": chat}
     row["score"] = {k: metrics["test"][k] for k in ("accuracy", "macro_f1", "num_examples")}
@@ -134,9 +139,12 @@ def run_row(model: Path, data: list[str], out: Path, corpus, method, chat, args)
     if args.generate_test and not (generated / "metrics.json").is_file():
         print(f"{name}: generate mode on {args.generate_test} test sentences", flush=True)
         subset = [f"data.path={out / 'work' / (corpus + '-generate')}"]
-        emoscale("eval", str(run_dir), *subset, "eval.mode=generate", "--out", str(generated))
+        command = ("eval", str(run_dir), *subset, "eval.mode=generate", "--out", str(generated))
+        emoscale(*command, threads=args.threads)
     if (generated / "metrics.json").is_file():
-        found = json.loads((generated / "metrics.json").read_text())
+        found = json.loads((generated / "metrics.json").read_text())[
+            "test"
+        ]  # emoscale eval: {"test": ...}
         row["generate"] = {
             k: found[k] for k in ("accuracy", "macro_f1", "invalid_rate", "num_examples")
         }
@@ -182,6 +190,9 @@ def main() -> None:
     parser.add_argument("--small-test", type=int, default=400, help="SST-5, MELD")
     parser.add_argument("--generate-test", type=int, default=400, help="0: no generate mode")
     parser.add_argument("--rows", help="comma-separated run names, e.g. sst2-lora-plain")
+    parser.add_argument(
+        "--threads", type=int, default=1, help="torch threads per run (OMP_NUM_THREADS; default 1)"
+    )
     args = parser.parse_args()
     out = Path(args.out).resolve()
     model = out / "smollm2-135m-instruct"

@@ -234,6 +234,15 @@ def _recipes(args: argparse.Namespace) -> int:
     _print_columns(recipe_rows)
     print(f"\nThe papers' other rows ({published.NO_RECIPE}, or a recipe's second row):\n")
     _print_columns(other_rows)
+    small = [
+        {"name": name, "what": recipes.path(name).read_text().splitlines()[0].lstrip("# ")}
+        for name in recipes.small_model_names()
+    ]
+    if small:
+        print(
+            f"\nRecipes for small real models (not rows of the papers), {recipes.SMALL_MODEL_DIR}:\n"
+        )
+        _print_columns(small)
     print(
         f"\n{len(recipe_rows)} recipes in {recipes.RECIPE_DIR}; "
         f"{len(recipe_rows) + len(other_rows)} published rows in {published.TARGETS_FILE.name}"

@@ -176,6 +176,23 @@ def test_a_run_that_died_before_its_first_checkpoint_reruns_and_resumes(
     )
 
 
+def test_another_ranks_write_probe_is_not_a_foreign_name(run_overrides, tmp_path):
+    """Every rank checks the run folder, and the writability check makes a short-lived probe
+    folder in it: a rank listing the folder at that moment once refused a ZeRO-2 resume."""
+    from emoscale.config import load_config
+    from emoscale.errors import EmoscaleError
+    from emoscale.training import run_folder
+
+    run_dir = tmp_path / "run"
+    assert train.main([*run_overrides, "train.max_steps=1"]) == 0
+    (run_dir / ".emoscale-probe-x1y2").mkdir()  # rank 1's probe, caught mid-check
+    config = load_config(overrides=run_overrides)
+    assert run_folder.check(run_dir, resume=True, overwrite=False, config=config) is True
+    (run_dir / "notes.txt").write_text("mine")  # a name of anyone else's still is foreign
+    with pytest.raises(EmoscaleError, match=r"it holds notes\.txt\)"):
+        run_folder.check(run_dir, resume=True, overwrite=False, config=config)
+
+
 @pytest.mark.parametrize(
     "flags", [[], ["--overwrite"], ["--resume"]], ids=["plain", "overwrite", "resume"]
 )
@@ -629,29 +646,42 @@ def test_broken_model_folders(capsys, run_overrides, tiny_llama, tmp_path, how, 
 
 
 def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):
+    import torch
+
     run_dir = tmp_path / "run"
     overrides = [*run_overrides, "train.max_steps=1"]
     assert train.main(overrides) == 0
     checkpoint = run_dir / "checkpoints" / "step-00000001"
     (checkpoint / "progress.json").write_text('{"step": 1,')
     line = refused(capsys, [*overrides, "--resume"])
-    assert line.startswith(f"error: checkpoint {checkpoint} is damaged (JSONDecodeError: ")
+    assert line.startswith(
+        f"error: checkpoint {checkpoint} (progress.json) is damaged (JSONDecodeError: "
+    )
     (checkpoint / "progress.json").write_text('{"step": 1}')
-    for name in ("model.safetensors", "optimizer.bin", "random_states_0.pkl"):
+    for name, keep in (
+        ("model.safetensors", 100),
+        ("optimizer.bin", 100),
+        ("random_states_0.pkl", 100),
+        ("scheduler.bin", 0),
+    ):
         intact = (checkpoint / name).read_bytes()
-        (checkpoint / name).write_bytes(intact[:100])
+        (checkpoint / name).write_bytes(intact[:keep])
         assert train.main([*overrides, "--resume"]) == 2
         out, err = capsys.readouterr()
         lines = [line for line in err.splitlines() if line.startswith("error: ")]
-        assert len(lines) == 1 and lines[0].startswith(
-            f"error: checkpoint {checkpoint} is damaged ("
-        )
+        assert len(lines) == 1, err
+        assert lines[0].startswith(f"error: checkpoint {checkpoint} ({name}) is damaged (")
         assert lines[0].endswith(
             "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
         )
         assert "trainable parameters" not in out + err  # found before the model loads
         (checkpoint / name).write_bytes(intact)
-    assert train.main([*overrides, "--resume"]) == 0  # intact again: it resumes
+    # torch's legacy (non-zip) format, which DeepSpeed writes with checkpoint_serialization off,
+    # is not damage: the run resumes.
+    optimizer = checkpoint / "optimizer.bin"
+    state = torch.load(optimizer, weights_only=True)
+    torch.save(state, optimizer, _use_new_zipfile_serialization=False)
+    assert train.main([*overrides, "--resume"]) == 0
 
 
 # --- 5. non-finite audio samples and scores ---------------------------------------------------------
@@ -1138,3 +1168,38 @@ def test_train_refuses_a_nonfinite_score_before_writing_results(
         "metrics and predictions are not written"
     )
     assert not (run_dir / "metrics.json").exists() and not (run_dir / "predictions.jsonl").exists()
+
+
+def test_lora_targets_that_name_no_module_are_refused_before_loading(
+    capsys, run_overrides, tiny_llama, tmp_path
+):
+    # One of two targets wrong: PEFT itself would adapt q_proj and say nothing.
+    line = refused(
+        capsys, [*run_overrides, "lora.target_modules=[q_proj,qkv_proj]"], tmp_path / "run"
+    )
+    assert line == (
+        f"error: config key 'lora.target_modules': 'qkv_proj' names no module of {tiny_llama} "
+        "(its linear layers: down_proj, gate_proj, k_proj, lm_head, o_proj, q_proj, up_proj, v_proj)"
+    )
+    assert "trainable parameters" not in capsys.readouterr().out  # before the weights load
+
+
+def test_a_lora_target_that_is_a_block_is_refused_in_one_line(capsys, run_overrides, tiny_llama):
+    line = refused(capsys, [*run_overrides, "lora.target_modules=[mlp]"])
+    assert line.startswith(
+        f"error: model.method=lora: PEFT cannot adapt {tiny_llama}: Target module LlamaMLP( "
+    )
+
+
+def test_all_linear_targets_every_linear_layer(run_overrides, tmp_path):
+    from emoscale.config import load_config
+
+    run_dir, _ = train.run(
+        load_config(
+            overrides=[*run_overrides, "lora.target_modules=[all-linear]", "train.max_steps=1"]
+        )
+    )
+    adapter = json.loads((run_dir / "model" / "adapter_config.json").read_text())
+    assert sorted({name.rsplit(".", 1)[-1] for name in adapter["target_modules"]}) == [
+        "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"
+    ]  # fmt: skip

@@ -40,6 +40,8 @@ def corpora(tmp_path_factory) -> Path:
             for i, (text, label) in enumerate(rows)
         ]
         (root / "sst" / f"stsa.fine.{split}").write_text("\n".join(lines) + "\n")
+        binary = [f"{int(label == 'positive')} {text.lower()}" for text, label in rows]
+        (root / "sst" / f"stsa.binary.{split}").write_text("\n".join(binary) + "\n")
         with open(root / "meld" / f"{split}_sent_emo.csv", "w", newline="") as handle:
             writer = csv.writer(handle)
             writer.writerow(MELD_HEADER)
@@ -58,12 +60,12 @@ def load(name: str):
     return module
 
 
-def run_quick(name: str, corpora: Path, tmp_path: Path, monkeypatch) -> dict:
+def run_quick(name: str, corpora: Path, tmp_path: Path, monkeypatch, *extra: str) -> dict:
     monkeypatch.syspath_prepend(str(BENCHMARKS))  # the scripts import their sibling common.py
     threads = torch.get_num_threads()  # the benchmarks pin torch threads; give them back
     out = tmp_path / f"{name}.json"
     try:
-        argv = ["--quick", "--data", str(corpora), "--cache-dir", str(tmp_path / "models")]
+        argv = ["--quick", "--data", str(corpora), "--cache-dir", str(tmp_path / "models"), *extra]
         returned = load(name).main([*argv, "--json", str(out)])
     finally:
         torch.set_num_threads(threads)
@@ -116,3 +118,28 @@ def test_label_scoring(corpora, tmp_path, monkeypatch):
     assert max(model["max_abs_difference_score_vs_naive"].values()) < 1e-4
     assert len(model["label_words"]["MELD, same prompt | score, 2 labels"]) == 2
     assert len(model["label_words"]["MELD, same prompt | score, 7 labels"]) == 7
+
+
+@pytest.mark.slow
+def test_vs_hf_trainer_on_a_model_folder(corpora, tmp_path, monkeypatch, tiny_llama):
+    """--model: SST-2, LoRA on every linear layer, and the minimal PEFT loop as a third side."""
+    extra = ("--model", str(tiny_llama), "--train", "32")
+    result = run_quick("bench_vs_hf_trainer", corpora, tmp_path, monkeypatch, *extra)
+    assert set(result["runs"]) == {"emoscale", "minimal loop", "trainer (random)"}
+    assert positive_rates(result["runs"])
+    for runs in result["runs"].values():
+        assert runs[0]["peak_rss_gib"] >= runs[0]["rss_before_gib"] > 0
+    assert "s/step (wall)" in result["table"] and "SST-2, model" in result["table"]
+
+
+def test_label_scoring_on_a_model_folder(corpora, tmp_path, monkeypatch, tiny_llama):
+    extra = ("--model", str(tiny_llama))
+    result = run_quick("bench_label_scoring", corpora, tmp_path, monkeypatch, *extra)
+    (model,) = result["models"].values()
+    assert model["model"]["path"] == str(tiny_llama.resolve())
+    assert set(model["runs"]) == {
+        f"{corpus} | {side}"
+        for corpus in ("SST-5", "MELD")
+        for side in ("score", "score on KV cache", "generate")
+    }
+    assert positive_rates(model["runs"])

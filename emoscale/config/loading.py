@@ -61,17 +61,40 @@ def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, de
     """PyYAML keeps the last of two equal keys; a repeated `train:` section then silently drops
     the first one's settings (issue 12). A repeated key is an error naming both places: the line,
     and the column too when both are on one line (`train: {max_steps: 2, max_steps: 5}`)."""
+    _refuse_duplicates(loader, node)
+    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
+
+
+def _refuse_duplicates(loader: ConfigLoader, node: yaml.MappingNode) -> None:
+    """Keys written beside a merge key (`<<: *anchor`) override the merged ones, as YAML says; a
+    key twice among the merged mappings is refused too (PyYAML and the YAML spec disagree on which
+    wins), as is a key twice inside one of them."""
     first_mark: dict = {}  # key -> where it first appeared
-    for key_node, _ in node.value:
+    merged: dict = {}
+    for key_node, value_node in node.value:
         if key_node.tag == "tag:yaml.org,2002:merge":
-            continue  # `<<: *anchor` (YAML merge keys): keys written beside it win, as YAML says
+            sources = (
+                value_node.value if isinstance(value_node, yaml.SequenceNode) else [value_node]
+            )
+            for source in sources:
+                if isinstance(source, yaml.MappingNode):
+                    _refuse_duplicates(loader, source)
+                    _first_time(loader, source.value, merged)
+            continue
+        _first_time(loader, [(key_node, value_node)], first_mark)
+
+
+def _first_time(loader: ConfigLoader, pairs: list, first_mark: dict) -> None:
+    for key_node, _ in pairs:
+        if key_node.tag == "tag:yaml.org,2002:merge":
+            continue
         key = loader.construct_object(key_node, deep=True)
         try:
             earlier = first_mark.get(key)
             if earlier is None:
                 first_mark[key] = key_node.start_mark
                 continue
-        except TypeError:  # an unhashable key: construct_mapping below says so
+        except TypeError:  # an unhashable key: construct_mapping says so
             continue
         first = f"line {earlier.line + 1}"
         if earlier.line == key_node.start_mark.line:
@@ -79,7 +102,6 @@ def _mapping_without_duplicates(loader: ConfigLoader, node: yaml.MappingNode, de
         raise yaml.constructor.ConstructorError(
             problem=f"duplicate key {key!r} (first on {first})", problem_mark=key_node.start_mark
         )
-    return yaml.SafeLoader.construct_mapping(loader, node, deep=deep)
 
 
 ConfigLoader.add_constructor(

@@ -36,7 +36,7 @@ from emoscale.data.examples import (
     label_index,
 )
 from emoscale.data.layout import corpus_folder, listing
-from emoscale.errors import DataError
+from emoscale.errors import DataError, reason
 
 SPLIT_NAMES = {"train": ("train",), "dev": ("dev", "validation", "valid"), "test": ("test",)}
 FILE_FORMATS = ("parquet", "arrow", "jsonl")
@@ -57,8 +57,7 @@ def _saved_dataset_dict(folder: Path) -> dict:
     try:
         saved = datasets.load_from_disk(str(folder))
     except (OSError, ValueError) as error:  # a split folder or JSON file missing or broken
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{folder}: not a readable save_to_disk folder ({reason})") from None
+        raise DataError(f"{folder}: not a readable save_to_disk folder ({reason(error)})") from None
     available = sorted(saved)
     by_split = {}
     for split in SPLIT_NAMES:
@@ -100,8 +99,9 @@ def _read_table(path: Path):
         except pa.ArrowInvalid:
             return pa.ipc.open_file(source).read_all()  # pyarrow's file format (Feather v2)
     except (pa.ArrowInvalid, OSError) as error:
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise DataError(f"{path}: not a readable {path.suffix[1:]} file ({reason})") from None
+        raise DataError(
+            f"{path}: not a readable {path.suffix[1:]} file ({reason(error)})"
+        ) from None
 
 
 def _split_files_dict(folder: Path) -> dict:

@@ -19,6 +19,7 @@ def build_family(config, corpus):
 
         model_folder.check(adapters.check_model_folder(config.model.path))
         base_model.check_code(config.model.path, config.model.trust_remote_code)
+        adapters.check_adapters(config)  # after check_code: the skeleton may run the folder's code
         if config.eval.mode == "score":
             check_label_scoring(config.model.path, config.model.trust_remote_code)
         tokenizer = adapters.load_tokenizer(config)

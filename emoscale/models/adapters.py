@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from accelerate import PartialState
+from accelerate import PartialState, init_empty_weights
 from peft import (
     LoraConfig,
     PeftModel,
@@ -22,6 +22,7 @@ from peft import (
 )
 from peft.utils.constants import TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING
 from transformers import (
+    AutoConfig,
     AutoModelForCausalLM,
     AutoTokenizer,
     BitsAndBytesConfig,
@@ -29,7 +30,7 @@ from transformers import (
 )
 
 from emoscale.config import RunConfig, rules
-from emoscale.errors import ConfigError
+from emoscale.errors import ConfigError, reason
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
@@ -113,9 +114,11 @@ def _quantization_config(config: RunConfig) -> BitsAndBytesConfig | None:
     return None
 
 
-def lora_targets(configured: list[str] | None, model_type: str | None) -> list[str] | None:
+def lora_targets(configured: list[str] | None, model_type: str | None) -> list[str] | str | None:
     """The configured modules, else PEFT's default for the architecture, else query/value as for
     Llama (PEFT has no default for some, e.g. transformers' native `glm`)."""
+    if configured == ["all-linear"]:
+        return "all-linear"  # PEFT's every-linear-layer shorthand (a string, not a list)
     if configured:
         return list(configured)
     if model_type is None:
@@ -123,6 +126,44 @@ def lora_targets(configured: list[str] | None, model_type: str | None) -> list[s
     return list(
         TRANSFORMERS_MODELS_TO_LORA_TARGET_MODULES_MAPPING.get(model_type, ["q_proj", "v_proj"])
     )
+
+
+def check_adapters(config: RunConfig) -> None:
+    """PEFT's own checks on the model's skeleton, built on the meta device from config.json (no
+    weight is read: seconds even for 6B), so that a LoRA target that names no module, or a module
+    PEFT cannot adapt, is one line before the weights load. Every target must name a module (PEFT
+    itself only refuses a list none of whose names matches)."""
+    path, method = config.model.path, config.model.method
+    if method in ("none", "full"):
+        return
+    remote = config.model.trust_remote_code
+    try:
+        hf_config = AutoConfig.from_pretrained(path, trust_remote_code=remote)
+        with init_empty_weights():
+            skeleton = AutoModelForCausalLM.from_config(hf_config, trust_remote_code=remote)
+    except Exception:  # noqa: BLE001 (the real load reports its own problems, in one line)
+        return
+    peft = peft_config(config, hf_config.model_type)
+    if method == "lora" and isinstance(peft.target_modules, set | list):
+        names = [name for name, _ in skeleton.named_modules()]
+        for target in sorted(peft.target_modules):
+            # PEFT's rule for a list of names: the module's dotted name is or ends with it.
+            if not any(name == target or name.endswith("." + target) for name in names):
+                linear = {
+                    name.rsplit(".", 1)[-1]
+                    for name, module in skeleton.named_modules()
+                    if isinstance(module, torch.nn.Linear)
+                }
+                raise ConfigError(
+                    f"config key 'lora.target_modules': {target!r} names no module of {path} "
+                    f"(its linear layers: {', '.join(sorted(linear)[:20])})"
+                )
+    try:
+        get_peft_model(skeleton, peft)
+    except ValueError as error:  # e.g. a target that is a block, not a layer LoRA adapts
+        raise ConfigError(
+            f"model.method={method}: PEFT cannot adapt {path}: {reason(error)}"
+        ) from None
 
 
 def peft_config(config: RunConfig, model_type: str | None = None):

@@ -162,12 +162,14 @@ class PromptLMFamily:
         return PromptedLM(adapters.load_model(self.config))
 
     def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
-        logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
-        # Token t predicts token t+1; only answer tokens have targets (the rest are -100).
+        # Token t predicts token t+1; only answer tokens have targets (the rest are -100). Only
+        # the columns that predict one get logits: the LM head over a 49k vocabulary at every
+        # prompt position was a fifth of a SmolLM2 LoRA step's work, and the most memory (issue 14).
+        targets = batch["targets"][:, 1:]
+        columns = (targets != -100).any(0).nonzero().squeeze(-1)
+        logits, _, _ = model(batch["input_ids"], batch["attention_mask"], keep_columns=columns)
         return F.cross_entropy(
-            logits[:, :-1].flatten(0, 1).float(),
-            batch["targets"][:, 1:].flatten(),
-            ignore_index=-100,
+            logits.flatten(0, 1).float(), targets[:, columns].flatten(), ignore_index=-100
         )
 
     @torch.no_grad()
@@ -181,22 +183,55 @@ class PromptLMFamily:
         """Log-likelihood of each label's answer after each prompt: [B, k] (label_scoring.py)."""
         return self.scorer.scores(model, input_ids, attention_mask, one_pass)
 
-    def _generate(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        lm = getattr(model, "module", model).lm  # DDP/DeepSpeed keep the module in .module
-        output = lm.generate(
+    def generated_tokens(self, model: nn.Module, batch: dict) -> torch.Tensor:
+        """Greedy answers to a left-padded batch: [B, new tokens], padded after a stop token."""
+        wrapped = getattr(model, "module", model)  # DDP/DeepSpeed keep the module in .module
+        # Under ZeRO-3 each rank holds a shard of every layer: all must join every step.
+        synced = (
+            self.config.eval.synced_gpus
+            if self.config.eval.synced_gpus is not None
+            else rules.deepspeed_zero_stage() == 3
+        )
+        if wrapped.prompt_learning:
+            return self._greedy(model, batch, synced)
+        output = wrapped.lm.generate(
             input_ids=batch["input_ids"],
             attention_mask=batch["attention_mask"],
             max_new_tokens=self.config.eval.max_new_tokens,
             do_sample=False,
             pad_token_id=self.tokenizer.pad_token_id,
             eos_token_id=self.pieces.stop_ids,  # EOS, and a chat template's end-of-turn
-            # Under ZeRO-3 each rank holds a shard of every layer: all must join every step.
-            synced_gpus=self.config.eval.synced_gpus
-            if self.config.eval.synced_gpus is not None
-            else rules.deepspeed_zero_stage() == 3,
+            synced_gpus=synced,
         )
+        return output[:, batch["input_ids"].shape[1] :]
+
+    def _greedy(self, model: nn.Module, batch: dict, synced: bool) -> torch.Tensor:
+        """Greedy decoding on PromptedLM's own forward and KV cache, which carry the virtual
+        tokens. PEFT's generate() lost a P-Tuning v2 prefix under transformers 5: the prefix
+        cache it passes as `past_key_values` gives way to generate()'s own empty `cache`, so
+        the answers were the frozen model's (issue 14)."""
+        input_ids, pad = batch["input_ids"], self.tokenizer.pad_token_id
+        stop = torch.tensor(self.pieces.stop_ids, device=input_ids.device)
+        logits, cache, mask = model(
+            input_ids, batch["attention_mask"], use_cache=True, last_only=True
+        )
+        finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
+        tokens = []
+        for _ in range(self.config.eval.max_new_tokens):
+            token = logits[:, -1].argmax(-1).masked_fill(finished, pad)
+            tokens.append(token)
+            finished |= torch.isin(token, stop)
+            if finished.all() and not synced:
+                break
+            column = token[:, None]
+            logits, cache, mask = model(
+                column, torch.ones_like(column), cache=cache, cache_mask=mask, use_cache=True
+            )
+        return torch.stack(tokens, 1)
+
+    def _generate(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
         texts = self.tokenizer.batch_decode(
-            output[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
+            self.generated_tokens(model, batch), skip_special_tokens=True
         )
         predictions = torch.tensor(
             [self.parse_answer(text) for text in texts], device=batch["input_ids"].device

@@ -46,12 +46,14 @@ class PromptedLM(nn.Module):
         visible=None,
         positions=None,
         keep_last=0,
+        keep_columns=None,
     ):
         """Logits for `input_ids` [B, L] (or only the last column: `last_only`); `cache`/`cache_mask`
         continue an earlier call. Returns (logits [B, L or 1, V], cache, mask over cache + input).
 
         With `visible` [B, L, L] (token q sees token k) and `positions` [B, L] instead of causal
-        masking: one pass under that mask, logits of the last `keep_last` columns (0: all)."""
+        masking: one pass under that mask, logits of the last `keep_last` columns (0: all).
+        `keep_columns` (1-D, columns of `input_ids`): logits of those columns only."""
         if visible is not None:  # one-pass label scoring; through forward() so DDP/DeepSpeed see it
             return self._forward_visible(input_ids, visible, positions, keep_last), None, None
         batch = input_ids.shape[0]
@@ -81,15 +83,19 @@ class PromptedLM(nn.Module):
             attention_mask if cache_mask is None else torch.cat([cache_mask, attention_mask], dim=1)
         )
         positions = (full_mask.long().cumsum(-1) - 1).clamp(min=0)[:, -attention_mask.shape[1] :]
+        keep = 1 if last_only else 0  # 0: all positions
+        if keep_columns is not None:  # virtual input embeddings come before the text's columns
+            keep = keep_columns + virtual
         output = model(
             **inputs,
             attention_mask=full_mask,
             position_ids=positions,
             use_cache=use_cache,
-            logits_to_keep=1 if last_only else 0,  # 0: all positions
+            logits_to_keep=keep,
             **{self.cache_argument: cache},
         )
-        logits = output.logits if last_only else output.logits[:, virtual:]
+        sliced = last_only or keep_columns is not None
+        logits = output.logits if sliced else output.logits[:, virtual:]
         return logits, output.get(self.cache_argument), full_mask
 
     def _forward_visible(self, input_ids, visible, positions, keep_last):

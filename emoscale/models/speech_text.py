@@ -164,7 +164,6 @@ class SpeechTextFamily:
         self.audio_seconds = audio_seconds  # resolved path -> duration, from the header check
         self.text_cache = text_cache  # None without the text modality
         self.truncated = Counter()  # split -> texts cut to data.max_length tokens
-        self.mine_skipped_batches = 0  # training batches of one clip: no MINE term (see loss)
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -238,7 +237,6 @@ class SpeechTextFamily:
             terms["mine_mi"] = torch.zeros(()) if skipped else mutual_information.detach().float()
             terms["mine_skipped"] = torch.tensor(float(skipped))  # its mean: the share of batches
         if skipped:
-            self.mine_skipped_batches += 1
             mine = getattr(model, "module", model).mine
             # every MINE weight stays in the graph with a zero gradient, as DDP requires
             return cross_entropy + 0.0 * sum(p.sum() for p in mine.parameters())

@@ -18,10 +18,10 @@ from pathlib import Path
 from emoscale.config import load_config
 from emoscale.data.folds import num_folds
 from emoscale.errors import ConfigError
-from emoscale.studies import launchers, study_record
+from emoscale.studies import study_record
 from emoscale.studies.launchers import LaunchOptions
 from emoscale.studies.report import mean_std, percent
-from emoscale.studies.sweep import headline, parent_folder, run_points
+from emoscale.studies.sweep import headline, parent_folder, run_study
 
 
 def summarize(results: list[tuple[str, Path, dict]]) -> dict:
@@ -83,9 +83,7 @@ def write_summary(parent: Path, record: dict) -> str:
     ]
     summary = summarize(results)
     text = table(summary, record["title"])
-    with study_record.locked(parent):  # parallel folds may finish at the same moment
-        study_record.write_json(parent / "cv.json", summary)
-        study_record.write_text(parent / "cv.md", text)
+    study_record.write_summary_files(parent, "cv", summary, text)
     return text
 
 
@@ -98,8 +96,6 @@ def run(
     options: LaunchOptions | None = None,
 ) -> tuple[Path, str]:
     """Train every fold (or launch them: `options`); returns the parent folder and what to print."""
-    from accelerate import PartialState
-
     options = options or LaunchOptions()
     options.check()
     base = load_config(config_path, overrides)
@@ -120,12 +116,7 @@ def run(
         ],
         "title": f"{base.data.dataset}, {base.method_label}",
     }
-    state = PartialState()
-    if state.is_main_process:
-        record = study_record.claim(parent, record)
-    state.wait_for_everyone()
-    if options.launcher is not None:
-        return parent, launchers.execute(parent, record, options, overwrite)
-    run_points(configs, resume, overwrite)
-    text = write_summary(parent, record) if state.is_main_process else ""
-    return parent, text + f"\ncv.json, cv.md and one run folder per fold: {parent}"
+    done = f"cv.json, cv.md and one run folder per fold: {parent}"
+    return parent, run_study(
+        parent, record, configs, options, resume, overwrite, write_summary, done
+    )

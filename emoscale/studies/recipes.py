@@ -24,6 +24,9 @@ from emoscale.errors import EmoscaleError
 
 RECIPE_DIR = Path(__file__).resolve().parents[1] / "recipes"  # the shipped YAML files
 TARGETS_FILE = RECIPE_DIR / "targets.yaml"
+# Settings that serve small real models (e.g. SmolLM2-135M-Instruct), not rows of the papers'
+# tables: no target, and `names()` (the paper rows) leaves them out (issue 14).
+SMALL_MODEL_DIR = RECIPE_DIR / "small_models"
 
 # The papers' names and order: the LLM paper's corpora first, then the speech corpora.
 DATASET_LABELS = {
@@ -67,15 +70,21 @@ class Row(NamedTuple):
 
 
 def names() -> list[str]:
+    """The paper recipes: one per row of the papers' tables."""
     return sorted(path.stem for path in RECIPE_DIR.glob("*.yaml") if path != TARGETS_FILE)
+
+
+def small_model_names() -> list[str]:
+    """The recipes for small real models (recipes/small_models/)."""
+    return sorted(path.stem for path in SMALL_MODEL_DIR.glob("*.yaml"))
 
 
 def path(name: str) -> Path:
     """The recipe file called `name`; an unknown name fails with the closest known ones."""
-    file = RECIPE_DIR / f"{name}.yaml"
-    if name in names():
-        return file
-    close = difflib.get_close_matches(name, names(), n=3, cutoff=0.5)
+    for folder, known in ((RECIPE_DIR, names()), (SMALL_MODEL_DIR, small_model_names())):
+        if name in known:
+            return folder / f"{name}.yaml"
+    close = difflib.get_close_matches(name, names() + small_model_names(), n=3, cutoff=0.5)
     hint = f" (did you mean {', '.join(close)}?)" if close else ""
     raise EmoscaleError(f"unknown recipe {name!r}{hint}; `emoscale recipes` lists them")
 

@@ -73,6 +73,13 @@ def _base(record: dict) -> tuple:
     return record["kind"], config, overrides
 
 
+def write_summary_files(parent: Path, stem: str, summary: dict, table: str) -> None:
+    """<stem>.json and <stem>.md together: parallel points may finish at the same moment."""
+    with locked(parent):
+        write_json(parent / f"{stem}.json", summary)
+        write_text(parent / f"{stem}.md", table)
+
+
 def claim(parent: Path, record: dict) -> dict:
     """Write the study record, or refuse a parent folder that holds another study. A rerun of the
     same study keeps its submitted jobs; a changed grid or fold list replaces the point list."""

@@ -17,11 +17,13 @@ import json
 import os
 import re
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from emoscale.config import RunConfig, load_config
 from emoscale.errors import ConfigError
 from emoscale.evaluation.metrics import HEADLINE
+from emoscale.studies import launchers, study_record
 
 
 def parse_grid(items: list[str]) -> dict[str, list[str]]:
@@ -148,9 +150,7 @@ def write_summary(parent: Path, record: dict) -> str:
         "best": summary[best]["name"],
         "points": summary,
     }
-    with study_record.locked(parent):  # parallel points may finish at the same moment
-        study_record.write_json(parent / "sweep.json", summary_record)
-        study_record.write_text(parent / "sweep.md", table)
+    study_record.write_summary_files(parent, "sweep", summary_record, table)
     return table
 
 
@@ -164,10 +164,6 @@ def run(
 ) -> tuple[Path, str]:
     """Run the grid (or launch it: `options`, a launchers.LaunchOptions); returns the parent
     folder and what to print."""
-    from accelerate import PartialState
-
-    from emoscale.studies import launchers, study_record
-
     options = options or launchers.LaunchOptions()
     options.check()
     grid = parse_grid(grid_items)
@@ -204,12 +200,31 @@ def run(
         "grid": grid,
         "eval_metric": base.eval.metric,
     }
+    done = f"sweep.json, sweep.md and one run folder per point: {parent}"
+    return parent, run_study(
+        parent, record, configs, options, resume, overwrite, write_summary, done
+    )
+
+
+def run_study(
+    parent: Path,
+    record: dict,
+    configs: list[tuple[str, RunConfig]],
+    options,
+    resume: bool,
+    overwrite: bool,
+    summarize: Callable[[Path, dict], str],
+    done: str,
+) -> str:
+    """A study (sweep or cv) once its points are validated: claim the parent folder, then launch
+    the points (`options.launcher`) or train them here and summarise; returns what to print."""
+    from accelerate import PartialState  # not at import: `emoscale --help` stays quick
+
     state = PartialState()
     if state.is_main_process:
         record = study_record.claim(parent, record)
     state.wait_for_everyone()
     if options.launcher is not None:
-        return parent, launchers.execute(parent, record, options, overwrite)
+        return launchers.execute(parent, record, options, overwrite)
     run_points(configs, resume, overwrite)
-    table = write_summary(parent, record) if state.is_main_process else ""
-    return parent, table + f"\nsweep.json, sweep.md and one run folder per point: {parent}"
+    return (summarize(parent, record) if state.is_main_process else "") + f"\n{done}"

@@ -120,7 +120,7 @@ def tokenizer_texts() -> list[str]:
     prompt, so that a sentence's words after "...Neutral:" have their mid-text forms ("ĠThe"), as a
     pretrained BPE has. Prompts are tokenised as continuations (models/prompt_tokens.py); with only
     200 of 2,000 sentences in prompt form, a sentence's first word fell apart into byte pieces, and
-    the LoRA demo reached dev accuracy 0.69-0.82 over five seeds instead of 0.91-0.98."""
+    the LoRA demo reached dev accuracy 0.69-0.82 (six seeds) instead of 0.91-0.98 (four)."""
     texts = [text for text, _ in sentences(2000, seed=99)]
     return texts + [
         f"Classify the sentiment of the sentence to Positive, Negative or Neutral: {text}"

@@ -29,7 +29,7 @@ from accelerate.utils import load as load_safely  # torch.load(weights_only=True
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from emoscale.errors import EmoscaleError
+from emoscale.errors import EmoscaleError, reason
 from emoscale.training import removal
 
 PREFIX = "step-"
@@ -135,7 +135,7 @@ def _reason(error: Exception, folder: Path) -> str:
             return failed.strerror
     finally:
         removal.remove_own(probe, folder.parent)
-    return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    return reason(error)
 
 
 def save(accelerator: Accelerator, run_dir: Path, step: int, progress: dict, keep: int) -> str:
@@ -209,28 +209,39 @@ def latest(run_dir: Path) -> Path | None:
     return folder if folder.is_dir() else None
 
 
-def _damaged(folder: Path, error: Exception) -> EmoscaleError:
+def _damaged(folder: Path, error: Exception, file: Path | None = None) -> EmoscaleError:
+    where = f"{folder}" + (f" ({file.relative_to(folder)})" if file else "")
     return EmoscaleError(
-        f"checkpoint {folder} is damaged ({type(error).__name__}: {str(error).splitlines()[0][:120]}); "
+        f"checkpoint {where} is damaged ({type(error).__name__}: {reason(error, 120)}); "
         "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
     )
 
 
+ZIP_START = b"PK\x03\x04"  # torch.save's default format; the legacy one is not a zip archive
+
+
 def check_readable(folder: Path) -> None:
     """Before the model loads (minutes for a large one): progress.json parses, every safetensors
-    header fits its file, every torch.save file (.bin/.pt/.pkl, zip archives) has its central
-    directory, which a truncated file lacks. Damage inside the tensors is found by `load`."""
-    try:
-        json.loads((folder / "progress.json").read_text())
-        for path in sorted(folder.rglob("*")):
-            if path.suffix == ".safetensors":
+    header fits its file, every torch.save zip archive (.bin/.pt/.pkl) has its central directory,
+    which a truncated file lacks. Files in torch's legacy format (DeepSpeed with
+    `checkpoint_serialization: false`) are left to `load`, as is damage inside the tensors."""
+    for path in [folder / "progress.json", *sorted(folder.rglob("*"))]:
+        try:
+            if path.name == "progress.json":
+                json.loads(path.read_text())
+            elif path.suffix == ".safetensors":
                 with safe_open(path, "pt"):
                     pass
-            elif path.suffix in (".bin", ".pt", ".pkl"):
-                with zipfile.ZipFile(path):
-                    pass
-    except Exception as error:  # noqa: BLE001 (json, safetensors and zipfile each raise their own)
-        raise _damaged(folder, error) from None
+            elif path.suffix in (".bin", ".pt", ".pkl") and path.is_file():
+                with open(path, "rb") as handle:
+                    start = handle.read(4)
+                if start == ZIP_START:
+                    with zipfile.ZipFile(path):
+                        pass
+                elif not start.startswith(b"\x80"):  # the legacy format is a pickle stream
+                    raise ValueError(f"{len(start)} bytes of neither a zip archive nor a pickle")
+        except Exception as error:  # noqa: BLE001 (json, safetensors and zipfile raise their own)
+            raise _damaged(folder, error, path) from None
 
 
 def load(accelerator: Accelerator, folder: Path) -> dict:

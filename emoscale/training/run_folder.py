@@ -50,7 +50,7 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
         )
     _check_not_an_input(run_dir, config)
     _check_writable(run_dir)
-    entries = sorted(entry.name for entry in run_dir.iterdir()) if run_dir.is_dir() else []
+    entries = _entries(run_dir)
     foreign = [name for name in entries if name not in OWN_NAMES]
     if entries and (foreign or not _made_by_emoscale(run_dir)):
         shown = foreign or entries
@@ -131,6 +131,19 @@ def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
             )
 
 
+PROBE_PREFIX = ".emoscale-probe-"  # _check_writable's short-lived test folder
+
+
+def _entries(folder: Path) -> list[str]:
+    """A folder's names, less the write probes of other ranks checking the same folder at the
+    same moment (a ZeRO-2 resume once refused its own run folder for one)."""
+    if not folder.is_dir():
+        return []
+    return sorted(
+        entry.name for entry in folder.iterdir() if not entry.name.startswith(PROBE_PREFIX)
+    )
+
+
 def _check_writable(run_dir: Path) -> None:
     """output_dir, or the nearest folder that exists above it, must be a folder we can write in."""
     existing = run_dir
@@ -140,7 +153,7 @@ def _check_writable(run_dir: Path) -> None:
         where = "is a file" if existing == run_dir else f"is inside {existing}, which is a file"
         raise EmoscaleError(f"output_dir {run_dir} {where}, not a folder")
     try:  # os.access says yes to root on a read-only mount: try it
-        tempfile.TemporaryDirectory(prefix=".emoscale-probe-", dir=existing).cleanup()
+        tempfile.TemporaryDirectory(prefix=PROBE_PREFIX, dir=existing).cleanup()
     except OSError as error:
         raise EmoscaleError(
             f"output_dir {run_dir}: cannot write in {existing} ({error.strerror})"
@@ -162,7 +175,7 @@ def check_study_parent(parent: Path, config: RunConfig, kind: str) -> None:
         )
     _check_not_an_input(parent, config)
     _check_writable(parent)
-    entries = sorted(entry.name for entry in parent.iterdir()) if parent.is_dir() else []
+    entries = _entries(parent)
     foreign = [name for name in entries if not _written_by_a_study(parent / name)]
     if foreign:
         shown = ", ".join(foreign[:3]) + (
@@ -181,7 +194,7 @@ def _written_by_a_study(path: Path) -> bool:
         return True
     if path.is_symlink() or not path.is_dir():
         return False
-    names = {entry.name for entry in path.iterdir()}
+    names = set(_entries(path))
     return not names or (names <= OWN_NAMES and _made_by_emoscale(path))
 
 
@@ -202,7 +215,7 @@ def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "-
         _check_writable(out)
     except EmoscaleError as error:
         raise EmoscaleError(str(error).replace("output_dir ", f"{flag} ", 1)) from None
-    if out.is_dir() and any(out.iterdir()):
+    if _entries(out):
         raise EmoscaleError(f"{flag} {out} exists and is not an empty folder")
 
 

@@ -205,6 +205,7 @@ def train(
     state_dict = accelerator.get_state_dict(model) if trainable else None  # collective under ZeRO-3
     if accelerator.is_main_process and trainable:
         family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
+    accelerator.wait_for_everyone()  # the weights are whole before any rank may stop below
     # Every rank holds all results, so all stop together.
     run_folder.refuse_nonfinite_scores(results, splits, run_dir / "model" if trainable else None)
     if accelerator.is_main_process:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from emoscale.config import load_config
@@ -91,4 +93,26 @@ def test_a_key_repeated_beside_a_merge_key_is_still_refused(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("train:\n  <<: {lr: 0.001}\n  epochs: 5\n  epochs: 6\n")
     with pytest.raises(ConfigError, match=r"4:3: duplicate key 'epochs' \(first on line 3\)"):
+        load_config(path)
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "where"),
+    [
+        (
+            "train:\n  <<: {lr: 0.001, lr: 0.002}\n",
+            "2:19: duplicate key 'lr' (first on line 2, column 8)",
+        ),
+        (
+            "train:\n  <<: [{lr: 0.001}, {lr: 0.5}]\n",
+            "2:22: duplicate key 'lr' (first on line 2, column 9)",
+        ),
+    ],
+    ids=["inside_a_merged_mapping", "in_two_merged_mappings"],
+)
+def test_a_key_twice_among_merged_mappings_is_refused(tmp_path, yaml_text, where):
+    # PyYAML lets the later merged mapping win where the YAML spec says the earlier: neither.
+    path = tmp_path / "run.yaml"
+    path.write_text(yaml_text)
+    with pytest.raises(ConfigError, match=re.escape(f"config file {path}:{where}")):
         load_config(path)

@@ -261,7 +261,7 @@ def test_score_mode_refuses_layers_it_cannot_share_before_loading(run_overrides,
     make_family(run_overrides, f"model.path={hybrid}", "eval.mode=generate")
 
 
-@pytest.mark.parametrize("method", ["none", "ptuning_v2"])
+@pytest.mark.parametrize("method", ["none", "lora", "ptuning_v2", "prompt_tuning"])
 def test_scoring_and_training_use_the_current_cache_argument(run_overrides, caplog, method):
     """transformers 5.24 renamed `past_key_values` to `cache` and warns once per call on the old
     name (issue 14, item 7): a user's log must show emoscale's lines, not one warning per batch."""
@@ -274,11 +274,100 @@ def test_scoring_and_training_use_the_current_cache_argument(run_overrides, capl
         for i, e in enumerate(corpus.split("dev")[:4])
     ]
     batch = family._collate_eval(items, left=True)
+    train_batch = family._collate_train(
+        [{**item, "answer": family.answers[item["label"]]} for item in items]
+    )
+    from transformers.utils import logging as transformers_logging
+
+    # transformers says it once per process: forget earlier tests' warnings.
+    transformers_logging.logging.Logger.warning_once.cache_clear()
     with warnings.catch_warnings(record=True) as caught, caplog.at_level("WARNING"):
         warnings.simplefilter("always")
         with torch.no_grad():
             for one_pass in (True, False):
                 family.label_scores(model, batch["input_ids"], batch["attention_mask"], one_pass)
-        model(batch["input_ids"], batch["attention_mask"])
+            family._generate(model, batch)  # generate mode
+        loss = family.loss(model.train(), train_batch)  # a training step's forward/backward
+        if method != "none":
+            loss.backward()
     said = [str(w.message) for w in caught] + [record.getMessage() for record in caplog.records]
     assert not [line for line in said if "past_key_values" in line], said
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        ["model.method=lora"],
+        ["model.method=ptuning_v2", "ptuning.num_virtual_tokens=4"],
+        ["model.method=prompt_tuning", "ptuning.num_virtual_tokens=4"],
+        ["model.method=full"],
+    ],
+    ids=lambda m: m[0].split("=")[1],
+)
+def test_training_loss_needs_logits_of_the_answer_columns_only(run_overrides, method):
+    """The loss computes logits only where a target follows (issue 14): the same loss, to float
+    rounding, as cross-entropy over every column's logits, and the same gradients."""
+    import torch.nn.functional as F
+
+    family, corpus = make_family(run_overrides, *method)
+    torch.manual_seed(0)
+    model = family.build_model().eval()  # no dropout: both passes see the same network
+    items = [
+        {"prompt": family.prompt_ids(e.text), "answer": family.answers[e.label], "index": i}
+        for i, e in enumerate(corpus.split("train")[:6])
+    ]
+    batch = family._collate_train(items)
+    assert len({len(item["prompt"]) for item in items}) > 1  # answers in different columns
+    trainable = [p for p in model.parameters() if p.requires_grad]
+
+    ours = family.loss(model, batch)
+    ours_grads = torch.autograd.grad(ours, trainable)
+    logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
+    assert logits.shape[1] == batch["input_ids"].shape[1]  # every column without keep_columns
+    full = F.cross_entropy(
+        logits[:, :-1].flatten(0, 1).float(), batch["targets"][:, 1:].flatten(), ignore_index=-100
+    )
+    full_grads = torch.autograd.grad(full, trainable)
+    assert ours.item() == pytest.approx(full.item(), rel=1e-5)
+    for a, b in zip(ours_grads, full_grads, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["ptuning_v2", "prompt_tuning"])
+def test_generate_mode_answers_with_the_virtual_tokens(run_overrides, method):
+    """Generate mode decodes with the trained prefix/prompt (issue 14): PEFT's generate() under
+    transformers 5 dropped a P-Tuning v2 prefix and answered as the frozen model. Reference: greedy
+    decoding that recomputes the whole sequence at every step, without a KV cache."""
+    family, corpus = make_family(
+        run_overrides,
+        f"model.method={method}",
+        "ptuning.num_virtual_tokens=4",
+        "eval.mode=generate",
+    )
+    torch.manual_seed(0)
+    model = family.build_model().eval()
+    with torch.no_grad():  # a prefix far from its initialisation, as after training
+        for parameter in model.parameters():
+            if parameter.requires_grad:
+                parameter.copy_(3 * torch.randn_like(parameter))
+    items = [
+        {"prompt": family.prompt_ids(e.text), "label": e.label, "index": i}
+        for i, e in enumerate(corpus.split("dev")[:3])
+    ]
+    batch = family._collate_eval(items, left=True)
+    with torch.no_grad():
+        generated = family.generated_tokens(model, batch)
+        ids, mask = batch["input_ids"], batch["attention_mask"]
+        for _ in range(generated.shape[1]):
+            logits, _, _ = model(ids, mask)
+            token = logits[:, -1].argmax(-1, keepdim=True)
+            ids, mask = torch.cat([ids, token], 1), torch.cat([mask, torch.ones_like(token)], 1)
+        frozen = model.lm.get_base_model().generate(
+            input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], do_sample=False,
+            max_new_tokens=generated.shape[1], pad_token_id=family.tokenizer.pad_token_id,
+        )  # fmt: skip
+    reference = ids[:, batch["input_ids"].shape[1] :]
+    stop = torch.isin(reference, torch.tensor(family.pieces.stop_ids))
+    after_stop = (stop.long().cumsum(1) - stop.long()) > 0  # padded after the first stop token
+    assert torch.equal(generated[~after_stop], reference[~after_stop])
+    assert not torch.equal(frozen[:, batch["input_ids"].shape[1] :], reference)  # it matters

@@ -138,7 +138,7 @@ def test_a_batch_of_one_leaves_mine_out_and_counts_it(fusion_overrides):
     terms = {}
     loss = family.loss(model, batch, terms)
     torch.testing.assert_close(loss, F.cross_entropy(logits, batch["labels"]))
-    assert family.mine_skipped_batches == 1 and float(terms["mine_skipped"]) == 1.0
+    assert float(terms["mine_skipped"]) == 1.0
     loss.backward()
     assert model.mine.statistics[0].weight.grad.abs().sum() == 0  # in the graph, no gradient
     assert torch.isinf(model.mine.log_ema)  # the moving average saw nothing

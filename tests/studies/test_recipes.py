@@ -338,3 +338,46 @@ def test_placeholders_fail_clearly_when_not_overridden(capsys, tmp_path):
 def test_names_follow_the_convention():
     for name in NAMES:
         assert re.fullmatch(r"[a-z0-9]+_[a-z0-9_.]+", name), name
+
+
+SMALL = recipes.small_model_names()
+
+
+def test_small_model_recipes_are_not_paper_rows():
+    assert SMALL and not set(SMALL) & set(NAMES)  # no target, not in the papers' tables
+
+
+@pytest.mark.parametrize("name", SMALL)
+def test_small_model_recipe_validates_and_says_how_it_departs_from_the_paper(name, capsys):
+    config = recipes.load(name)  # the schema and every rule in rules.py
+    text = recipes.path(name).read_text()
+    header = text.split("\n\n")[0]
+    assert f"emoscale train --recipe {name}" in header
+    assert "departs from the paper recipe" in header and "one key away" in header
+    assert (config.model.path, config.data.path) == (None, None)  # the user's to fill in
+    # What issue 14 measured on SmolLM2-135M: LoRA on every linear projection at lr 1e-3.
+    assert config.model.method == "lora" and config.lora.r == 8
+    assert set(config.lora.target_modules) == {
+        "q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}  # fmt: skip
+    assert config.train.lr == 1e-3 and config.train.batch_size * config.train.grad_accum == 16
+    assert cli.main(["recipes", name]) == 0
+    assert capsys.readouterr().out == text
+    assert cli.main(["recipes"]) == 0
+    assert any(line.startswith(f"{name} ") for line in capsys.readouterr().out.splitlines())
+
+
+def test_a_small_model_recipe_trains_through_the_command_line(run_overrides, tmp_path):
+    """The recipe runs as written on a tiny Llama (same projection names as SmolLM2)."""
+    overrides = [o for o in run_overrides if o.split("=")[0] in ("model.path", "output_dir")]
+    corpus = tmp_path / "sst"
+    corpus.mkdir()
+    lines = [f"{i % 2} {'a fine good film' if i % 2 else 'a dull bad film'} {i}" for i in range(24)]
+    for split in ("train", "dev", "test"):
+        (corpus / f"stsa.binary.{split}").write_text("\n".join(lines) + "\n")
+    argv = ["train", "--recipe", "smollm2_sst2_lora", *overrides, f"data.path={corpus}",
+            "train.max_steps=2", "eval.batch_size=8"]  # fmt: skip
+    assert cli.main(argv) == 0
+    run_dir = next(p.parent for p in tmp_path.rglob("metrics.json"))
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["test"]["num_examples"] == 24
+    assert (run_dir / "model" / "adapter_model.safetensors").is_file()

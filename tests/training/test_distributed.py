@@ -98,11 +98,6 @@ def test_two_processes(setup, method, run_overrides, tmp_path):
 
 
 @pytest.mark.multiprocess
-@pytest.mark.xfail(
-    strict=False,
-    reason="failed once in a fresh-clone CI run (rank 0 exited 2 on --resume, message cut off); "
-    "passed alone on the same code: under investigation, see the closing note",
-)
 def test_zero2_run_resumes_from_its_checkpoint(run_overrides, tmp_path):
     overrides = run_overrides + [
         "train.max_steps=12",

@@ -25,7 +25,7 @@ from safetensors.torch import load_file, save_file
 from tokenizers.processors import TemplateProcessing
 from transformers import GenerationConfig, GlmConfig, PreTrainedTokenizerFast
 
-from emoscale.errors import EmoscaleError
+from emoscale.errors import EmoscaleError, reason
 from emoscale.inference.convert.sentencepiece_bpe import fast_tokenizer
 from emoscale.output_folder import new_folder, refuse_existing
 
@@ -273,8 +273,9 @@ def _load(path: Path) -> dict[str, torch.Tensor]:
         # weights_only: a pickle could run code; mmap: the shard is paged in, not copied.
         return torch.load(path, map_location="cpu", weights_only=True, mmap=True)
     except Exception as error:  # torch/safetensors raise several types for a damaged file
-        reason = str(error).splitlines()[0] if str(error) else type(error).__name__
-        raise EmoscaleError(f"convert chatglm: {path}: unreadable weights ({reason})") from None
+        raise EmoscaleError(
+            f"convert chatglm: {path}: unreadable weights ({reason(error)})"
+        ) from None
 
 
 def expected_keys(config: dict) -> set[str]:
