@@ -12,7 +12,9 @@ GroupNorm conv front end of wavlm-base-plus, hubert-base-ls960 and wav2vec2-base
   front end, and no attention mask where the model's feature extractor said so (HuBERT-base and
   wav2vec2-base); "after" is emoscale's path now.
 - step time: forward + backward of the LoRA arm (r=2 on q/v) on a batch of `--batch` clips of
-  1-8 s (IEMOCAP-like lengths, fixed seed), batched vs per-clip front end, alternated, median.
+  1-8 s (IEMOCAP-like lengths, fixed seed), batched vs per-clip front end, alternated, median; and
+  the same on `--batch` clips of one length (4 s: EmoDB-like), where the per-clip path takes the
+  batched call (no padding, so the result is the same).
 """
 
 from __future__ import annotations
@@ -98,7 +100,7 @@ def dependence(arch: str, device: str) -> dict:
     return result
 
 
-def step_times(arch: str, device: str, batch: int, steps: int) -> dict:
+def step_times(arch: str, device: str, batch: int, steps: int, equal: bool = False) -> dict:
     from peft import LoraConfig, get_peft_model
 
     from emoscale.data.audio import pad_waves
@@ -107,6 +109,8 @@ def step_times(arch: str, device: str, batch: int, steps: int) -> dict:
 
     generator = torch.Generator().manual_seed(3)
     lengths = torch.randint(16_000, 128_000, (batch,), generator=generator).tolist()
+    if equal:  # one length: the per-clip front end makes the one batched call
+        lengths = [64_000] * batch
     values, mask = pad_waves([torch.randn(n, generator=generator) for n in lengths])
     values, mask = values.to(device), mask.to(device)
     sides = {}
@@ -145,24 +149,44 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=4, help="clips per timed step")
     parser.add_argument("--steps", type=int, default=3, help="timed steps per side")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument(
+        "--parts",
+        default="dependence,step,step_equal_lengths",
+        help="what to measure (the step times alone: --parts step,step_equal_lengths)",
+    )
     parser.add_argument("--json")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     result = {"device": args.device, "batch": args.batch, "steps": args.steps, "archs": {}}
     lines = [
-        "| encoder (base size, random) | f_a change before | after | step s batched | per clip | ratio |",
-        "|---|---|---|---|---|---|",
+        "| encoder (base size, random) | f_a change before | after | step s batched | per clip | ratio "
+        "| equal lengths: batched | per clip | ratio |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for arch in args.archs.split(","):
-        row = {"dependence": dependence(arch, args.device)}
-        if args.steps:
+        parts = args.parts.split(",")
+        row = {"dependence": dependence(arch, args.device)} if "dependence" in parts else {}
+        if args.steps and "step" in parts:
             row["step"] = step_times(arch, args.device, args.batch, args.steps)
+        if args.steps and "step_equal_lengths" in parts:
+            row["step_equal_lengths"] = step_times(
+                arch, args.device, args.batch, args.steps, equal=True
+            )
         result["archs"][arch] = row
-        step = row.get("step", {})
+        print(arch, json.dumps(row), flush=True)  # each encoder as it ends
+        cells = []
+        for key in ("step", "step_equal_lengths"):
+            step = row.get(key, {})
+            nan = float("nan")
+            cells.append(
+                f"{step.get('batched_s', nan):.3f} | {step.get('per_clip_s', nan):.3f} | "
+                f"{step.get('ratio', nan):.2f}x"
+            )
+        change = row.get("dependence", {"before": float("nan"), "after": float("nan")})
         lines.append(
-            f"| {arch} | {row['dependence']['before']:.1%} | {row['dependence']['after']:.1e} | "
-            f"{step.get('batched_s', float('nan')):.3f} | {step.get('per_clip_s', float('nan')):.3f} | "
-            f"{step.get('ratio', float('nan')):.2f}x |"
+            f"| {arch} | {change['before']:.1%} | {change['after']:.1e} | "
+            + " | ".join(cells)
+            + " |"
         )
     print("\n".join(lines))
     if args.json:

@@ -14,7 +14,8 @@ only their training). One thing changes per arm, relative to `--base-keys`:
   `dropout0`: fusion.dropout=0, `noaug`: fusion.encoder_augmentation=never, `meanstd`:
   fusion.pooling=mean_std ...), and
 - `linear_head`: one linear layer on f instead of the two-layer classifier (no config key);
-- `asp_zero_init`: the attention scorer's last layer starts at zero (equal frame weights).
+- `asp_zero_init`: the attention scorer's last layer starts at zero (equal frame weights);
+- `alltrain`: the dev speaker(s) join the training split (more clips, one more speaker).
 
 Dev UA and test UA are measured after every epoch, so each arm gives both selections: test UA at
 the best dev epoch (what the trainer reports) and after the last epoch (what a plain loop reports).
@@ -25,10 +26,12 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import multiprocessing
 import os
 import sys
 import tempfile
 import time
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
@@ -46,6 +49,9 @@ ARMS = {
     "meanstd": ["fusion.pooling=mean_std"],
     "linear_head": [],
     "asp_zero_init": [],
+    # the dev speaker(s) trained on too, as a loop without dev selection can (dev UA is then no
+    # longer held out; only test UA counts)
+    "alltrain": [],
     # everything the minimal loop of emodb_side_by_side.py does differently, at once
     "minimal": ["train.warmup_ratio=0", "train.max_grad_norm=null"],
 }
@@ -119,6 +125,10 @@ def train_arm(config, arm: str, data: dict, seed: int) -> dict:
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.train.lr, weight_decay=0.0)
     train_x, train_y = data["train"]
+    if arm == "alltrain":
+        train_x, train_y = (
+            torch.cat(pair) for pair in zip(data["train"], data["dev"], strict=True)
+        )
     batch = config.train.batch_size
     steps = config.train.epochs * math.ceil(len(train_y) / batch)
     scheduler = get_scheduler(
@@ -160,6 +170,27 @@ def train_arm(config, arm: str, data: dict, seed: int) -> dict:
     }
 
 
+DECODED: dict = {}  # (fold, base keys) -> decoded splits, per process
+
+
+def run_task(base: list[str], fold: str, arm: str, seed: int) -> dict:
+    """One arm on one fold (in a worker process with --jobs > 1); prints its result at once."""
+    from emoscale.config import load_config
+
+    torch.set_num_threads(1)
+    key = (fold, tuple(base))
+    if key not in DECODED:
+        DECODED.clear()
+        DECODED[key] = decoded_splits(load_config(overrides=[*base, f"data.fold={fold}"]))
+    config = load_config(overrides=[*base, *ARMS[arm], f"data.fold={fold}"])
+    started = time.perf_counter()
+    outcome = train_arm(config, arm, DECODED[key], seed)
+    outcome["seconds"] = time.perf_counter() - started
+    shown = {k: v for k, v in outcome.items() if k != "history"}
+    print(arm, fold, shown, flush=True)
+    return outcome
+
+
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else argv
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -172,11 +203,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--base-keys", nargs="*", default=[], help="keys under every arm")
     parser.add_argument("--quick", action="store_true", help="synthetic clips, 2 epochs, 1 fold")
     parser.add_argument("--json", help="write every arm's per-fold, per-epoch UA here")
+    parser.add_argument("--jobs", type=int, default=1, help="(fold, arm) runs in parallel")
     parser.add_argument("--cache-dir", default=str(CACHE), help="the random encoder is kept here")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
-    from emoscale.config import load_config
     from emoscale.tiny.encoders import make_tiny_speech_encoder
 
     hidden, layers = (64, 2) if not args.quick else (16, 1)
@@ -190,14 +221,19 @@ def main(argv: list[str] | None = None) -> dict:
     base = protocol_keys(args.data, encoder, args.lr, args.epochs) + args.base_keys
     results: dict[str, dict] = {}
     started = time.perf_counter()
-    for fold in (int(f) for f in args.folds.split(",")):
-        data = decoded_splits(load_config(overrides=[*base, f"data.fold={fold}"]))
-        for arm in args.arms.split(","):
-            config = load_config(overrides=[*base, *ARMS[arm], f"data.fold={fold}"])
-            results.setdefault(arm, {})[f"fold{fold}"] = train_arm(config, arm, data, args.seed)
-            print(
-                arm, fold, {k: v for k, v in results[arm][f"fold{fold}"].items() if k != "history"}
+    tasks = [(fold, arm) for fold in args.folds.split(",") for arm in args.arms.split(",")]
+    if args.jobs > 1:  # each (fold, arm) in its own process, decoding its fold itself
+        context = multiprocessing.get_context("spawn")
+        with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            count = len(tasks)
+            runs = pool.map(
+                run_task, [base] * count, *zip(*tasks, strict=True), [args.seed] * count
             )
+            outcomes = list(runs)
+    else:
+        outcomes = [run_task(base, fold, arm, args.seed) for fold, arm in tasks]
+    for (fold, arm), outcome in zip(tasks, outcomes, strict=True):
+        results.setdefault(arm, {})[f"fold{fold}"] = outcome
     lines = [
         "| arm | test UA, best dev epoch | test UA, last epoch | best epochs |",
         "|---|---|---|---|",

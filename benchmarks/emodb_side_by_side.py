@@ -10,13 +10,14 @@ lr 1e-3 cosine, batch 16, 2.0 s clips at 16 kHz, test UA. Both sides start from 
 encoder weights and see the same test speakers.
 
 - emoscale: `emoscale cv` (studies/cv.run, one fold per call) with `--emoscale-keys` on top of the
-  protocol's keys; dev speakers are carved from the training speakers and evaluated every epoch,
-  and with `eval.select=last` (the protocol's) the model after the last epoch is tested, as in the
-  minimal loop (`--emoscale-keys eval.select=best`: the trainer's default, the best dev epoch).
+  protocol's keys; with `eval.select=last` (the protocol's) the model after the last epoch is
+  tested, as in the minimal loop. The fold's dev speaker trains too (`data.train_on_dev=true`), as
+  in the issue's minimal loop; `--hold-out-dev` carves it out of training on both sides (what the
+  trainer does by default, and what `--emoscale-keys eval.select=best` needs to pick an epoch).
 - minimal: one function below: soundfile + resample + per-clip normalisation, the same encoder with
   its dropout/SpecAugment, mean+std pooling over real frames, one linear layer, AdamW(lr, wd 0),
-  cosine without warm-up, no clipping; trained on emoscale's train split, test UA after the last
-  epoch (no dev selection).
+  cosine without warm-up, no clipping; trained on emoscale's train split (the same speakers), test
+  UA after the last epoch (no dev selection).
 """
 
 from __future__ import annotations
@@ -91,6 +92,10 @@ def protocol_keys(
         # The minimal loop tests the model after its last epoch; so does emoscale here (the trainer's
         # default, `best`, picks the epoch on one dev speaker: `--emoscale-keys eval.select=best`).
         "eval.select=last",
+        # Every speaker outside the test fold trains, on both sides (the issue's minimal loop held
+        # no dev speaker out); `--hold-out-dev`: one dev speaker is carved out of training, as the
+        # trainer's default does, on both sides.
+        *([] if args.hold_out_dev else ["data.train_on_dev=true"]),
         f"output_dir={out}",
         *(args.emoscale_keys if emoscale_keys else []),
     ]
@@ -98,7 +103,7 @@ def protocol_keys(
 
 def run_emoscale_fold(args: argparse.Namespace, encoder: Path, fold: int) -> float:
     """`emoscale cv` on one fold (its own cv folder, so folds can run in parallel); test UA of the
-    checkpoint the trainer picked on dev."""
+    model cv tested (eval.select: the last one, or the best on dev)."""
     from emoscale.studies import cv
 
     out = Path(args.out) / f"fold{fold}"
@@ -113,7 +118,9 @@ def run_task(args: argparse.Namespace, encoder: Path, side: str, fold: int) -> d
     started = time.perf_counter()
     run = run_emoscale_fold if side == "emoscale" else run_minimal_fold
     ua = run(args, encoder, fold)
-    return {"side": side, "fold": fold, "ua": ua, "seconds": time.perf_counter() - started}
+    outcome = {"side": side, "fold": fold, "ua": ua, "seconds": time.perf_counter() - started}
+    print(outcome, flush=True)  # each run as it ends: a long call shows its progress
+    return outcome
 
 
 def unweighted_accuracy(predicted: list[int], gold: list[int], classes: int) -> float:
@@ -190,6 +197,11 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--sides", default="emoscale,minimal")
     parser.add_argument("--emoscale-keys", nargs="*", default=[], help="extra emoscale keys")
+    parser.add_argument(
+        "--hold-out-dev",
+        action="store_true",
+        help="both sides train without the dev speaker (emoscale's default split)",
+    )
     parser.add_argument("--out", default=str(CACHE / "emodb-side-by-side"), help="cv run folders")
     parser.add_argument("--json", help="write per-fold UA, means and wall times here")
     parser.add_argument("--jobs", type=int, default=1, help="(side, fold) runs in parallel")
@@ -210,7 +222,8 @@ def main(argv: list[str] | None = None) -> dict:
     if not (encoder / "config.json").is_file():
         make_tiny_speech_encoder(encoder, "wavlm", hidden, layers, num_heads=4)
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(NUM_FOLDS))
-    tasks = [(side, fold) for side in args.sides.split(",") for fold in folds]
+    # fold by fold, so the two sides of a fold run side by side in time (the same load on both)
+    tasks = [(side, fold) for fold in folds for side in args.sides.split(",")]
     started = time.perf_counter()
     if args.jobs > 1:  # each (side, fold) in its own process: the same work, less wall time
         context = multiprocessing.get_context("spawn")

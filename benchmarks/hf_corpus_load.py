@@ -29,6 +29,7 @@ COLUMNS = ("text", "label", "speaker", "dialogue_id", "turn")
 
 def data_config(dataset: str, path: Path, labels: list[str] | None = None) -> SimpleNamespace:
     keys = {"target": None, "fold": None, "num_folds": None, "labels": labels, "id_column": "id"}
+    keys["train_on_dev"] = False
     return SimpleNamespace(
         dataset=dataset, path=str(path), text_column="text", label_column="label", **keys
     )

@@ -129,6 +129,23 @@ def _transcripts_feed_a_text_encoder(config: RunConfig) -> str | None:
     return None
 
 
+def _train_on_dev_selects_nothing_on_dev(config: RunConfig) -> str | None:
+    # dev trained on cannot pick a checkpoint or stop training early (issue 15)
+    if not config.data.train_on_dev:
+        return None
+    if config.eval.select != "last":
+        return (
+            "config key 'data.train_on_dev': dev then trains, so it cannot pick the model; "
+            "set eval.select=last"
+        )
+    if config.train.early_stopping_patience is not None:
+        return (
+            "config key 'data.train_on_dev': dev then trains, so it cannot stop training early; "
+            "leave train.early_stopping_patience unset"
+        )
+    return None
+
+
 PROMPT_LEARNING = ("ptuning_v2", "prompt_tuning", "p_tuning")
 
 
@@ -258,6 +275,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _fusion_model_keys,
     _mine_needs_two_modalities,
     _transcripts_feed_a_text_encoder,
+    _train_on_dev_selects_nothing_on_dev,
 ]
 
 

@@ -99,6 +99,10 @@ class DataConfig(Section):
     # family fusion: an `id<TAB>text` file (e.g. ASR output, as LoRA-MER used) replacing the
     # corpus' transcriptions for every example (data/transcripts.py); None: the corpus' own text
     transcripts: str | None = None
+    # The dev split's examples also train (issue 15): with eval.select=last nothing is chosen on
+    # dev, and a small corpus (EmoDB's speaker folds: 7 of 8 speakers left to train) loses less.
+    # Dev is still evaluated and logged, but it is no longer held out.
+    train_on_dev: bool = False
 
 
 class PromptConfig(Section):

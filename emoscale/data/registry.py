@@ -65,4 +65,6 @@ def load_corpus(data_config) -> Corpus:
     corpus = CORPORA[data_config.dataset](data_config)
     if data_config.fold is not None:
         corpus = folds.split_fold(corpus, data_config)
+    if data_config.train_on_dev:  # dev stays as it is (evaluated, logged), and trains too
+        corpus.splits["train"] = corpus.split("train") + corpus.split("dev")
     return corpus

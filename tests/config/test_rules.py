@@ -136,3 +136,17 @@ def test_gradient_accumulation_is_set_in_one_place(monkeypatch, tmp_path):
     assert "launcher sets gradient accumulation 8" in error_of("train.grad_accum=1")
     monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(REPO / "ds_configs" / "zero2.json"))
     load_config(overrides=["train.grad_accum=3"])  # "auto": filled from the run config
+
+
+def test_train_on_dev_needs_the_last_model_and_no_early_stopping():
+    assert error_of("data.train_on_dev=true") == (
+        "config key 'data.train_on_dev': dev then trains, so it cannot pick the model; "
+        "set eval.select=last"
+    )
+    assert error_of(
+        "data.train_on_dev=true", "eval.select=last", "train.early_stopping_patience=2"
+    ) == (
+        "config key 'data.train_on_dev': dev then trains, so it cannot stop training early; "
+        "leave train.early_stopping_patience unset"
+    )
+    assert load_config(overrides=["data.train_on_dev=true", "eval.select=last"]).data.train_on_dev

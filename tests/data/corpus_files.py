@@ -17,6 +17,7 @@ from types import SimpleNamespace
 def data_config(dataset: str, path: Path, **keys) -> SimpleNamespace:
     """What a loader reads of DataConfig, without the cross-key rules of a full RunConfig."""
     defaults = {"target": None, "fold": None, "num_folds": None, "labels": None, "id_column": None}
+    defaults["train_on_dev"] = False
     defaults.update(text_column="text", label_column="label")
     return SimpleNamespace(dataset=dataset, path=str(path), **{**defaults, **keys})
 

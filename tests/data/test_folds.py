@@ -205,3 +205,16 @@ def test_ids_shared_between_split_files_cannot_fold(tmp_path):
     assert (
         str(error.value) == "example id 'u1' is in two splits; folds need ids unique across splits"
     )
+
+
+def test_train_on_dev_adds_the_dev_speakers_to_training_and_keeps_dev(tmp_path):
+    _write_generic(tmp_path, {"train": ["ann", "bob", "cat", "dan", "eve", "fay"],
+                              "dev": ["gus", "hal"], "test": ["ivy", "jon"]})  # fmt: skip
+    held_out = load_corpus(data_config("csv", tmp_path, fold=1))
+    joined = load_corpus(data_config("csv", tmp_path, fold=1, train_on_dev=True))
+    assert held_out.split("dev") and joined.split("dev") == held_out.split("dev")
+    assert joined.split("test") == held_out.split("test")
+    assert joined.split("train") == held_out.split("train") + held_out.split("dev")
+    assert {e.speaker for e in joined.split("train")} == {
+        e.speaker for name in ("train", "dev") for e in held_out.split(name)
+    }

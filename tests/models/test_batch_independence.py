@@ -117,3 +117,31 @@ def test_per_clip_front_end_trains_like_the_batched_one_on_equal_lengths(group_n
     (features * frame_mask[..., None]).sum().backward()
     first_conv = speech.encoder.feature_extractor.conv_layers[0].conv.weight
     assert first_conv.grad is not None and first_conv.grad.abs().sum() > 0
+
+
+def test_equal_length_batch_takes_one_batched_call_with_the_same_result(group_norm_folders):
+    """No padding, nothing to fix: the per-clip front end gives exactly the batched features (the
+    step-time cost of the fix is then zero; benchmarks/bench_batch_independence.py)."""
+    folder = group_norm_folders["wavlm", True]
+    values = torch.randn(3, 8_000, generator=torch.Generator().manual_seed(4))
+    mask = torch.ones(3, 8_000, dtype=torch.long)
+    outputs, calls = {}, {}
+    for per_clip in (True, False):
+        speech = SpeechEncoder(WavLMModel.from_pretrained(folder), "last", frozen=True,
+                               per_clip_front_end=per_clip).eval()  # fmt: skip
+        front_end = speech.encoder.feature_extractor
+        inner = front_end.batched_forward if per_clip else front_end.forward
+        calls[per_clip] = []
+
+        def counted(x, inner=inner, seen=calls[per_clip]):
+            seen.append(x.shape[0])
+            return inner(x)
+
+        if per_clip:
+            front_end.batched_forward = counted
+        else:
+            front_end.forward = counted
+        with torch.no_grad():
+            outputs[per_clip] = speech(values, mask)[0]
+    assert calls == {True: [3], False: [3]}  # one call on the whole batch, on both paths
+    assert torch.equal(outputs[True], outputs[False])
