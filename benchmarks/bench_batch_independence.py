@@ -27,12 +27,10 @@ import time
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-# shared/ beside the checkout (/work/main) or beside the worktrees folder (/work/wt/NAME)
-SHARED = next(
-    (p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared"
-)
+SHARED = SHARED_DATA.parent
 EMODB_CLIP = SHARED / "data" / "emodb" / "wav" / "03a01Fa.wav"
 # the old path passed a mask when the extractor asked for one: wavlm-base-plus yes, the others no
 OLD_MASK = {"wavlm": True, "hubert": False, "wav2vec2": False}

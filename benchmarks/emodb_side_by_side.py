@@ -35,12 +35,10 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from shared_data import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
-# shared/ beside the checkout (/work/main) or beside the worktrees folder (/work/wt/NAME)
-SHARED = next(
-    (p / "shared" for p in REPO.parents if (p / "shared" / "data").is_dir()), REPO.parent / "shared"
-)
+SHARED = SHARED_DATA.parent
 DEFAULT_DATA = SHARED / "data" / "emodb"
 CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 NUM_FOLDS = 5
