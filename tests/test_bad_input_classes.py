@@ -1203,3 +1203,17 @@ def test_all_linear_targets_every_linear_layer(run_overrides, tmp_path):
     assert sorted({name.rsplit(".", 1)[-1] for name in adapter["target_modules"]}) == [
         "down_proj", "gate_proj", "k_proj", "o_proj", "q_proj", "up_proj", "v_proj"
     ]  # fmt: skip
+
+
+def test_a_sweep_refuses_train_on_dev(capsys, run_overrides, tmp_path):
+    # A sweep picks its best point on dev: with dev trained on, that pick would be meaningless.
+    overrides = [*run_overrides, "data.train_on_dev=true", "eval.select=last"]
+    overrides = [o for o in overrides if not o.startswith("output_dir=")]
+    line = cli_refused(
+        capsys, ["sweep", *overrides, f"output_dir={tmp_path / 'sweep'}", "--grid", "lora.r=4,8"]
+    )
+    assert line == (
+        "error: config key 'data.train_on_dev': a sweep picks its best point on dev, which would "
+        "then be training data; sweep with dev held out"
+    )
+    assert not (tmp_path / "sweep").exists()

@@ -66,5 +66,15 @@ def load_corpus(data_config) -> Corpus:
     if data_config.fold is not None:
         corpus = folds.split_fold(corpus, data_config)
     if data_config.train_on_dev:  # dev stays as it is (evaluated, logged), and trains too
+        dev_ids = {example.id for example in corpus.split("dev")}
+        if dev_ids & {example.id for example in corpus.split("test")}:
+            raise ConfigError(
+                f"config key 'data.train_on_dev': {corpus.info.name}'s dev split is also its test "
+                "split here (GLUE's SST-2 layout has no labelled test), so dev cannot train"
+            )
         corpus.splits["train"] = corpus.split("train") + corpus.split("dev")
+        # Dev dialogues keep their unlabelled turns as context when they train, as when evaluated.
+        corpus.context_only["train"] = corpus.context_only.get("train", []) + list(
+            corpus.context_only.get("dev", [])
+        )
     return corpus

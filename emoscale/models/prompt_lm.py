@@ -217,12 +217,13 @@ class PromptLMFamily:
         )
         finished = torch.zeros(input_ids.shape[0], dtype=torch.bool, device=input_ids.device)
         tokens = []
-        for _ in range(self.config.eval.max_new_tokens):
+        steps = self.config.eval.max_new_tokens
+        for step in range(steps):
             token = logits[:, -1].argmax(-1).masked_fill(finished, pad)
             tokens.append(token)
             finished |= torch.isin(token, stop)
-            if finished.all() and not synced:
-                break
+            if step == steps - 1 or (finished.all() and not synced):
+                break  # the last token needs no forward pass after it
             column = token[:, None]
             logits, cache, mask = model(
                 column, torch.ones_like(column), cache=cache, cache_mask=mask, use_cache=True

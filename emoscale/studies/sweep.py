@@ -184,6 +184,11 @@ def run(
     configs = [
         (name, load_config(config_path, items)) for _, name, items in points
     ]  # all validated first
+    if any(config.data.train_on_dev for _, config in configs):
+        raise ConfigError(
+            "config key 'data.train_on_dev': a sweep picks its best point on dev, which would "
+            "then be training data; sweep with dev held out"
+        )
     record = {
         "kind": "sweep",
         "config": str(config_path) if config_path else None,

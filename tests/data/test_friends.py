@@ -130,3 +130,15 @@ def test_an_empty_unscored_turn_is_dropped_not_an_error(tmp_path):
     corpus = friends.load(data_config("friends", write_friends(tmp_path, splits)))
     assert [e.text for e in corpus.split("dev")] == ["Fine."]
     assert corpus.context_only["dev"] == []  # nothing said: no context either
+
+
+def test_train_on_dev_keeps_dev_dialogues_context_when_they_train(tmp_path):
+    from emoscale.data import load_corpus
+    from emoscale.data.context import split_contexts
+
+    splits = dict(SPLITS, dev=[[("A", "hello there", "non-neutral"), ("B", "you again", "joy")]])
+    folder = write_friends(tmp_path, splits)
+    corpus = load_corpus(data_config("friends", folder, train_on_dev=True))
+    trained = [e for e in corpus.split("train") if e.id.startswith("dev-")]
+    contexts = split_contexts(corpus.split("train"), 2, corpus.context_only["train"])
+    assert [contexts[corpus.split("train").index(e)] for e in trained] == [[("A", "hello there")]]

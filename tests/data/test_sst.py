@@ -62,3 +62,18 @@ def test_a_line_without_a_label(tmp_path):
         str(error.value)
         == f"{tmp_path / 'stsa.binary.train'}:1: expected '<label> <sentence>', got 'good .'"
     )
+
+
+def test_train_on_dev_refuses_a_dev_split_that_is_also_test(tmp_path):
+    # GLUE's layout has no labelled test: dev stands in for it, so dev must not train.
+    from emoscale.data import load_corpus
+    from emoscale.errors import ConfigError
+
+    (tmp_path / "train.tsv").write_text("sentence\tlabel\nhide new secretions \t0\n")
+    (tmp_path / "dev.tsv").write_text("sentence\tlabel\nit 's a charming journey . \t1\n")
+    with pytest.raises(ConfigError) as error:
+        load_corpus(data_config("sst2", tmp_path, train_on_dev=True))
+    assert str(error.value) == (
+        "config key 'data.train_on_dev': sst2's dev split is also its test split here (GLUE's "
+        "SST-2 layout has no labelled test), so dev cannot train"
+    )
