@@ -403,6 +403,8 @@ def scoring(args) -> dict:
         overrides = [
             *run_overrides(work, "llama-bf16-lora"),
             f"model.path={work / 'models' / model_name}",
+            # GLM fuses gate and up: every LoRA target must name a module (models/adapters.py)
+            f"lora.target_modules={LLAMA_TARGETS if model_name == 'llama' else GLM_TARGETS}",
         ]
         config = load_config(overrides=overrides)
         corpus = load_corpus(config.data)

@@ -73,8 +73,6 @@ def check(run_dir: Path, resume: bool, overwrite: bool, config: RunConfig | None
             f"--resume: {pointer} names no saved checkpoint; write the name of one of "
             f"{', '.join(path.name for path in saved[-3:])} into it"
         )
-    if resume and saved:
-        checkpoints.check_readable(checkpoints.latest(run_dir))  # before the model loads
     if not (resume or overwrite):
         raise EmoscaleError(
             f"output_dir {run_dir} already holds a run; pass --resume to continue it or --overwrite to replace it"
@@ -221,8 +219,10 @@ def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "-
 
 def check_resume(run_dir: Path, config: RunConfig) -> None:
     """A resumed run must be the same run: its config (the scheduler, the data order and the
-    checkpoint's tensors depend on it) and its base model. Read-only, before any model loads."""
+    checkpoint's tensors depend on it) and its base model; and its latest checkpoint must be
+    readable. Read-only, before any model loads."""
     from emoscale.models import base_model
+    from emoscale.training import checkpoints
 
     saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
     given = _flat(config.model_dump(mode="json"))
@@ -236,6 +236,7 @@ def check_resume(run_dir: Path, config: RunConfig) -> None:
     base = config.model.path or config.model.audio_path
     if base is not None:
         base_model.check(run_dir, base)
+    checkpoints.check_readable(checkpoints.latest(run_dir))  # the user's mistakes above first
 
 
 def _flat(dump: dict) -> dict:
