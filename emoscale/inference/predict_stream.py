@@ -174,7 +174,9 @@ def join(parts: Path, output: Path, count: int, poll: float = 0.2) -> None:
             with open(file, "rb") as part:
                 shutil.copyfileobj(part, handle)
     os.replace(temporary, output)
-    leftovers = list(parts.glob(".*.tmp"))  # a killed rank's unfinished writes
-    for file in [*files, parts / "job.json", *leftovers]:  # only what this job wrote
+    # Only the names this job writes: chunks, job.json, and a killed rank's unfinished temporaries.
+    leftovers = [*parts.glob(".chunk-*.tmp"), *parts.glob(".job.json.*.tmp")]
+    for file in [*files, parts / "job.json", *leftovers]:
         file.unlink(missing_ok=True)
-    parts.rmdir()
+    if not any(parts.iterdir()):  # anything else in it is not ours to remove
+        parts.rmdir()

@@ -143,3 +143,22 @@ def test_a_parts_folder_emoscale_did_not_make_is_never_used(
     assert [path.name for path in parts.iterdir()] == ["notes.txt"]
     assert (parts / "notes.txt").read_text() == "mine\n"
     assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_join_removes_only_the_names_the_job_writes(tmp_path):
+    from emoscale.inference.predict_stream import join
+
+    parts = tmp_path / "out.jsonl.parts"
+    parts.mkdir()
+    for number, line in enumerate(['{"line": 1}\n', '{"line": 2}\n']):
+        (parts / f"chunk-{number:08d}.jsonl").write_text(line)
+    (parts / "job.json").write_text("{}")
+    (parts / ".chunk-00000002.jsonl.1.tmp").write_text("half")  # a killed rank's write
+    (parts / "notes.txt").write_text("a user's")
+    join(parts, tmp_path / "out.jsonl", count=2)
+    assert (tmp_path / "out.jsonl").read_text() == '{"line": 1}\n{"line": 2}\n'
+    assert sorted(path.name for path in parts.iterdir()) == ["notes.txt"]  # kept, and its folder
+    (parts / "notes.txt").unlink()
+    (parts / "chunk-00000000.jsonl").write_text('{"line": 1}\n')
+    join(parts, tmp_path / "again.jsonl", count=1)
+    assert not parts.exists()  # nothing else in it: the folder goes too
