@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 import torch
-from shared_data import SHARED_DATA
+from bench_files import SHARED_DATA, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = SHARED_DATA.parent
@@ -188,8 +188,7 @@ def main(argv: list[str] | None = None) -> dict:
         )
     print("\n".join(lines))
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return result
 
 

@@ -1,10 +1,10 @@
-"""Where the real corpora are: `shared/data` beside the checkout (/work/main -> /work/shared) or
-beside any folder above it (a worktree /work/wt/NAME, a clone in /tmp/ci finds nothing and says so).
-
-Kept free of heavy imports: every benchmark reads it before torch loads."""
+"""What benchmarks read and write, kept free of heavy imports (every benchmark loads it before torch):
+where the real corpora are (`shared/data` in or beside the checkout, /work/main -> /work/shared, or
+beside any folder above it: a worktree /work/wt/NAME), and the JSON file of a result."""
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -21,3 +21,10 @@ def shared_data() -> Path:
 
 
 SHARED_DATA = shared_data()
+
+
+def write_json(path: str | Path, result: dict) -> None:
+    """A benchmark's result as JSON at `path` (its folder made if need be)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(result, indent=2))

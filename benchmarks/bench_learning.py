@@ -24,7 +24,7 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from shared_data import SHARED_DATA
+from bench_files import SHARED_DATA
 from transformers import get_scheduler
 
 from emoscale.config import load_config

@@ -24,7 +24,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import torch
-from shared_data import SHARED_DATA
+from bench_files import SHARED_DATA
 
 from emoscale.config import RunConfig, load_config
 from emoscale.data import Corpus, load_corpus

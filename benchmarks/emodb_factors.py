@@ -24,7 +24,6 @@ the best dev epoch (what the trainer reports) and after the last epoch (what a p
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import multiprocessing
 import os
@@ -35,6 +34,7 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
 import torch
+from bench_files import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emodb_side_by_side import DEFAULT_DATA, NUM_FOLDS, synthetic_emodb  # noqa: E402
@@ -257,8 +257,7 @@ def main(argv: list[str] | None = None) -> dict:
         "base_keys": base,
     }
     if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(result, indent=2))
+        write_json(args.json, result)
     return result
 
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from bench_files import SHARED_DATA
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
-from shared_data import SHARED_DATA
 
 from emoscale.data import generic, hf_datasets, meld
 

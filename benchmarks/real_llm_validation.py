@@ -26,7 +26,7 @@ import sys
 import time
 from pathlib import Path
 
-from shared_data import SHARED_DATA
+from bench_files import SHARED_DATA
 
 REPO = Path(__file__).resolve().parents[1]
 # Table 3 of Peng et al. (ICASSP 2024), ChatGLM2-6B, in %: (accuracy, macro-F1). MELD is not

@@ -16,7 +16,7 @@ import json
 import sys
 from pathlib import Path
 
-from shared_data import SHARED_DATA
+from bench_files import SHARED_DATA
 
 from emoscale.config import DataConfig
 from emoscale.data import emodb, load_corpus
