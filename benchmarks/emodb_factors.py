@@ -37,7 +37,11 @@ import torch
 from bench_files import write_json
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from emodb_side_by_side import DEFAULT_DATA, NUM_FOLDS, synthetic_emodb  # noqa: E402
+from emodb_side_by_side import (  # noqa: E402
+    DEFAULT_DATA,
+    model_and_schedule_keys,
+    synthetic_emodb,
+)
 
 CACHE = Path(tempfile.gettempdir()) / "emoscale-bench"
 ARMS = {
@@ -62,26 +66,6 @@ class PlainMeanStd(torch.nn.Module):
 
     def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return torch.cat([features.mean(1), features.std(1)], dim=-1)  # equal-length clips
-
-
-def protocol_keys(data: str, encoder: Path, lr: float, epochs: int) -> list[str]:
-    return [
-        "model.family=fusion",
-        "model.modalities=audio",
-        f"model.audio_path={encoder}",
-        "model.audio_method=full",
-        "data.dataset=emodb",
-        f"data.path={data}",
-        f"data.num_folds={NUM_FOLDS}",
-        "data.max_seconds=2.0",
-        "fusion.dim=128",
-        "fusion.classifier_hidden=128",
-        "train.batch_size=16",
-        f"train.lr={lr}",
-        f"train.epochs={epochs}",
-        "train.scheduler=cosine",
-        "eval.metric=ua",
-    ]
 
 
 def decoded_splits(config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -218,7 +202,7 @@ def main(argv: list[str] | None = None) -> dict:
     encoder = Path(args.cache_dir) / f"wavlm-random-{hidden}x{layers}"
     if not (encoder / "config.json").is_file():
         make_tiny_speech_encoder(encoder, "wavlm", hidden, layers, num_heads=4)
-    base = protocol_keys(args.data, encoder, args.lr, args.epochs) + args.base_keys
+    base = model_and_schedule_keys(args.data, encoder, args.lr, args.epochs) + args.base_keys
     results: dict[str, dict] = {}
     started = time.perf_counter()
     tasks = [(fold, arm) for fold in args.folds.split(",") for arm in args.arms.split(",")]

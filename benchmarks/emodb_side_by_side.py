@@ -68,25 +68,33 @@ def synthetic_emodb(folder: Path, seconds: float = 0.5, per_class: int = 2) -> P
     return folder
 
 
-def protocol_keys(
-    args: argparse.Namespace, encoder: Path, out: Path, emoscale_keys: bool = True
-) -> list[str]:
+def model_and_schedule_keys(data: str, encoder: Path, lr: float, epochs: int) -> list[str]:
+    """The issue's protocol: the encoder trained whole on EmoDB's speaker folds (also
+    emodb_factors.py's base)."""
     return [
         "model.family=fusion",
         "model.modalities=audio",
         f"model.audio_path={encoder}",
         "model.audio_method=full",
         "data.dataset=emodb",
-        f"data.path={args.data}",
+        f"data.path={data}",
         f"data.num_folds={NUM_FOLDS}",
         "data.max_seconds=2.0",
         "fusion.dim=128",
         "fusion.classifier_hidden=128",
         "train.batch_size=16",
-        f"train.lr={args.lr}",
-        f"train.epochs={args.epochs}",
+        f"train.lr={lr}",
+        f"train.epochs={epochs}",
         "train.scheduler=cosine",
         "eval.metric=ua",
+    ]
+
+
+def protocol_keys(
+    args: argparse.Namespace, encoder: Path, out: Path, emoscale_keys: bool = True
+) -> list[str]:
+    return [
+        *model_and_schedule_keys(args.data, encoder, args.lr, args.epochs),
         # The minimal loop tests the model after its last epoch; so does emoscale here (the trainer's
         # default, `best`, picks the epoch on one dev speaker: `--emoscale-keys eval.select=best`).
         "eval.select=last",
