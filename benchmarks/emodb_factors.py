@@ -1,8 +1,8 @@
 """EmoDB one-factor experiments (issue 15, item 3): which of emoscale's choices costs a tiny
 from-scratch encoder its learning.
 
-    nice -n 10 python benchmarks/emodb_factors.py --folds 0,1,2,3,4 --epochs 8 \
-        --json runs/bench/emodb_factors.json
+    nice -n 5 python benchmarks/emodb_factors.py --folds 0,4 --epochs 6 --seeds 42,43,44 \
+        --jobs 2 --arms emoscale,minimal,noaug,group --json runs/bench/emodb_factors.json
     python benchmarks/emodb_factors.py --quick          # seconds, synthetic clips
 
 Every arm trains emoscale's own fusion model (models/speech_text.SpeechTextModel, built from config
@@ -15,7 +15,12 @@ only their training). One thing changes per arm, relative to `--base-keys`:
   fusion.pooling=mean_std ...), and
 - `linear_head`: one linear layer on f instead of the two-layer classifier (no config key);
 - `asp_zero_init`: the attention scorer's last layer starts at zero (equal frame weights);
-- `alltrain`: the dev speaker(s) join the training split (more clips, one more speaker).
+- `group`, `rawwave`: the encoder folder differs (GroupNorm front end; no per-clip scaling).
+
+The dev speaker trains too, as in the protocol (`data.train_on_dev=true`); `--hold-out-dev` keeps
+it out. `--seeds 42,43,44` repeats every (fold, arm) with other training seeds (initialisation of
+the heads, batch order, dropout; the encoder's random weights stay those of its folder), and the
+table gives mean ± std over every (fold, seed) run.
 
 Dev UA and test UA are measured after every epoch, so each arm gives both selections: test UA at
 the best dev epoch (what the trainer reports) and after the last epoch (what a plain loop reports).
@@ -51,14 +56,34 @@ ARMS = {
     "dropout0": ["fusion.dropout=0"],
     "noaug": ["fusion.encoder_augmentation=never"],
     "meanstd": ["fusion.pooling=mean_std"],
+    "weighted": ["model.audio_layers=weighted"],
+    "lr3e-3": ["train.lr=0.003"],
+    "lr5e-4": ["train.lr=0.0005"],
+    "batch8": ["train.batch_size=8"],
     "linear_head": [],
     "asp_zero_init": [],
-    # the dev speaker(s) trained on too, as a loop without dev selection can (dev UA is then no
-    # longer held out; only test UA counts)
-    "alltrain": [],
+    # the encoder folder differs (emoscale.tiny.encoders' options; the same shape, 64 x 2):
+    "group": [],  # GroupNorm over time after the first conv (the base models' front end)
+    "rawwave": [],  # the extractor does not scale each clip to zero mean and unit variance
     # everything the minimal loop of emodb_side_by_side.py does differently, at once
     "minimal": ["train.warmup_ratio=0", "train.max_grad_norm=null"],
 }
+ENCODER_OPTIONS = {
+    "group": {"front_end_norm": "group"},
+    "rawwave": {"normalize_waveform": False},
+}
+
+
+def encoder_folder(cache_dir: str | Path, hidden: int, layers: int, arm: str = "") -> Path:
+    """The arm's random encoder (made once, seed 0): the protocol's, or its ENCODER_OPTIONS variant."""
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
+
+    options = {k: v for part in arm.split("+") for k, v in ENCODER_OPTIONS.get(part, {}).items()}
+    suffix = "".join(f"-{key}={value}" for key, value in options.items())
+    folder = Path(cache_dir) / f"wavlm-random-{hidden}x{layers}{suffix}"
+    if not (folder / "config.json").is_file():
+        make_tiny_speech_encoder(folder, "wavlm", hidden, layers, num_heads=4, **options)
+    return folder
 
 
 class PlainMeanStd(torch.nn.Module):
@@ -89,8 +114,9 @@ def ua(predicted: torch.Tensor, gold: torch.Tensor) -> float:
     return float(torch.stack(recalls).mean())
 
 
-def train_arm(config, arm: str, data: dict, seed: int) -> dict:
-    """One fold, one arm: per-epoch dev and test UA."""
+def train_arm(config, arm: str, data: dict, seed: int, train_on_dev: bool = True) -> dict:
+    """One fold, one arm, one seed: per-epoch dev and test UA. `train_on_dev`: the dev speaker
+    trains too (the protocol's `data.train_on_dev=true`; dev UA is then not held out)."""
     from transformers import get_scheduler
 
     from emoscale.models.speech_encoder import load_speech_encoder
@@ -99,17 +125,19 @@ def train_arm(config, arm: str, data: dict, seed: int) -> dict:
     torch.manual_seed(seed)
     classes = 7
     model = SpeechTextModel(load_speech_encoder(config), None, classes, config)
-    if arm == "linear_head":
+    if "linear_head" in arm.split("+"):
         model.classifier = torch.nn.Linear(config.fusion.dim, classes)
-    if arm == "minimal":
+    if "minimal" in arm.split("+"):
         model.audio_pool = PlainMeanStd()
         model.classifier = torch.nn.Linear(2 * model.speech.hidden_size, classes)
-    if arm == "asp_zero_init":  # attention scores start equal: ASP starts as mean + std pooling
+    if "asp_zero_init" in arm.split(
+        "+"
+    ):  # attention scores start equal: ASP starts as mean + std pooling
         torch.nn.init.zeros_(model.audio_pool.attention[-1].weight)
     parameters = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(parameters, lr=config.train.lr, weight_decay=0.0)
     train_x, train_y = data["train"]
-    if arm == "alltrain":
+    if train_on_dev:
         train_x, train_y = (
             torch.cat(pair) for pair in zip(data["train"], data["dev"], strict=True)
         )
@@ -157,22 +185,30 @@ def train_arm(config, arm: str, data: dict, seed: int) -> dict:
 DECODED: dict = {}  # (fold, base keys) -> decoded splits, per process
 
 
-def run_task(base: list[str], fold: str, arm: str, seed: int) -> dict:
-    """One arm on one fold (in a worker process with --jobs > 1); prints its result at once."""
+def run_task(base: list[str], fold: str, arm: str, seed: int, train_on_dev: bool) -> dict:
+    """One arm on one fold with one seed (in a worker process with --jobs > 1); prints its result
+    at once."""
     from emoscale.config import load_config
 
     torch.set_num_threads(1)
-    key = (fold, tuple(base))
+    keys = [key for part in arm.split("+") for key in ARMS[part]]
+    config = load_config(overrides=[*base, *keys, f"data.fold={fold}"])
+    key = (fold, tuple(base), config.model.audio_path)  # the encoder's extractor decides scaling
     if key not in DECODED:
         DECODED.clear()
-        DECODED[key] = decoded_splits(load_config(overrides=[*base, f"data.fold={fold}"]))
-    config = load_config(overrides=[*base, *ARMS[arm], f"data.fold={fold}"])
+        DECODED[key] = decoded_splits(config)
     started = time.perf_counter()
-    outcome = train_arm(config, arm, DECODED[key], seed)
+    outcome = train_arm(config, arm, DECODED[key], seed, train_on_dev)
     outcome["seconds"] = time.perf_counter() - started
     shown = {k: v for k, v in outcome.items() if k != "history"}
-    print(arm, fold, shown, flush=True)
+    print(arm, fold, seed, shown, flush=True)
     return outcome
+
+
+def mean_std(values: list[float]) -> tuple[float, float]:
+    mean = sum(values) / len(values)
+    spread = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
+    return mean, spread
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -182,55 +218,83 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--folds", default="0,1")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
     parser.add_argument("--arms", default=",".join(ARMS))
     parser.add_argument("--base-keys", nargs="*", default=[], help="keys under every arm")
+    parser.add_argument(
+        "--hold-out-dev", action="store_true", help="the dev speaker does not train (7 speakers)"
+    )
     parser.add_argument("--quick", action="store_true", help="synthetic clips, 2 epochs, 1 fold")
     parser.add_argument("--json", help="write every arm's per-fold, per-epoch UA here")
-    parser.add_argument("--jobs", type=int, default=1, help="(fold, arm) runs in parallel")
-    parser.add_argument("--cache-dir", default=str(CACHE), help="the random encoder is kept here")
+    parser.add_argument("--jobs", type=int, default=1, help="(fold, arm, seed) runs in parallel")
+    parser.add_argument("--cache-dir", default=str(CACHE), help="the random encoders are kept here")
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
-    from emoscale.tiny.encoders import make_tiny_speech_encoder
 
     hidden, layers = (64, 2) if not args.quick else (16, 1)
     if args.quick:
         args.data = str(synthetic_emodb(Path(args.cache_dir) / "quick-emodb"))
         args.folds, args.epochs = "0", 2
         args.arms = "emoscale,meanstd"
-    encoder = Path(args.cache_dir) / f"wavlm-random-{hidden}x{layers}"
-    if not (encoder / "config.json").is_file():
-        make_tiny_speech_encoder(encoder, "wavlm", hidden, layers, num_heads=4)
-    base = model_and_schedule_keys(args.data, encoder, args.lr, args.epochs) + args.base_keys
-    results: dict[str, dict] = {}
+    arms = args.arms.split(",")
+    unknown = [part for arm in arms for part in arm.split("+") if part not in ARMS]
+    if unknown:
+        parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
+    base = model_and_schedule_keys(
+        args.data, encoder_folder(args.cache_dir, hidden, layers), args.lr, args.epochs
+    )
+    base += args.base_keys
+    encoders = {arm: encoder_folder(args.cache_dir, hidden, layers, arm) for arm in arms}
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    # seed by seed: a call stopped early still has every arm on the same (fold, seed) runs
+    tasks = [(fold, arm, seed) for seed in seeds for fold in args.folds.split(",") for arm in arms]
+    bases = [[*base, f"model.audio_path={encoders[arm]}"] for _, arm, _ in tasks]
+    train_on_dev = not args.hold_out_dev
     started = time.perf_counter()
-    tasks = [(fold, arm) for fold in args.folds.split(",") for arm in args.arms.split(",")]
-    if args.jobs > 1:  # each (fold, arm) in its own process, decoding its fold itself
+    if args.jobs > 1:  # each task in its own process, decoding its fold itself
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
+            folds, arm_names, seed_list = zip(*tasks, strict=True)
             count = len(tasks)
-            runs = pool.map(
-                run_task, [base] * count, *zip(*tasks, strict=True), [args.seed] * count
-            )
+            runs = pool.map(run_task, bases, folds, arm_names, seed_list, [train_on_dev] * count)
             outcomes = list(runs)
     else:
-        outcomes = [run_task(base, fold, arm, args.seed) for fold, arm in tasks]
-    for (fold, arm), outcome in zip(tasks, outcomes, strict=True):
-        results.setdefault(arm, {})[f"fold{fold}"] = outcome
+        outcomes = [
+            run_task(b, fold, arm, seed, train_on_dev)
+            for b, (fold, arm, seed) in zip(bases, tasks, strict=True)
+        ]
+    results: dict[str, dict] = {}
+    for (fold, arm, seed), outcome in zip(tasks, outcomes, strict=True):
+        results.setdefault(arm, {}).setdefault(f"fold{fold}", {})[f"seed{seed}"] = outcome
     lines = [
-        "| arm | test UA, best dev epoch | test UA, last epoch | best epochs |",
+        "| arm | test UA, last epoch: mean ± std over (fold, seed) runs | per fold (mean of seeds) |"
+        " test UA at the best dev epoch |",
         "|---|---|---|---|",
     ]
     summary = {}
     for arm, folds in results.items():
-        at_best = sum(f["test_at_best_dev"] for f in folds.values()) / len(folds)
-        last = sum(f["test_last"] for f in folds.values()) / len(folds)
-        epochs = ",".join(str(f["best_epoch"]) for f in folds.values())
-        summary[arm] = {"test_at_best_dev": at_best, "test_last": last}
-        lines.append(f"| {arm} | {at_best:.3f} | {last:.3f} | {epochs} |")
+        runs = [run for fold in folds.values() for run in fold.values()]
+        last = mean_std([run["test_last"] for run in runs])
+        at_best = mean_std([run["test_at_best_dev"] for run in runs])
+        per_fold = {
+            name: mean_std([run["test_last"] for run in fold.values()])[0]
+            for name, fold in folds.items()
+        }
+        summary[arm] = {"test_last": last, "test_at_best_dev": at_best, "per_fold": per_fold}
+        cells = " / ".join(f"{value:.3f}" for value in per_fold.values())
+        lines.append(
+            f"| {arm} | {last[0]:.3f} ± {last[1]:.3f} (n={len(runs)}) | {cells} |"
+            f" {at_best[0]:.3f} |"
+        )
     seconds = time.perf_counter() - started
-    print("\n".join(lines) + f"\n{seconds:.0f} s; folds {args.folds}, {args.epochs} epochs")
+    load = os.getloadavg()
+    print(
+        "\n".join(lines)
+        + f"\n{seconds:.0f} s; folds {args.folds}, seeds {args.seeds}, {args.epochs} epochs,"
+        f" {'7' if args.hold_out_dev else '8'} training speakers; load average at the end"
+        f" {load[0]:.1f} / {load[1]:.1f} / {load[2]:.1f}"
+    )
     result = {
         "benchmark": "emodb_factors",
         "table": "\n".join(lines),

@@ -96,6 +96,9 @@ class DataConfig(Section):
     # Evaluation audio cropped (centred) to max_seconds too. LoRA-MER does not crop at test time
     # (false); true bounds memory on long utterances (issue 15).
     eval_crop: bool = True
+    # Audio clips no longer than max_seconds, decoded and resampled once and kept in memory, up to
+    # this many MB per process (each DataLoader worker holds its own); 0: decoded every epoch.
+    audio_cache_mb: float = Field(512.0, ge=0.0)
     # family fusion: an `id<TAB>text` file (e.g. ASR output, as LoRA-MER used) replacing the
     # corpus' transcriptions for every example (data/transcripts.py); None: the corpus' own text
     transcripts: str | None = None

@@ -10,7 +10,9 @@
   soundfile, channels averaged to mono, resampled to the encoder's rate (its feature extractor's
   `sampling_rate`), and cropped to `data.max_seconds`: at a random offset in training, centred in
   evaluation (with `data.eval_crop: false`, as in LoRA-MER, evaluation reads the whole clip).
-  Only the frames kept are read, so a long recording costs what its crop costs.
+  Only the frames kept are read, so a long recording costs what its crop costs. A clip no longer
+  than the crop is the same every epoch: it is decoded once and kept in memory, up to
+  `data.audio_cache_mb` per process (each DataLoader worker holds its own).
 - `pad_waves` pads a batch to its longest clip and returns the attention mask (1 = real sample);
   nothing is padded beyond the batch, as the mask makes longer padding pointless.
 
@@ -121,6 +123,7 @@ class AudioReader:
         normalize: bool,
         min_samples: int = 1,
         eval_crop: bool = True,
+        cache_megabytes: float = 0.0,
     ):
         self.sample_rate = sample_rate
         self.max_samples = int(round(max_seconds * sample_rate))
@@ -131,11 +134,20 @@ class AudioReader:
         # file rate -> its resampler: the windowed-sinc kernel is built once, not for every clip
         # (torchaudio.functional.resample rebuilds it each call: 30 vs 12 ms a 2 s EmoDB clip).
         self.resamplers: dict[int, torchaudio.transforms.Resample] = {}
+        # (path, cropped) -> the decoded clip, for clips read whole (no longer than the crop, so
+        # no random offset): every epoch would decode and resample them again to the same samples
+        # (`data.audio_cache_mb`; per DataLoader worker, which persistent workers keep).
+        self.cache: dict[tuple[str, bool], torch.Tensor] = {}
+        self.cache_budget = int(cache_megabytes * 2**20)
+        self.cached_bytes = 0
 
     def read(self, path: str | Path, crop_seed: str | None = None) -> torch.Tensor:
         """[samples] float32. `crop_seed` set: random crop (training); None: centred crop, or the
         whole clip without eval_crop."""
         crop = crop_seed is not None or self.eval_crop
+        cached = self.cache.get((str(path), crop))
+        if cached is not None:
+            return cached
         try:
             with soundfile.SoundFile(str(path)) as handle:
                 rate, frames = handle.samplerate, handle.frames
@@ -168,6 +180,10 @@ class AudioReader:
             wave = (wave - wave.mean()) / torch.sqrt(wave.var(unbiased=False) + 1e-7)
         if wave.numel() < self.min_samples:
             wave = torch.nn.functional.pad(wave, (0, self.min_samples - wave.numel()))
+        size = wave.numel() * wave.element_size()
+        if keep == frames and self.cached_bytes + size <= self.cache_budget:
+            self.cache[(str(path), crop)] = wave
+            self.cached_bytes += size
         return wave
 
 

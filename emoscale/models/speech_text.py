@@ -307,6 +307,7 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
             normalize=bool(getattr(extractor, "do_normalize", False)),
             min_samples=receptive_field(AutoConfig.from_pretrained(folder)),
             eval_crop=config.data.eval_crop,
+            cache_megabytes=config.data.audio_cache_mb,
         )
         seconds = check_corpus_audio(corpus, config.data.path, config.data.skip_bad_audio)
         bad = {reason: n for reason, n in corpus.dropped.items() if reason.startswith("audio:")}

@@ -47,9 +47,19 @@ def make_tiny_speech_encoder(
     num_heads: int = 2,
     sampling_rate: int = 16_000,
     seed: int = 0,
+    front_end_norm: str = "layer",
+    normalize_waveform: bool = True,
 ) -> Path:
     """Save a small random speech encoder plus its feature extractor (preprocessor_config.json)
-    to `out`, which must not hold files."""
+    to `out`, which must not hold files.
+
+    `front_end_norm`: "layer" (a LayerNorm over channels after every convolution, as in the large
+    models) or "group" (GroupNorm over time after the first one only, as in wav2vec2/HuBERT/
+    WavLM-base; SpeechEncoder runs it per clip, so padding cannot change a clip's features).
+    `normalize_waveform`: the extractor's do_normalize (each clip scaled to zero mean, unit variance).
+    """
+    if front_end_norm not in ("layer", "group"):
+        raise ValueError(f"front_end_norm must be 'layer' or 'group', not {front_end_norm!r}")
     refuse_existing(Path(out), "tiny speech encoder:")
     if arch not in SPEECH_ARCHITECTURES:
         raise ValueError(
@@ -66,9 +76,8 @@ def make_tiny_speech_encoder(
         conv_stride=(5, 4, 4, 4),  # 5*4*4*4 = 320, as in the base models
         num_conv_pos_embeddings=16,
         num_conv_pos_embedding_groups=4,
-        # Layer norm per frame (as in the large models): the base models' group norm over time lets
-        # padding change a clip's features, so results would depend on how a batch is padded.
-        feat_extract_norm="layer",
+        # Layer norm per frame by default (as in the large models); "group" is the base models'.
+        feat_extract_norm=front_end_norm,
         conv_bias=True,
         mask_time_length=2,  # SpecAugment spans in proportion to clips of a second, not ten
     )
@@ -79,7 +88,7 @@ def make_tiny_speech_encoder(
         feature_size=1,
         sampling_rate=sampling_rate,
         padding_value=0.0,
-        do_normalize=True,
+        do_normalize=normalize_waveform,
         return_attention_mask=True,
     )
     with new_folder(Path(out), "tiny speech encoder:") as work:

@@ -146,3 +146,29 @@ def test_training_indices_carry_their_epoch():
     assert len(tagged) == len(batches) == 2
     assert sorted(index for batch in tagged for index, _ in batch) == [0, 1, 2, 3]
     assert {epoch for batch in tagged for _, epoch in batch} == {3}
+
+
+def test_clips_read_whole_are_decoded_once_and_long_ones_every_time(tmp_path):
+    soundfile.write(tmp_path / "short.wav", sine(440, 0.5, rate=22_050), 22_050)
+    soundfile.write(tmp_path / "long.wav", sine(440, 2.0, rate=22_050), 22_050)
+    reader = AudioReader(RATE, max_seconds=1.0, normalize=True, cache_megabytes=1.0)
+    uncached = AudioReader(RATE, max_seconds=1.0, normalize=True)
+    first = reader.read(tmp_path / "short.wav", crop_seed="0:0:1")
+    torch.testing.assert_close(first, uncached.read(tmp_path / "short.wav", crop_seed="0:0:1"))
+    (tmp_path / "short.wav").unlink()  # a second epoch no longer touches the file
+    again = reader.read(tmp_path / "short.wav", crop_seed="0:1:1")
+    assert again is first
+    crops = [reader.read(tmp_path / "long.wav", crop_seed=f"0:{epoch}:2") for epoch in range(3)]
+    assert len({round(crop[0].item(), 6) for crop in crops}) > 1  # a random crop is drawn anew
+    assert list(reader.cache) == [(str(tmp_path / "short.wav"), True)]
+    assert reader.cached_bytes == 8000 * 4
+
+
+def test_the_audio_cache_stays_within_its_budget(tmp_path):
+    for name in ("a", "b"):
+        soundfile.write(tmp_path / f"{name}.wav", sine(440, 0.5), RATE)  # 32,000 bytes decoded
+    reader = AudioReader(RATE, max_seconds=1.0, normalize=False, cache_megabytes=40_000 / 2**20)
+    reader.read(tmp_path / "a.wav")
+    reader.read(tmp_path / "b.wav")
+    assert [path for path, _ in reader.cache] == [str(tmp_path / "a.wav")]
+    assert AudioReader(RATE, max_seconds=1.0, normalize=False).cache_budget == 0
