@@ -205,10 +205,11 @@ def run_task(base: list[str], fold: str, arm: str, seed: int, train_on_dev: bool
     return outcome
 
 
-def mean_std(values: list[float]) -> tuple[float, float]:
+def mean_std(values: list[float]) -> dict[str, float]:
+    """Mean and sample standard deviation (0 for one value)."""
     mean = sum(values) / len(values)
     spread = (sum((v - mean) ** 2 for v in values) / max(1, len(values) - 1)) ** 0.5
-    return mean, spread
+    return {"mean": mean, "std": spread}
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -219,7 +220,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
-    parser.add_argument("--arms", default=",".join(ARMS))
+    parser.add_argument("--arms", help="comma-separated; default: every arm (--quick: two)")
     parser.add_argument("--base-keys", nargs="*", default=[], help="keys under every arm")
     parser.add_argument(
         "--hold-out-dev", action="store_true", help="the dev speaker does not train (7 speakers)"
@@ -236,8 +237,8 @@ def main(argv: list[str] | None = None) -> dict:
     if args.quick:
         args.data = str(synthetic_emodb(Path(args.cache_dir) / "quick-emodb"))
         args.folds, args.epochs = "0", 2
-        args.arms = "emoscale,meanstd"
-    arms = args.arms.split(",")
+        args.arms = args.arms or "emoscale,meanstd"
+    arms = (args.arms or ",".join(ARMS)).split(",")
     unknown = [part for arm in arms for part in arm.split("+") if part not in ARMS]
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
@@ -278,14 +279,14 @@ def main(argv: list[str] | None = None) -> dict:
         last = mean_std([run["test_last"] for run in runs])
         at_best = mean_std([run["test_at_best_dev"] for run in runs])
         per_fold = {
-            name: mean_std([run["test_last"] for run in fold.values()])[0]
+            name: mean_std([run["test_last"] for run in fold.values()])["mean"]
             for name, fold in folds.items()
         }
         summary[arm] = {"test_last": last, "test_at_best_dev": at_best, "per_fold": per_fold}
         cells = " / ".join(f"{value:.3f}" for value in per_fold.values())
         lines.append(
-            f"| {arm} | {last[0]:.3f} ± {last[1]:.3f} (n={len(runs)}) | {cells} |"
-            f" {at_best[0]:.3f} |"
+            f"| {arm} | {last['mean']:.3f} ± {last['std']:.3f} (n={len(runs)}) | {cells} |"
+            f" {at_best['mean']:.3f} |"
         )
     seconds = time.perf_counter() - started
     load = os.getloadavg()

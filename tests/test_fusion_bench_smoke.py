@@ -106,15 +106,26 @@ def test_emodb_side_by_side_quick(tmp_path, monkeypatch):
 
 def test_emodb_factors_quick_measures_both_selections(tmp_path, monkeypatch):
     bench = load("emodb_factors", monkeypatch)
-    argv = ["--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "f.json")]
+    argv = ["--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "f.json"),
+            "--seeds", "1,2", "--arms", "emoscale,group+minimal"]  # fmt: skip
     returned = bench.main(argv)
     written = json.loads((tmp_path / "f.json").read_text())
     assert written["summary"] == returned["summary"]
-    assert set(written["summary"]) == {"emoscale", "meanstd"}
-    fold = written["results"]["emoscale"]["fold0"]
-    assert len(fold["history"]) == 2  # dev and test UA after each epoch
-    assert fold["test_last"] == fold["history"][-1]["test"]
-    assert fold["test_at_best_dev"] == fold["history"][fold["best_epoch"] - 1]["test"]
+    assert set(written["summary"]) == {"emoscale", "group+minimal"}
+    # a combined arm with an encoder variant: its own folder, GroupNorm front end
+    group = json.loads(
+        (tmp_path / "wavlm-random-16x1-front_end_norm=group/config.json").read_text()
+    )
+    assert group["feat_extract_norm"] == "group"
+    for arm in ("emoscale", "group+minimal"):
+        runs = written["results"][arm]["fold0"]
+        assert set(runs) == {"seed1", "seed2"}
+        for run in runs.values():
+            assert len(run["history"]) == 2  # dev and test UA after each epoch
+            assert run["test_last"] == run["history"][-1]["test"]
+            assert run["test_at_best_dev"] == run["history"][run["best_epoch"] - 1]["test"]
+        lasts = [run["test_last"] for run in runs.values()]
+        assert written["summary"][arm]["test_last"]["mean"] == pytest.approx(sum(lasts) / 2)
     assert written["table"].startswith("| arm |")
 
 
