@@ -44,6 +44,7 @@ from bench_files import write_json
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from emodb_side_by_side import (  # noqa: E402
     DEFAULT_DATA,
+    encoder_folder,
     model_and_schedule_keys,
     synthetic_emodb,
 )
@@ -74,16 +75,10 @@ ENCODER_OPTIONS = {
 }
 
 
-def encoder_folder(cache_dir: str | Path, hidden: int, layers: int, arm: str = "") -> Path:
-    """The arm's random encoder (made once, seed 0): the protocol's, or its ENCODER_OPTIONS variant."""
-    from emoscale.tiny.encoders import make_tiny_speech_encoder
-
+def arm_encoder(cache_dir: str | Path, hidden: int, layers: int, arm: str = "") -> Path:
+    """The arm's random encoder: the protocol's, or its ENCODER_OPTIONS variant."""
     options = {k: v for part in arm.split("+") for k, v in ENCODER_OPTIONS.get(part, {}).items()}
-    suffix = "".join(f"-{key}={value}" for key, value in options.items())
-    folder = Path(cache_dir) / f"wavlm-random-{hidden}x{layers}{suffix}"
-    if not (folder / "config.json").is_file():
-        make_tiny_speech_encoder(folder, "wavlm", hidden, layers, num_heads=4, **options)
-    return folder
+    return encoder_folder(cache_dir, hidden, layers, **options)
 
 
 class PlainMeanStd(torch.nn.Module):
@@ -243,10 +238,10 @@ def main(argv: list[str] | None = None) -> dict:
     if unknown:
         parser.error(f"unknown arm(s) {', '.join(unknown)}; known: {', '.join(ARMS)}")
     base = model_and_schedule_keys(
-        args.data, encoder_folder(args.cache_dir, hidden, layers), args.lr, args.epochs
+        args.data, arm_encoder(args.cache_dir, hidden, layers), args.lr, args.epochs
     )
     base += args.base_keys
-    encoders = {arm: encoder_folder(args.cache_dir, hidden, layers, arm) for arm in arms}
+    encoders = {arm: arm_encoder(args.cache_dir, hidden, layers, arm) for arm in arms}
     seeds = [int(seed) for seed in args.seeds.split(",")]
     # seed by seed: a call stopped early still has every arm on the same (fold, seed) runs
     tasks = [(fold, arm, seed) for seed in seeds for fold in args.folds.split(",") for arm in arms]

@@ -90,6 +90,18 @@ def model_and_schedule_keys(data: str, encoder: Path, lr: float, epochs: int) ->
     ]
 
 
+def encoder_folder(cache_dir: str | Path, hidden: int, layers: int, **options) -> Path:
+    """The protocol's random WavLM (made once, seed 0), or a variant with emoscale.tiny's
+    make_tiny_speech_encoder options (front_end_norm, normalize_waveform): the same shape."""
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
+
+    suffix = "".join(f"-{key}={value}" for key, value in options.items())
+    folder = Path(cache_dir) / f"wavlm-random-{hidden}x{layers}{suffix}"
+    if not (folder / "config.json").is_file():
+        make_tiny_speech_encoder(folder, "wavlm", hidden, layers, num_heads=4, **options)
+    return folder
+
+
 def protocol_keys(
     args: argparse.Namespace, encoder: Path, out: Path, emoscale_keys: bool = True
 ) -> list[str]:
@@ -107,24 +119,33 @@ def protocol_keys(
     ]
 
 
-def run_emoscale_fold(args: argparse.Namespace, encoder: Path, fold: int) -> float:
+def run_emoscale_fold(args: argparse.Namespace, encoder: Path, fold: int, seed: int) -> float:
     """`emoscale cv` on one fold (its own cv folder, so folds can run in parallel); test UA of the
     model cv tested (eval.select: the last one, or the best on dev)."""
     from emoscale.studies import cv
 
-    out = Path(args.out) / f"fold{fold}"
-    parent, _ = cv.run(None, protocol_keys(args, encoder, out), folds=str(fold), overwrite=True)
+    out = Path(args.out) / f"seed{seed}" / f"fold{fold}"
+    keys = [*protocol_keys(args, encoder, out), f"seed={seed}"]
+    parent, _ = cv.run(None, keys, folds=str(fold), overwrite=True)
     (summary,) = json.loads((parent / "cv.json").read_text())["folds"]
     return summary["test"]["ua"]
 
 
-def run_task(args: argparse.Namespace, encoder: Path, side: str, fold: int) -> dict:
-    """One side on one fold, timed; runs in a worker process with --jobs > 1."""
+def run_task(args: argparse.Namespace, encoder: Path, side: str, fold: int, seed: int) -> dict:
+    """One side on one fold with one seed, timed (wall and this process's CPU seconds: the CPU
+    seconds are what the run costs whatever else the machine runs); in a worker with --jobs > 1."""
     torch.set_num_threads(1)
-    started = time.perf_counter()
+    started, cpu_started = time.perf_counter(), time.process_time()
     run = run_emoscale_fold if side == "emoscale" else run_minimal_fold
-    ua = run(args, encoder, fold)
-    outcome = {"side": side, "fold": fold, "ua": ua, "seconds": time.perf_counter() - started}
+    ua = run(args, encoder, fold, seed)
+    outcome = {
+        "side": side,
+        "fold": fold,
+        "seed": seed,
+        "ua": ua,
+        "seconds": time.perf_counter() - started,
+        "cpu_seconds": time.process_time() - cpu_started,
+    }
     print(outcome, flush=True)  # each run as it ends: a long call shows its progress
     return outcome
 
@@ -138,7 +159,7 @@ def unweighted_accuracy(predicted: list[int], gold: list[int], classes: int) -> 
     return sum(recalls) / len(recalls)
 
 
-def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int) -> float:
+def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int, seed: int) -> float:
     """The whole minimal loop for one fold; returns test UA after the last epoch."""
     import soundfile
     import torchaudio
@@ -167,7 +188,7 @@ def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int) -> floa
     train_x, test_x = waves(train), waves(test)
     train_y = torch.tensor([e.label for e in train])
     classes = len(corpus.info.label_names)
-    torch.manual_seed(args.seed)
+    torch.manual_seed(seed)
     model = WavLMModel.from_pretrained(encoder, layerdrop=0.0)
     head = torch.nn.Linear(2 * model.config.hidden_size, classes)
     parameters = [*model.parameters(), *head.parameters()]
@@ -200,7 +221,13 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--folds", help="comma-separated fold numbers (default: all 5)")
     parser.add_argument("--epochs", type=int, default=15)
     parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seeds", default="42", help="comma-separated training seeds")
+    parser.add_argument(
+        "--front-end-norm",
+        choices=("layer", "group"),
+        default="layer",
+        help="the random encoder's conv front end (emoscale.tiny.encoders; the same 64 x 2 shape)",
+    )
     parser.add_argument("--sides", default="emoscale,minimal")
     parser.add_argument("--emoscale-keys", nargs="*", default=[], help="extra emoscale keys")
     parser.add_argument(
@@ -218,42 +245,60 @@ def main(argv: list[str] | None = None) -> dict:
     args = parser.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     torch.set_num_threads(1)
-    from emoscale.tiny.encoders import make_tiny_speech_encoder
-
     hidden, layers = (16, 1) if args.quick else (64, 2)
     if args.quick:
         args.data = str(synthetic_emodb(Path(args.cache_dir) / "quick-emodb"))
         args.folds, args.epochs = args.folds or "0", 2
-    encoder = Path(args.cache_dir) / f"wavlm-random-{hidden}x{layers}"
-    if not (encoder / "config.json").is_file():
-        make_tiny_speech_encoder(encoder, "wavlm", hidden, layers, num_heads=4)
+    options = {} if args.front_end_norm == "layer" else {"front_end_norm": args.front_end_norm}
+    encoder = encoder_folder(args.cache_dir, hidden, layers, **options)
     folds = [int(f) for f in args.folds.split(",")] if args.folds else list(range(NUM_FOLDS))
-    # fold by fold, so the two sides of a fold run side by side in time (the same load on both)
-    tasks = [(side, fold) for fold in folds for side in args.sides.split(",")]
+    seeds = [int(seed) for seed in args.seeds.split(",")]
+    # seed by seed, fold by fold, so the two sides of a fold run side by side in time (the same
+    # load on both)
+    tasks = [
+        (side, fold, seed) for seed in seeds for fold in folds for side in args.sides.split(",")
+    ]
     started = time.perf_counter()
-    if args.jobs > 1:  # each (side, fold) in its own process: the same work, less wall time
+    if args.jobs > 1:  # each (side, fold, seed) in its own process: the same work, less wall time
         context = multiprocessing.get_context("spawn")
         with ProcessPoolExecutor(args.jobs, mp_context=context) as pool:
-            sides, folds_of_tasks = zip(*tasks, strict=True)
             count = len(tasks)
+            sides, task_folds, task_seeds = zip(*tasks, strict=True)
             runs = list(
-                pool.map(run_task, [args] * count, [encoder] * count, sides, folds_of_tasks)
+                pool.map(run_task, [args] * count, [encoder] * count, sides, task_folds, task_seeds)
             )
     else:
-        runs = [run_task(args, encoder, side, fold) for side, fold in tasks]
+        runs = [run_task(args, encoder, *task) for task in tasks]
     wall = time.perf_counter() - started
-    results, seconds = {}, {}
+    results: dict[str, dict] = {}
+    seconds: dict[str, float] = {}
+    cpu_seconds: dict[str, float] = {}
     for run in runs:
-        results.setdefault(run["side"], {})[f"fold{run['fold']}"] = run["ua"]
+        per_seed = results.setdefault(run["side"], {}).setdefault(f"seed{run['seed']}", {})
+        per_seed[f"fold{run['fold']}"] = run["ua"]
         seconds[run["side"]] = seconds.get(run["side"], 0.0) + run["seconds"]
-    # wall s: the side's runs added up (with --jobs they overlapped; the whole call took `wall`)
-    header = "| side | " + " | ".join(f"fold {i}" for i in folds) + " | mean UA | wall s |"
-    lines = [header, "|---" * (len(folds) + 3) + "|"]
-    for side, per_fold in results.items():
-        values = [per_fold[f"fold{i}"] for i in folds]
-        mean = sum(values) / len(values)
-        cells = " | ".join(f"{v:.3f}" for v in values)
-        lines.append(f"| {side} | {cells} | **{mean:.3f}** | {seconds[side]:.0f} |")
+        cpu_seconds[run["side"]] = cpu_seconds.get(run["side"], 0.0) + run["cpu_seconds"]
+    # per fold: the mean over seeds; mean UA: the mean over folds, ± the std of that mean across
+    # seeds (one value per seed)
+    header = (
+        "| side | "
+        + " | ".join(f"fold {i}" for i in folds)
+        + " | mean UA ± std over seeds | per seed | wall s | CPU s |"
+    )
+    lines = [header, "|---" * (len(folds) + 5) + "|"]
+    mean_ua = {}
+    for side, per_seed in results.items():
+        fold_means = [sum(s[f"fold{i}"] for s in per_seed.values()) / len(per_seed) for i in folds]
+        seed_means = [sum(s.values()) / len(s) for s in per_seed.values()]
+        mean = sum(seed_means) / len(seed_means)
+        spread = (sum((m - mean) ** 2 for m in seed_means) / max(1, len(seed_means) - 1)) ** 0.5
+        mean_ua[side] = {"mean": mean, "std_over_seeds": spread, "per_seed": seed_means}
+        cells = " | ".join(f"{v:.3f}" for v in fold_means)
+        each = " / ".join(f"{m:.3f}" for m in seed_means)
+        lines.append(
+            f"| {side} | {cells} | **{mean:.3f}** ± {spread:.3f} | {each} |"
+            f" {seconds[side]:.0f} | {cpu_seconds[side]:.0f} |"
+        )
     command = " ".join(shlex.quote(p) for p in [sys.executable, __file__, *argv])
     load = os.getloadavg()
     print(
@@ -266,8 +311,10 @@ def main(argv: list[str] | None = None) -> dict:
         "benchmark": "emodb_side_by_side",
         "table": "\n".join(lines),
         "ua": results,
-        "mean_ua": {s: sum(v.values()) / len(v) for s, v in results.items()},
+        "mean_ua": mean_ua,
         "seconds": seconds,
+        "cpu_seconds": cpu_seconds,
+        "runs": runs,
         "wall_seconds": wall,
         "jobs": args.jobs,
         "load_average_at_end": load,

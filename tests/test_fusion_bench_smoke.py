@@ -93,14 +93,25 @@ def test_emodb_validation_trains_the_whole_encoder(tmp_path, monkeypatch):
 def test_emodb_side_by_side_quick(tmp_path, monkeypatch):
     bench = load("emodb_side_by_side", monkeypatch)
     argv = ["--quick", "--cache-dir", str(tmp_path), "--out", str(tmp_path / "cv"),
-            "--json", str(tmp_path / "side.json")]  # fmt: skip
+            "--json", str(tmp_path / "side.json"), "--seeds", "1,2",
+            "--front-end-norm", "group"]  # fmt: skip
     returned = bench.main(argv)
     written = json.loads((tmp_path / "side.json").read_text())
     assert written["benchmark"] == returned["benchmark"] == "emodb_side_by_side"
     assert set(written["ua"]) == {"emoscale", "minimal"}
+    assert "front_end_norm=group" in " ".join(written["emoscale_keys"])
     for side in ("emoscale", "minimal"):
-        assert list(written["ua"][side]) == ["fold0"]
-        assert 0 <= written["mean_ua"][side] <= 1 and written["seconds"][side] > 0
+        per_seed = written["ua"][side]
+        assert set(per_seed) == {"seed1", "seed2"}
+        assert all(list(folds) == ["fold0"] for folds in per_seed.values())
+        mean = written["mean_ua"][side]
+        assert mean["per_seed"] == [per_seed["seed1"]["fold0"], per_seed["seed2"]["fold0"]]
+        assert mean["mean"] == pytest.approx(sum(mean["per_seed"]) / 2)
+        assert written["seconds"][side] > 0 and written["cpu_seconds"][side] > 0
+    # emoscale's seed key reaches the run: its two cv runs are the two seeds'
+    for seed in (1, 2):
+        config = (tmp_path / "cv" / f"seed{seed}" / "fold0" / "fold0" / "config.yaml").read_text()
+        assert f"\nseed: {seed}\n" in config
     assert written["table"].startswith("| side |")
 
 
