@@ -49,3 +49,22 @@ def test_every_lora_weight_is_in_the_graph(arch, fusion_overrides, tiny_hubert, 
     assert all(p.grad is not None for p in lora.values())
     # B starts at zero, so A's first gradient is zero; B's is not
     assert all(p.grad.abs().sum() > 0 for n, p in lora.items() if "lora_B" in n)
+
+
+def test_tiny_encoder_front_end_options(tmp_path):
+    """emoscale.tiny's GroupNorm variant (the base models' front end, benchmarks/emodb_*) gets the
+    per-clip front end; normalize_waveform reaches the extractor; a wrong norm is refused."""
+    from transformers import AutoFeatureExtractor, AutoModel
+
+    from emoscale.models.speech_encoder import SpeechEncoder
+    from emoscale.tiny.encoders import make_tiny_speech_encoder
+
+    group = make_tiny_speech_encoder(tmp_path / "group", front_end_norm="group")
+    raw = make_tiny_speech_encoder(tmp_path / "raw", normalize_waveform=False)
+    assert SpeechEncoder(AutoModel.from_pretrained(group), "last", frozen=False).per_clip
+    assert not SpeechEncoder(AutoModel.from_pretrained(raw), "last", frozen=False).per_clip
+    assert AutoFeatureExtractor.from_pretrained(group).do_normalize
+    assert not AutoFeatureExtractor.from_pretrained(raw).do_normalize
+    with pytest.raises(ValueError, match="front_end_norm must be 'layer' or 'group', not 'batch'"):
+        make_tiny_speech_encoder(tmp_path / "bad", front_end_norm="batch")
+    assert not (tmp_path / "bad").exists()
