@@ -25,6 +25,7 @@ from emoscale.config import RunConfig, load_config, save_config
 from emoscale.data.encoding import decode_utf8
 from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import ConfigError, DataError, EmoscaleError
+from emoscale.models.family import ModelFamily
 
 OVERRIDABLE = ("data.", "eval.")
 LABEL_KEYS = ("data.dataset", "data.target", "data.labels", "data.label_column")
@@ -178,21 +179,31 @@ def evaluate_run(
 # --- predict -------------------------------------------------------------------------------------
 
 
-def read_inputs(lines: list[str], modalities: str | None, base: Path) -> list[Example]:
+def read_inputs(
+    lines: list[str],
+    modalities: str | None,
+    base: Path,
+    numbers: list[int] | None = None,
+    source: Path | None = None,
+) -> list[Example]:
     """Examples from input lines: a text per line (prompt LM, fusion text-only); for fusion with
-    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`."""
+    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`.
+    An error names `source:line` where the lines come from a file (`numbers`: their line numbers
+    in it, for a streamed chunk), else `input line N`."""
     examples = []
-    for number, line in enumerate(lines, start=1):
+    for position, line in enumerate(lines, start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
+        number = numbers[position - 1] if numbers else position
+        where = f"{source}:{number}" if source else f"input line {number}"
         text, audio = line, None
         if modalities in ("audio", "both"):
             audio, _, text = line.partition("\t")
             if modalities == "both" and not text.strip():
-                raise DataError(f"input line {number}: expected audio_path<TAB>transcript")
+                raise DataError(f"{where}: expected audio_path<TAB>transcript")
             audio = str((base / audio.strip()).resolve())
-        examples.append(Example(id=f"input-{number}", text=text, label=0, audio_path=audio))
+        examples.append(Example(id=f"input-{position}", text=text, label=0, audio_path=audio))
     if not examples:
         raise DataError("no input: give one text per line (fusion runs: audio_path<TAB>transcript)")
     return examples
@@ -246,40 +257,60 @@ def predict(
     corpus = Corpus(corpus_info(run_dir, config), {"predict": examples})
     family, model, accelerator = build(run_dir, config, corpus)
     examples = corpus.split("predict")  # unchanged unless data.skip_bad_audio dropped some
-    loader = family.dataloader(examples, train=False, seed=config.seed, split="predict")
+    found = answers(family, model, examples, config.seed, accelerator.device)
+    return [
+        prediction_row(
+            example,
+            *found[index],
+            family.label_names,
+            f"{where}:{example.id.removeprefix('input-')}",
+        )
+        for index, example in enumerate(examples)
+    ]
+
+
+def answers(
+    family: ModelFamily,
+    model: torch.nn.Module,
+    examples: list[Example],
+    seed: int,
+    device: torch.device,
+) -> dict[int, tuple[int, list[float]]]:
+    """{position in examples: (predicted label index, per-label scores)}, in eval batches."""
+    loader = family.dataloader(examples, train=False, seed=seed, split="predict")
     found = {}
     with torch.no_grad():
         for batch in loader:
-            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            batch = {key: value.to(device) for key, value in batch.items()}
             predicted, scores = family.predict(model, batch)
             for index, label, row in zip(
                 batch["example_index"], predicted, scores.float(), strict=True
             ):
                 found[int(index)] = (int(label), row.tolist())
-    names = family.label_names
-    results = []
-    for index, example in enumerate(examples):
-        label, scores = found[index]
-        if not all(math.isfinite(score) for score in scores):  # never a NaN "prediction" (issue 12)
-            bad = next(score for score in scores if not math.isfinite(score))
-            raise DataError(
-                f"{where}:{example.id.removeprefix('input-')}: the run scored this input {bad} "
-                "(not a finite number); no prediction is given"
-            )
-        top = max(scores)
-        weights = [math.exp(score - top) for score in scores]  # softmax over the labels
-        result = {"text": example.text}
-        if example.audio_path:
-            result["audio_path"] = example.audio_path
-        result |= {
-            "label": names[label] if label >= 0 else None,
-            "scores": dict(zip(names, scores, strict=True)),
-            "probabilities": {
-                name: w / sum(weights) for name, w in zip(names, weights, strict=True)
-            },
-        }
-        results.append(result)
-    return results
+    return found
+
+
+def prediction_row(
+    example: Example, label: int, scores: list[float], names: tuple[str, ...], where: str
+) -> dict:
+    """One input's answer: text (and audio_path), label, per-label scores and probabilities.
+    A score that is not finite is refused, naming the input at `where`: a NaN is never a
+    prediction (issue 12), whether predict prints it or the streaming path writes it."""
+    if not all(math.isfinite(score) for score in scores):
+        bad = next(score for score in scores if not math.isfinite(score))
+        raise DataError(
+            f"{where}: the run scored this input {bad} (not a finite number); no prediction is given"
+        )
+    top = max(scores)
+    weights = [math.exp(score - top) for score in scores]  # softmax over the labels
+    row = {"text": example.text}
+    if example.audio_path:
+        row["audio_path"] = example.audio_path
+    return row | {
+        "label": names[label] if label >= 0 else None,
+        "scores": dict(zip(names, scores, strict=True)),
+        "probabilities": {name: w / sum(weights) for name, w in zip(names, weights, strict=True)},
+    }
 
 
 def format_prediction(result: dict) -> str:

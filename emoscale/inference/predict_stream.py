@@ -20,7 +20,6 @@ RANK / WORLD_SIZE that `accelerate launch` (torchrun) sets, and rank 0 waits for
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -29,9 +28,17 @@ from pathlib import Path
 
 import torch
 
-from emoscale.data.examples import Corpus
+from emoscale.data.audio import check_corpus_audio
+from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import DataError, EmoscaleError
-from emoscale.inference.predict import corpus_info, load_trained, read_inputs, run_config
+from emoscale.inference.predict import (
+    answers,
+    corpus_info,
+    load_trained,
+    prediction_row,
+    read_inputs,
+    run_config,
+)
 
 CHUNK_LINES = 512
 
@@ -49,10 +56,13 @@ def chunks(source: Path, size: int) -> Iterator[tuple[int, list[tuple[int, str]]
         yield (number - 1) // size, chunk
 
 
-def job_record(run_dir: Path, source: Path, size: int) -> dict:
+def job_record(run_dir: Path, source: Path, size: int, overrides: list[str]) -> dict:
     stat = source.stat()
     return {
         "run": str(run_dir.resolve()),
+        "overrides": list(
+            overrides
+        ),  # data.*/eval.* change answers: chunks of two settings never mix
         "input": str(source.resolve()),
         "input_bytes": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
@@ -61,12 +71,13 @@ def job_record(run_dir: Path, source: Path, size: int) -> dict:
 
 
 def check_parts(parts: Path, record: dict, output: Path) -> None:
-    """The parts folder must belong to this very job (same run, input and chunking), or none."""
+    """The parts folder must belong to this very job (same run, overrides, input and chunking), or
+    none."""
     manifest = parts / "job.json"
     if manifest.is_file():
         if json.loads(manifest.read_text()) != record:
             raise EmoscaleError(
-                f"{parts} holds a partial prediction of another run or input; "
+                f"{parts} holds a partial prediction of another run, input or overrides; "
                 "remove it or choose another --output"
             )
         return
@@ -83,22 +94,26 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
     os.replace(temporary, manifest)  # every rank writes the same text: whichever lands is right
 
 
-def result_rows(lines, examples, found, names) -> list[dict]:
+def result_rows(kept, examples, found, names, source: Path) -> list[dict]:
+    """Output rows of one chunk: each example's answer under the number of its line in `source`."""
+    numbers = {f"input-{position}": number for position, (number, _) in enumerate(kept, start=1)}
     rows = []
-    for (number, _), example, index in zip(lines, examples, range(len(examples)), strict=True):
-        label, scores = found[index]
-        top = max(scores)
-        weights = [math.exp(score - top) for score in scores]  # softmax over the labels
-        row = {"line": number, "text": example.text}
-        if example.audio_path:
-            row["audio_path"] = example.audio_path
-        row |= {
-            "label": names[label] if label >= 0 else None,
-            "scores": dict(zip(names, scores, strict=True)),
-            "probabilities": {n: w / sum(weights) for n, w in zip(names, weights, strict=True)},
-        }
-        rows.append(row)
+    for index, example in enumerate(examples):
+        number = numbers[example.id]
+        row = prediction_row(example, *found[index], names, f"{source}:{number}")
+        rows.append({"line": number} | row)
     return rows
+
+
+def readable_audio(
+    info: CorpusInfo, examples: list[Example], skip_bad: bool
+) -> tuple[list[Example], dict[str, float]]:
+    """The chunk's examples whose audio can be read (headers only, before the model runs) and
+    each clip's seconds: a bad clip is one line naming it, or with data.skip_bad_audio its line
+    gets no output row, as `emoscale predict` without --output drops it."""
+    corpus = Corpus(info, {"predict": examples})
+    seconds = check_corpus_audio(corpus, None, skip_bad, keep_empty=True)
+    return corpus.split("predict"), seconds
 
 
 def predict_file(
@@ -119,16 +134,17 @@ def predict_file(
     if not source.is_file():
         raise DataError(f"--input {source} does not exist")
     parts = output.with_name(output.name + ".parts")
-    check_parts(parts, job_record(run_dir, source, chunk_lines), output)
+    check_parts(parts, job_record(run_dir, source, chunk_lines, overrides), output)
 
     info = corpus_info(run_dir, config)
     modalities = config.model.modalities if config.model.family == "fusion" else None
     family = build_family(config, Corpus(info, {"predict": []}))
+    family.ranks_together = False  # ranks label different chunks: no barrier may wait for one
     device = torch.device(
         f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     )
     model = load_trained(run_dir, config, family).to(device).eval()
-    counts = {"chunks_done": 0, "chunks_kept": 0, "lines": 0, "chunks": 0}
+    counts = {"chunks_done": 0, "chunks_kept": 0, "lines": 0, "chunks": 0, "skipped_audio": 0}
     for number, lines in chunks(source, chunk_lines):
         counts["chunks"] = number + 1
         target = parts / f"chunk-{number:08d}.jsonl"
@@ -138,20 +154,24 @@ def predict_file(
             counts["chunks_kept"] += 1
             continue
         kept = [(n, line) for n, line in lines if line.strip()]
-        rows = []
-        if kept:
-            examples = read_inputs([line for _, line in kept], modalities, source.parent)
-            loader = family.dataloader(examples, train=False, seed=config.seed, split="predict")
-            found = {}
-            with torch.no_grad():
-                for batch in loader:
-                    batch = {key: value.to(device) for key, value in batch.items()}
-                    predicted, scores = family.predict(model, batch)
-                    for index, label, row in zip(
-                        batch["example_index"], predicted, scores.float(), strict=True
-                    ):
-                        found[int(index)] = (int(label), row.tolist())
-            rows = result_rows(kept, examples, found, family.label_names)
+        examples = (
+            read_inputs(
+                [line for _, line in kept],
+                modalities,
+                source.parent,
+                numbers=[number for number, _ in kept],
+                source=source,
+            )
+            if kept
+            else []
+        )
+        if examples and modalities in ("audio", "both"):
+            readable, seconds = readable_audio(info, examples, config.data.skip_bad_audio)
+            family.audio_seconds = seconds  # this chunk's clips: memory does not grow with the file
+            counts["skipped_audio"] += len(examples) - len(readable)
+            examples = readable
+        found = answers(family, model, examples, config.seed, device) if examples else {}
+        rows = result_rows(kept, examples, found, family.label_names, source)
         temporary = target.with_name(f".{target.name}.{rank}.tmp")
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

@@ -13,10 +13,13 @@ from pathlib import Path
 
 import pytest
 import yaml
+from launching import REPO, launch_two_processes, succeeded
 
 from emoscale import cli, train
 from emoscale.config import load_config
+from emoscale.errors import DataError
 from emoscale.inference import predict
+from emoscale.inference.predict_stream import predict_file
 from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -156,12 +159,52 @@ def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_c
         assert result["label"] == saved["pred"]
         assert result["scores"] == pytest.approx(saved["scores"], abs=1e-4)
 
+    # The streaming path (--output) gives the same answers. A clip it cannot read is one line
+    # naming it before the model runs on its chunk; with data.skip_bad_audio its line gets no row.
+    not_audio = tmp_path / "not-audio.wav"
+    not_audio.write_text("hello")
+    source = tmp_path / "clips.tsv"
+    source.write_text("\n".join([*lines[:3], f"{not_audio}\tsome words", *lines[3:]]) + "\n")
+    with pytest.raises(DataError) as refused:
+        predict_file(run_dir, source, tmp_path / "refused.jsonl")
+    assert str(refused.value) == f"{not_audio}: not a readable audio file (format not recognised)"
+    assert not list((tmp_path / "refused.jsonl.parts").glob("chunk-*"))  # nothing labelled
+    output = tmp_path / "out.jsonl"
+    counts = predict_file(run_dir, source, output, ["data.skip_bad_audio=true"], chunk_lines=2)
+    assert counts["skipped_audio"] == 1
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3, 5, 6, 7]
+    for row, result in zip(rows, results, strict=True):
+        assert (row["audio_path"], row["label"]) == (result["audio_path"], result["label"])
+        assert row["scores"] == pytest.approx(result["scores"], abs=1e-5)
+
+    # A malformed line in a later chunk is named by its line in the file, not in the chunk.
+    source.write_text("\n".join([*lines[:3], "", "no-tab-here.wav"]) + "\n")
+    with pytest.raises(DataError) as refused:
+        predict_file(run_dir, source, tmp_path / "malformed.jsonl", chunk_lines=2)
+    assert str(refused.value) == f"{source}:5: expected audio_path<TAB>transcript"
+
+    # Ranks in a process group (several GPUs) that label different numbers of chunks: 5 chunks
+    # on 2 ranks. The text-feature cache's barrier used to hang the rank with the extra chunk.
+    source.write_text("\n".join(lines[:5]) + "\n")
+    grouped = tmp_path / "grouped.jsonl"
+    done = launch_two_processes(
+        ["predict", str(run_dir), "--input", str(source), "--output", str(grouped)],
+        script=REPO / "tests/scripts/predict_in_process_group.py",
+        env={"EMOSCALE_CHUNK_LINES": "1"},
+        timeout=300,
+    )
+    assert succeeded(done)
+    rows = [json.loads(line) for line in grouped.read_text().splitlines()]
+    assert [(row["line"], row["label"]) for row in rows] == [
+        (number, result["label"]) for number, result in enumerate(results[:5], start=1)
+    ]
+
 
 def test_adapter_on_a_changed_base_model_is_refused(run_overrides, tmp_path, capsys):
     """The run's model.path now holds other weights: predict and export stop with one line."""
     import shutil
 
-    from emoscale import cli, train
     from emoscale.config import load_config
     from emoscale.tiny import demo
     from emoscale.tiny.lm import make_tiny
