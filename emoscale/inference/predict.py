@@ -107,6 +107,8 @@ def build(run_dir: Path, config: RunConfig, corpus: Corpus):
     from emoscale.models import build_family
 
     family = build_family(config, corpus)
+    if getattr(family, "reader", None) is not None:
+        family.reader.cache_budget = 0  # each clip is read once here: keeping it only costs memory
     if config.model.family == "fusion" and tuple(family.label_names) != run_labels(run_dir):
         raise DataError(
             f"{corpus.info.name} has labels {list(family.label_names)}; "

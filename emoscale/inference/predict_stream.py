@@ -140,6 +140,8 @@ def predict_file(
     modalities = config.model.modalities if config.model.family == "fusion" else None
     family = build_family(config, Corpus(info, {"predict": []}))
     family.ranks_together = False  # ranks label different chunks: no barrier may wait for one
+    if getattr(family, "reader", None) is not None:
+        family.reader.cache_budget = 0  # each clip is read once: keeping it only costs memory
     device = torch.device(
         f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     )
