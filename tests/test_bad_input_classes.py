@@ -10,8 +10,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from corpus_files import (
+    clip,
+    data_config,
+    write_friends,
+    write_iemocap,
+    write_label_csv,
+    write_m3ed,
+    write_mastodon,
+    write_meld,
+)
 
 from emoscale import train
+from emoscale.data import load_corpus
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -1217,3 +1228,236 @@ def test_a_sweep_refuses_train_on_dev(capsys, run_overrides, tmp_path):
         "then be training data; sweep with dev held out"
     )
     assert not (tmp_path / "sweep").exists()
+
+
+# --- 8. every corpus in its official layout (round 4: the loaders of data/, one reader each) ---
+
+
+def _friends(folder: Path) -> Path:
+    dialogue = [("Ross", "Hi there.", "joy"), ("Rachel", "Oh no.", "sadness")]
+    splits = {split: [dialogue, dialogue] for split in ("train", "dev", "test")}
+    return write_friends(folder, splits)
+
+
+def _mastodon(folder: Path) -> Path:
+    train = [f"{i % 2} {'+' if i % 3 else '-'}_I post number {i}" for i in range(24)]
+    return write_mastodon(folder, train, ["0 -_Q anxious ?", "1 +_A fine now"])
+
+
+def _m3ed(folder: Path) -> Path:
+    lines = [("_1", "A", "你好", "Happy"), ("_2", "B", "再见", "Sad")]
+    series = {
+        name: {
+            f"{name}_1": ({"A": "朱闪闪", "B": "房似锦"}, [(f"{name}_1{u}", *r) for u, *r in lines])
+        }
+        for name in ("anjia", "huanle", "doulu")
+    }
+    return write_m3ed(folder, series, {"train": ["anjia"], "val": ["huanle"], "test": ["doulu"]})
+
+
+def _iemocap(folder: Path) -> Path:
+    codes = ("neu", "hap", "ang", "sad")
+    dialogs = {
+        f"Ses0{s}F_impro01": [(f"F00{i}", codes[i], f"line {s} {i}") for i in range(4)]
+        for s in range(1, 6)
+    }
+    return write_iemocap(folder, dialogs, wav=False)
+
+
+def _mosi(folder: Path) -> Path:
+    modes = ["train"] * 4 + ["valid"] * 2 + ["test"] * 2
+    rows = [clip(f"v{i}", 1, f"clip {i}", (-1.5, 2.0)[i % 2], mode) for i, mode in enumerate(modes)]
+    return write_label_csv(folder, rows)
+
+
+def _sst(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (folder / f"stsa.binary.{split}").write_text("1 a fine film .\n0 a dull film .\n")
+    return folder
+
+
+def _edit(path: Path, old: bytes, new: bytes) -> None:
+    path.write_bytes(path.read_bytes().replace(old, new, 1))
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, ensure_ascii=False))
+
+
+def _first_m3ed_utterance(data: dict) -> dict:
+    return data["anjia"]["anjia_1"]["Dialog"]["anjia_1_1"]
+
+
+# (dataset, corpus writer, damage, the line); {f} is the corpus folder.
+CORPUS_DAMAGE = {
+    # not UTF-8, a NUL byte: every loader reads through data/encoding.py
+    "sst_latin1": (
+        "sst2",
+        _sst,
+        lambda f: _edit(f / "stsa.binary.train", b"fine", b"caf\xe9"),
+        "{f}/stsa.binary.train:1: not UTF-8 (byte 0xe9); save the file as UTF-8",
+    ),
+    "m3ed_split_list_gbk": (
+        "m3ed",
+        _m3ed,
+        lambda f: (f / "splitInfo/movie_list_val.txt").write_bytes("欢乐\n".encode("gbk")),
+        "{f}/splitInfo/movie_list_val.txt:1: not UTF-8 (byte 0xbb); save the file as UTF-8",
+    ),
+    "mosi_nul": (
+        "mosi",
+        _mosi,
+        lambda f: _edit(f / "label.csv", b"clip 3", b"clip\x003"),
+        "{f}/label.csv:5: a NUL byte (0x00); a text file holds none",
+    ),
+    # an empty split, whatever emptied it (an empty file; every utterance dropped; a tiny train)
+    "sst_empty_test": (
+        "sst2",
+        _sst,
+        lambda f: (f / "stsa.binary.test").write_text(""),
+        "data.path {f}: the test split holds no examples (sst2: train 2, dev 2, test 0); "
+        "every split needs at least one",
+    ),
+    "friends_test_all_non_neutral": (
+        "friends",
+        _friends,
+        lambda f: _edit_json(
+            f / "friends_test.json",
+            lambda d: [u.update(emotion="non-neutral") for dia in d for u in dia],
+        ),
+        "data.path {f}: the test split holds no examples (friends: train 4, dev 4, test 0; "
+        "4 dropped (no usable label)); every split needs at least one",
+    ),
+    "mastodon_one_dialogue_train": (  # its one dialogue becomes dev: the run used to hang
+        "mastodon",
+        _mastodon,
+        lambda f: (f / "datatrainJoint.txt").write_text("0 +_I good\n1 -_I bad\n"),
+        "data.path {f}: the train split holds no examples (mastodon: train 0, dev 2, test 2); "
+        "every split needs at least one",
+    ),
+    # JSON corpora: a field that is not a string, a key written twice
+    "friends_utterance_null": (
+        "friends",
+        _friends,
+        lambda f: _edit_json(f / "friends_dev.json", lambda d: d[0][1].update(utterance=None)),
+        "{f}/friends_dev.json: dialogue 0, utterance 1: utterance is null, expected a string",
+    ),
+    "friends_repeated_key": (
+        "friends",
+        _friends,
+        lambda f: _edit(
+            f / "friends_train.json", b'"emotion": "', b'"emotion": "joy", "emotion": "'
+        ),
+        "{f}/friends_train.json: key 'emotion' appears twice in one object",
+    ),
+    "m3ed_text_null": (
+        "m3ed",
+        _m3ed,
+        lambda f: _edit_json(
+            f / "annotation.json", lambda d: _first_m3ed_utterance(d).update(Text=None)
+        ),
+        "{f}/annotation.json: utterance anjia_1_1: Text is null, expected a string",
+    ),
+    "m3ed_emotion_list": (
+        "m3ed",
+        _m3ed,
+        lambda f: _edit_json(
+            f / "annotation.json",
+            lambda d: _first_m3ed_utterance(d)["EmoAnnotation"].update(final_main_emo=["Happy"]),
+        ),
+        '{f}/annotation.json: utterance anjia_1_1: final_main_emo is ["Happy"], expected a string',
+    ),
+    "m3ed_speaker_info_string": (
+        "m3ed",
+        _m3ed,
+        lambda f: _edit_json(
+            f / "annotation.json", lambda d: d["anjia"]["anjia_1"].update(SpeakerInfo={"A": "x"})
+        ),
+        "{f}/annotation.json: dialogue anjia_1: expected SpeakerInfo {{'A': {{'Name': ...}}, ...}}",
+    ),
+    # MELD and MMSA rows read as strictly as data.dataset=csv
+    "mosi_extra_field": (
+        "mosi",
+        _mosi,
+        lambda f: _edit(f / "label.csv", b",train\r\n", b",train,oops\r\n"),
+        "{f}/label.csv:2: 10 fields, the header has 9 (quote a text that holds a comma)",
+    ),
+    "meld_repeated_column": (
+        "meld",
+        lambda f: write_meld(
+            f,
+            {
+                s: [
+                    ("Hi.", "Ross", "joy", "positive", 0, 0),
+                    ("No.", "Mon", "sadness", "negative", 0, 1),
+                ]
+                for s in ("train", "dev", "test")
+            },
+        ),
+        lambda f: _edit(f / "dev_sent_emo.csv", b"Season", b"Emotion"),
+        "{f}/dev_sent_emo.csv:1: column 'Emotion' appears twice",
+    ),
+    # IEMOCAP: an utterance labelled twice, a start time that is not a number
+    "iemocap_utterance_twice": (
+        "iemocap",
+        _iemocap,
+        lambda f: shutil.copy(
+            f / "Session2/dialog/EmoEvaluation/Ses02F_impro01.txt",
+            f / "Session2/dialog/EmoEvaluation/Ses02F_impro01_copy.txt",
+        ),
+        "{f} (utterance names in dialog/EmoEvaluation): duplicate example id 'Ses02F_impro01_F000'",
+    ),
+    "iemocap_start_time": (
+        "iemocap",
+        _iemocap,
+        lambda f: _edit(
+            f / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt", b"[6.2901", b"[6.29.01"
+        ),
+        "{f}/Session1/dialog/EmoEvaluation/Ses01F_impro01.txt:3: start time '6.29.01' is not a number",
+    ),
+    # a folder where the release has a file
+    "m3ed_split_file_is_a_folder": (
+        "m3ed",
+        _m3ed,
+        lambda f: (
+            (f / "splitInfo/movie_list_test.txt").unlink(),
+            (f / "splitInfo/movie_list_test.txt").mkdir(),
+        ),
+        "{f}/splitInfo/movie_list_test.txt: a folder, expected M3ED's file splitInfo/movie_list_test.txt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORPUS_DAMAGE))
+def test_damaged_corpus_in_its_official_layout(capsys, run_overrides, tmp_path, case):
+    dataset, write, damage, problem = CORPUS_DAMAGE[case]
+    folder = write(tmp_path / "corpus")
+    damage(folder)
+    overrides = [o for o in run_overrides if not o.startswith(("data.", "output_dir="))]
+    line = refused(
+        capsys,
+        [
+            *overrides,
+            f"data.dataset={dataset}",
+            f"data.path={folder}",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+        tmp_path / "run",
+    )
+    assert line == "error: " + problem.format(f=folder)
+
+
+@pytest.mark.parametrize("dataset", ["sst2", "friends", "mastodon", "m3ed"])
+def test_a_byte_order_mark_is_accepted_by_every_loader(tmp_path, dataset):
+    write, name = {
+        "sst2": (_sst, "stsa.binary.dev"),
+        "friends": (_friends, "friends_dev.json"),
+        "mastodon": (_mastodon, "datatestJoint.txt"),
+        "m3ed": (_m3ed, "annotation.json"),
+    }[dataset]
+    folder = write(tmp_path / "corpus")
+    plain = load_corpus(data_config(dataset, folder)).splits
+    (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
+    assert load_corpus(data_config(dataset, folder)).splits == plain
