@@ -35,7 +35,7 @@ def _json(path: Path, key: str) -> object:
         raise ConfigError(f"config key {key!r}: {path} is not valid JSON ({where})") from None
 
 
-def safetensors_header(path: Path, key: str) -> dict:
+def safetensors_header(path: Path, key: str | None) -> dict:
     """The tensor table of a safetensors file, after checking the file holds every byte it names."""
     size = path.stat().st_size
     problem = None
@@ -62,8 +62,8 @@ def safetensors_header(path: Path, key: str) -> dict:
             else:
                 if size < 8 + length + end:
                     problem = f"is truncated ({size} bytes; its header names {8 + length + end})"
-    if problem:
-        raise ConfigError(f"config key {key!r}: {path} {problem}")
+    if problem:  # key None: a run folder's own file, not a config key's folder
+        raise ConfigError((f"config key {key!r}: " if key else "") + f"{path} {problem}")
     return header
 
 
