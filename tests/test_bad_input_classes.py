@@ -1461,3 +1461,215 @@ def test_a_byte_order_mark_is_accepted_by_every_loader(tmp_path, dataset):
     plain = load_corpus(data_config(dataset, folder)).splits
     (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
     assert load_corpus(data_config(dataset, folder)).splits == plain
+
+
+# --- 9. model folders that transformers would load only part-way (round 4) ---------------------
+
+
+def _set_config(folder: Path, **values) -> None:
+    _edit_json(folder / "config.json", lambda config: config.update(values))
+
+
+def _add_tokens(folder: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.add_tokens(["filmic", "moviegoer", "plotline", "boringness", "greatness"])
+    tokenizer.save(str(folder / "tokenizer.json"))
+
+
+MODEL_DAMAGE = {
+    "tokenizer_json_not_a_tokenizer": (
+        lambda m: (m / "tokenizer.json").write_text("{}"),
+        "config key 'model.path': transformers cannot load the tokenizer of {m} "
+        "(KeyError: 'added_tokens')",
+    ),
+    "tokenizer_config_a_list": (
+        lambda m: (m / "tokenizer_config.json").write_text("[1, 2]"),
+        "config key 'model.path': {m}/tokenizer_config.json is not a JSON object",
+    ),
+    "special_tokens_map_not_json": (
+        lambda m: (m / "special_tokens_map.json").write_text("["),
+        "config key 'model.path': {m}/special_tokens_map.json is not valid JSON "
+        "(line 1 column 2: Expecting value)",
+    ),
+    "tokenizer_larger_than_embeddings": (
+        _add_tokens,
+        "config key 'model.path': the tokenizer of {m} has {n} tokens but the model's embeddings "
+        "hold {v} (config.json vocab_size); ids {v} and up would index past them: use the model's "
+        "own tokenizer",
+    ),
+    "pytorch_model_bin_not_torch": (
+        lambda m: (
+            (m / "model.safetensors").unlink(),
+            (m / "pytorch_model.bin").write_bytes(b"not a pickle"),
+        ),
+        "config key 'model.path': {m}/pytorch_model.bin is truncated or not a PyTorch weights "
+        "file (neither a zip archive nor a pickle)",
+    ),
+    "config_values_transformers_refuses": (
+        lambda m: _set_config(m, num_attention_heads=0),
+        "config key 'model.path': transformers cannot read {m}/config.json "
+        "(ZeroDivisionError: integer modulo by zero)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_DAMAGE))
+def test_damaged_model_folder_is_one_line_before_loading(
+    capsys, run_overrides, tiny_llama, tmp_path, case
+):
+    damage, problem = MODEL_DAMAGE[case]
+    folder = shutil.copytree(tiny_llama, tmp_path / "model")
+    damage(folder)
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    tokens = vocab + 5  # _add_tokens adds five words the tokenizer did not have
+    line = refused(
+        capsys,
+        [
+            *without_output_dir(run_overrides),
+            f"model.path={folder}",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+        tmp_path / "run",
+    )
+    assert line == "error: " + problem.format(m=folder, n=tokens, v=vocab)
+
+
+# --- 10. a finished run's own files, damaged, as eval/predict/report read them (round 4) -------
+
+
+@pytest.fixture(scope="module")
+def lora_run(run_overrides_module):
+    run_dir = run_overrides_module[1] / "lora_run"
+    overrides = [*run_overrides_module[0], f"output_dir={run_dir}", "train.max_steps=1"]
+    assert train.main(overrides) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_overrides_module(tiny_llama, demo_corpus, tmp_path_factory):
+    from emoscale.tiny import demo
+
+    return demo.overrides(demo_corpus, tiny_llama), tmp_path_factory.mktemp("round4")
+
+
+RUN_DAMAGE = {
+    "adapter_truncated": (
+        lambda r: _truncate(r / "model/adapter_model.safetensors"),
+        "{r}/model/adapter_model.safetensors is truncated ({cut} bytes; its header names {size})",
+    ),
+    "adapter_config_not_json": (
+        lambda r: (r / "model/adapter_config.json").write_text("{"),
+        "{r}/model/adapter_config.json:1: not valid JSON "
+        "(Expecting property name enclosed in double quotes)",
+    ),
+    "metrics_nan": (
+        lambda r: (r / "metrics.json").write_text('{"test": {"accuracy": NaN}}'),
+        "{r}/metrics.json: NaN is not a number (not valid JSON)",
+    ),
+    "run_json_repeated_key": (
+        lambda r: (r / "run.json").write_text('{"base_model": {}, "base_model": {}}'),
+        "{r}/run.json: key 'base_model' appears twice in one object",
+    ),
+}
+
+
+def _truncate(path: Path) -> None:
+    RUN_DAMAGE_SIZES[path.name] = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:-100])  # the header whole, the last tensor cut
+
+
+RUN_DAMAGE_SIZES: dict[str, int] = {}
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+@pytest.mark.parametrize("case", list(RUN_DAMAGE))
+def test_a_damaged_run_folder_is_one_line(capsys, lora_run, tmp_path, case, command):
+    damage, problem = RUN_DAMAGE[case]
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    damage(run_dir)
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("A fine film.\n")
+    argv = [command, str(run_dir)] + (["--input", str(inputs)] if command == "predict" else [])
+    line = cli_refused(capsys, argv)
+    size = RUN_DAMAGE_SIZES.get("adapter_model.safetensors", 100)
+    assert line == "error: " + problem.format(r=run_dir, size=size, cut=size - 100)
+
+
+def test_report_refuses_a_damaged_metrics_file(capsys, lora_run, tmp_path):
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    (run_dir / "metrics.json").write_text("{")
+    line = cli_refused(capsys, ["report", str(run_dir), "--out", str(tmp_path / "report")])
+    assert line == (
+        f"error: {run_dir}/metrics.json:1: not valid JSON "
+        "(Expecting property name enclosed in double quotes)"
+    )
+
+
+def test_report_out_never_replaces_a_users_report_csv(capsys, nan_run, user_folder):
+    (user_folder / "report.csv").write_text("my own table\n")
+    before = digest(user_folder)
+    line = cli_refused(capsys, ["report", str(nan_run), "--out", str(user_folder)])
+    assert line == (
+        f"error: --out {user_folder} holds report.csv but no emoscale report.md; emoscale never "
+        "replaces what it did not write: choose another folder"
+    )
+    assert digest(user_folder) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b"A fine film.\n" * 3 + b"caf\xe9 film\n",
+            "4: not UTF-8 (byte 0xe9); save the file as UTF-8",
+        ),
+        (b"A fine film.\nfi\x00lm\n", "2: a NUL byte (0x00); a text file holds none"),
+    ],
+    ids=["latin1", "nul"],
+)
+def test_streamed_predict_checks_the_whole_input_first(capsys, nan_run, tmp_path, content, problem):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(content)
+    output = tmp_path / "labels.jsonl"
+    line = cli_refused(
+        capsys, ["predict", str(nan_run), "--input", str(inputs), "--output", str(output)]
+    )
+    assert line == f"error: {inputs}:{problem}"
+    assert not output.exists() and not output.with_name(output.name + ".parts").exists()
+
+
+# --- 11. usage mistakes on every entry point (round 4) -----------------------------------------
+
+
+def test_the_training_entry_point_prints_one_line_for_a_usage_mistake(capsys):
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--bogus"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "error: emoscale train: unrecognized arguments: --bogus (see emoscale train --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--layers", "0", "a whole number of at least 1, got '0'"),
+        ("--hidden-size", "-64", "a whole number of at least 1, got '-64'"),
+        ("--init-range", "nan", "a number above 0 and at most 1, got 'nan'"),
+    ],
+)
+def test_make_tiny_numbers_are_checked(capsys, tmp_path, flag, value, expected):
+    text = tmp_path / "text.txt"
+    text.write_text("a fine film\n")
+    line = cli_refused(
+        capsys, ["make-tiny", "--text", str(text), "--out", str(tmp_path / "m"), f"{flag}={value}"]
+    )
+    assert line == (
+        f"error: emoscale make-tiny: argument {flag}: expected {expected} "
+        "(see emoscale make-tiny --help)"
+    )
+    assert not (tmp_path / "m").exists()
