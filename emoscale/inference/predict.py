@@ -63,17 +63,18 @@ RUN_JSON = (
 
 def _check_run_files(run_dir: Path) -> None:
     """A damaged run folder (a file truncated by a full disk, edited by hand) is one line before
-    any model loads: every JSON file it holds parses to an object or list, every safetensors file
-    holds the bytes its header names. PEFT, safetensors and json fail with tracebacks."""
+    any model loads: every JSON file it holds parses (labels.json to a list, the others to an
+    object), every safetensors file holds the bytes its header names. PEFT, safetensors and json
+    failed with tracebacks."""
     from emoscale.models.model_folder import safetensors_header
 
     for name in RUN_JSON:
         if (run_dir / name).is_file():
             value = read_json(run_dir / name, finite=name != "run.json")
-            if not isinstance(value, dict | list):
-                raise DataError(f"{run_dir / name}: expected a JSON object")
-    if not isinstance(read_json(run_dir / "metrics.json"), dict):
-        raise DataError(f"{run_dir / 'metrics.json'}: expected a JSON object")
+            expected = list if name.endswith("labels.json") else dict
+            if not isinstance(value, expected):
+                kind = "a JSON list" if expected is list else "a JSON object"
+                raise DataError(f"{run_dir / name}: expected {kind}")
     for path in sorted((run_dir / "model").glob("*.safetensors")):
         safetensors_header(path, None)
 
