@@ -25,6 +25,7 @@ from emoscale.config import RunConfig, load_config, save_config
 from emoscale.data.encoding import decode_utf8, read_json
 from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import ConfigError, DataError, EmoscaleError
+from emoscale.models.family import ModelFamily
 
 OVERRIDABLE = ("data.", "eval.")
 LABEL_KEYS = ("data.dataset", "data.target", "data.labels", "data.label_column")
@@ -213,21 +214,31 @@ def evaluate_run(
 # --- predict -------------------------------------------------------------------------------------
 
 
-def read_inputs(lines: list[str], modalities: str | None, base: Path) -> list[Example]:
+def read_inputs(
+    lines: list[str],
+    modalities: str | None,
+    base: Path,
+    numbers: list[int] | None = None,
+    source: Path | None = None,
+) -> list[Example]:
     """Examples from input lines: a text per line (prompt LM, fusion text-only); for fusion with
-    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`."""
+    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`.
+    An error names `source:line` where the lines come from a file (`numbers`: their line numbers
+    in it, for a streamed chunk), else `input line N`."""
     examples = []
-    for number, line in enumerate(lines, start=1):
+    for position, line in enumerate(lines, start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
+        number = numbers[position - 1] if numbers else position
+        where = f"{source}:{number}" if source else f"input line {number}"
         text, audio = line, None
         if modalities in ("audio", "both"):
             audio, _, text = line.partition("\t")
             if modalities == "both" and not text.strip():
-                raise DataError(f"input line {number}: expected audio_path<TAB>transcript")
+                raise DataError(f"{where}: expected audio_path<TAB>transcript")
             audio = str((base / audio.strip()).resolve())
-        examples.append(Example(id=f"input-{number}", text=text, label=0, audio_path=audio))
+        examples.append(Example(id=f"input-{position}", text=text, label=0, audio_path=audio))
     if not examples:
         raise DataError("no input: give one text per line (fusion runs: audio_path<TAB>transcript)")
     return examples
@@ -293,7 +304,13 @@ def predict(
     ]
 
 
-def answers(family, model, examples: list[Example], seed: int, device) -> dict[int, tuple]:
+def answers(
+    family: ModelFamily,
+    model: torch.nn.Module,
+    examples: list[Example],
+    seed: int,
+    device: torch.device,
+) -> dict[int, tuple[int, list[float]]]:
     """{position in examples: (predicted label index, per-label scores)}, in eval batches."""
     loader = family.dataloader(examples, train=False, seed=seed, split="predict")
     found = {}

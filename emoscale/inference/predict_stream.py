@@ -71,10 +71,13 @@ def check_input_text(source: Path) -> None:
                 raise DataError(f"{source}:{number}: {problem}") from None
 
 
-def job_record(run_dir: Path, source: Path, size: int) -> dict:
+def job_record(run_dir: Path, source: Path, size: int, overrides: list[str]) -> dict:
     stat = source.stat()
     return {
         "run": str(run_dir.resolve()),
+        "overrides": list(
+            overrides
+        ),  # data.*/eval.* change answers: chunks of two settings never mix
         "input": str(source.resolve()),
         "input_bytes": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
@@ -83,12 +86,13 @@ def job_record(run_dir: Path, source: Path, size: int) -> dict:
 
 
 def check_parts(parts: Path, record: dict, output: Path) -> None:
-    """The parts folder must belong to this very job (same run, input and chunking), or none."""
+    """The parts folder must belong to this very job (same run, overrides, input and chunking), or
+    none."""
     manifest = parts / "job.json"
     if manifest.is_file():
         if json.loads(manifest.read_text()) != record:
             raise EmoscaleError(
-                f"{parts} holds a partial prediction of another run or input; "
+                f"{parts} holds a partial prediction of another run, input or overrides; "
                 "remove it or choose another --output"
             )
         return
@@ -146,11 +150,12 @@ def predict_file(
         raise DataError(f"--input {source} does not exist")
     check_input_text(source)
     parts = output.with_name(output.name + ".parts")
-    check_parts(parts, job_record(run_dir, source, chunk_lines), output)
+    check_parts(parts, job_record(run_dir, source, chunk_lines, overrides), output)
 
     info = corpus_info(run_dir, config)
     modalities = config.model.modalities if config.model.family == "fusion" else None
     family = build_family(config, Corpus(info, {"predict": []}))
+    family.ranks_together = False  # ranks label different chunks: no barrier may wait for one
     device = torch.device(
         f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     )
@@ -166,11 +171,19 @@ def predict_file(
             continue
         kept = [(n, line) for n, line in lines if line.strip()]
         examples = (
-            read_inputs([line for _, line in kept], modalities, source.parent) if kept else []
+            read_inputs(
+                [line for _, line in kept],
+                modalities,
+                source.parent,
+                numbers=[number for number, _ in kept],
+                source=source,
+            )
+            if kept
+            else []
         )
         if examples and modalities in ("audio", "both"):
             readable, seconds = readable_audio(info, examples, config.data.skip_bad_audio)
-            family.audio_seconds.update(seconds)  # its eval batches group clips by duration
+            family.audio_seconds = seconds  # this chunk's clips: memory does not grow with the file
             counts["skipped_audio"] += len(examples) - len(readable)
             examples = readable
         found = answers(family, model, examples, config.seed, device) if examples else {}

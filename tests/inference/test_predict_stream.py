@@ -129,7 +129,7 @@ def test_bad_input_is_one_line(finished_run, input_file, tmp_path, capsys):
     ]
     assert cli.main(argv) == 2
     assert capsys.readouterr().err == (
-        f"error: {parts} holds a partial prediction of another run or input; "
+        f"error: {parts} holds a partial prediction of another run, input or overrides; "
         "remove it or choose another --output\n"
     )
 
