@@ -18,7 +18,12 @@ class DataError(EmoscaleError):
 
 class OneLineParser(argparse.ArgumentParser):
     """Usage mistakes end like every other bad input: one line and exit code 2 (argparse prints
-    its usage block first). Used by `emoscale` and by `python -m emoscale.train` alike."""
+    its usage block first). Used by `emoscale` and by `python -m emoscale.train` alike. No
+    abbreviated options: `--resum` or `--over` must not silently mean `--resume`/`--overwrite`."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("allow_abbrev", False)
+        super().__init__(*args, **kwargs)
 
     def error(self, message: str):
         print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)

@@ -1655,6 +1655,22 @@ def test_the_training_entry_point_prints_one_line_for_a_usage_mistake(capsys):
 
 
 @pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["train", "--resum"], "emoscale train"),
+        (["cv", "--overw"], "emoscale cv"),
+        (["predict", "R", "--inp"], "emoscale predict"),
+    ],
+)
+def test_an_abbreviated_option_is_not_taken_for_a_longer_one(capsys, argv, prog):
+    """`--resum` must not silently mean --resume (argparse's default allows prefixes)."""
+    flag = next(item for item in argv if item.startswith("--"))
+    assert cli_refused(capsys, argv) == (
+        f"error: {prog}: unrecognized arguments: {flag} (see {prog} --help)"
+    )
+
+
+@pytest.mark.parametrize(
     ("flag", "value", "expected"),
     [
         ("--layers", "0", "a whole number of at least 1, got '0'"),
