@@ -46,7 +46,7 @@ CHUNK_LINES = 512
 def chunks(source: Path, size: int) -> Iterator[tuple[int, list[tuple[int, str]]]]:
     """(chunk number, [(line number, line), ...]) over the file, one chunk in memory at a time."""
     chunk, number = [], 0
-    with open(source, encoding="utf-8") as handle:
+    with open(source, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             chunk.append((number, line.rstrip("\r\n")))
             if len(chunk) == size:
