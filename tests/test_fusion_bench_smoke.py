@@ -155,3 +155,17 @@ def test_meld_text_branch_quick(tmp_path, monkeypatch):
     for row in (written["emoscale"]["test"], regression["test"]):
         assert 0 <= row["weighted_f1"] <= 1 and 0 <= row["ua"] <= 1
     assert written["table"].startswith("| model |")
+
+
+def test_emodb_epoch_profile_quick(tmp_path, monkeypatch):
+    bench = load("emodb_epoch_profile", monkeypatch)
+    monkeypatch.setattr(bench, "CACHE", tmp_path)  # its encoders go there, not to /tmp
+    returned = bench.main(["--quick", "--data", str(tiny_emodb(tmp_path / "emodb")),
+                           "--json", str(tmp_path / "p.json")])  # fmt: skip
+    written = json.loads((tmp_path / "p.json").read_text())
+    assert written["cpu_seconds"] == returned["cpu_seconds"]
+    for norm in ("layer", "group"):
+        parts = written["cpu_seconds"][norm]
+        assert parts["whole encoder"] > 0 and len(parts) == 3 + 4  # 4 conv layers
+    cached = written["decode_seconds_per_clip"]["the same clip, later epochs (cached)"]
+    assert cached < written["decode_seconds_per_clip"]["decode + resample, first epoch"]
