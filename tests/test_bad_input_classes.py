@@ -1495,9 +1495,9 @@ MODEL_DAMAGE = {
     ),
     "tokenizer_larger_than_embeddings": (
         _add_tokens,
-        "config key 'model.path': the tokenizer of {m} has {n} tokens but the model's embeddings "
-        "hold {v} (config.json vocab_size); ids {v} and up would index past them: use the model's "
-        "own tokenizer",
+        "config key 'model.path': the tokenizer of {m} produces token ids up to {top} "
+        "('greatness') but the model's embeddings hold {v} (config.json vocab_size): use the "
+        "model's own tokenizer",
     ),
     "pytorch_model_bin_not_torch": (
         lambda m: (
@@ -1523,7 +1523,7 @@ def test_damaged_model_folder_is_one_line_before_loading(
     folder = shutil.copytree(tiny_llama, tmp_path / "model")
     damage(folder)
     vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
-    tokens = vocab + 5  # _add_tokens adds five words the tokenizer did not have
+    top = vocab + 4  # _add_tokens adds five words the tokenizer did not have
     line = refused(
         capsys,
         [
@@ -1533,7 +1533,29 @@ def test_damaged_model_folder_is_one_line_before_loading(
         ],
         tmp_path / "run",
     )
-    assert line == "error: " + problem.format(m=folder, n=tokens, v=vocab)
+    assert line == "error: " + problem.format(m=folder, top=top, v=vocab)
+
+
+def test_model_folder_parts_transformers_never_reads_are_accepted(tiny_llama, tmp_path):
+    """A Git LFS pointer where pytorch_model.bin would be, beside model.safetensors (a clone that
+    pulled only *.safetensors), and an added special token past the embeddings that no prompt
+    uses (as Gemma 3's tokenizer ships): transformers loads both folders, so emoscale does too."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from emoscale.models import model_folder
+
+    folder = shutil.copytree(tiny_llama, tmp_path / "model")
+    (folder / "pytorch_model.bin").write_text(
+        "version https://git-lfs.github.com/spec/v1\noid sha256:0\nsize 1\n"
+    )
+    tokenizer = AutoTokenizer.from_pretrained(folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": ["<image_soft_token>"]})
+    tokenizer.save_pretrained(folder)
+    vocab = AutoConfig.from_pretrained(folder).vocab_size
+    reloaded = AutoTokenizer.from_pretrained(folder)
+    assert reloaded.convert_tokens_to_ids("<image_soft_token>") >= vocab
+    model_folder.check(folder)
+    model_folder.check_vocabulary(folder, reloaded, AutoConfig.from_pretrained(folder))
 
 
 # --- 10. a finished run's own files, damaged, as eval/predict/report read them (round 4) -------
@@ -1583,7 +1605,7 @@ def _truncate(path: Path) -> None:
 RUN_DAMAGE_SIZES: dict[str, int] = {}
 
 
-@pytest.mark.parametrize("command", ["predict", "eval"])
+@pytest.mark.parametrize("command", ["predict", "eval", "export"])
 @pytest.mark.parametrize("case", list(RUN_DAMAGE))
 def test_a_damaged_run_folder_is_one_line(capsys, lora_run, tmp_path, case, command):
     damage, problem = RUN_DAMAGE[case]
@@ -1591,8 +1613,13 @@ def test_a_damaged_run_folder_is_one_line(capsys, lora_run, tmp_path, case, comm
     damage(run_dir)
     inputs = tmp_path / "inputs.txt"
     inputs.write_text("A fine film.\n")
-    argv = [command, str(run_dir)] + (["--input", str(inputs)] if command == "predict" else [])
+    argv = [command, str(run_dir)] + {
+        "predict": ["--input", str(inputs)],
+        "eval": [],
+        "export": ["--out", str(tmp_path / "merged")],
+    }[command]
     line = cli_refused(capsys, argv)
+    assert not (tmp_path / "merged").exists()
     size = RUN_DAMAGE_SIZES.get("adapter_model.safetensors", 100)
     assert line == "error: " + problem.format(r=run_dir, size=size, cut=size - 100)
 

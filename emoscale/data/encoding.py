@@ -26,16 +26,19 @@ _MOJIBAKE = re.compile(
 _C1 = re.compile("[\x80-\x9f]")
 
 
-def decode_utf8(raw: bytes, name: str | Path, fix: str = "save the file as UTF-8") -> str:
+def decode_utf8(
+    raw: bytes, name: str | Path, fix: str = "save the file as UTF-8", first_line: int = 1
+) -> str:
     """Strict UTF-8 (a byte-order mark is dropped); else one line naming the line and the byte.
-    A NUL byte is valid UTF-8 but no text holds one (a binary file, a damaged or UTF-16 export)."""
+    A NUL byte is valid UTF-8 but no text holds one (a binary file, a damaged or UTF-16 export).
+    `first_line`: the file's line number of raw's first line (raw read a line at a time)."""
     if b"\0" in raw:
-        line = raw[: raw.index(b"\0")].count(b"\n") + 1
+        line = raw[: raw.index(b"\0")].count(b"\n") + first_line
         raise DataError(f"{name}:{line}: a NUL byte (0x00); a text file holds none")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
-        line = raw[: error.start].count(b"\n") + 1
+        line = raw[: error.start].count(b"\n") + first_line
         raise DataError(
             f"{name}:{line}: not UTF-8 (byte 0x{raw[error.start]:02x}); {fix}"
         ) from None

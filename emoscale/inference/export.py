@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from emoscale.config import load_config, rules
 from emoscale.errors import EmoscaleError
+from emoscale.inference.predict import check_run_files
 from emoscale.models import base_model, model_folder
 from emoscale.models.adapters import DTYPES, check_model_folder
 from emoscale.output_folder import new_folder, refuse_existing
@@ -38,6 +39,7 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         )
     if not (adapter / "adapter_config.json").is_file():
         raise EmoscaleError(f"export: {adapter} holds no adapter (did the run finish?)")
+    check_run_files(run_dir)  # a truncated adapter: one line, not a traceback after the base loads
     refuse_existing(out, "export: --out")
     base_path = check_model_folder(config.model.path)
     model_folder.check(base_path)

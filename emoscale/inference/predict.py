@@ -43,7 +43,7 @@ def run_config(run_dir: Path, overrides: list[str] = ()) -> RunConfig:
                 f"override {item!r}: only data.* and eval.* keys can change; the model is the run's"
             )
     config = load_config(run_dir / "config.yaml", list(overrides))
-    _check_run_files(run_dir)
+    check_run_files(run_dir)
     if config.model.trust_remote_code:
         raise EmoscaleError(
             f"{run_dir} was trained with model.trust_remote_code=true; "
@@ -62,7 +62,7 @@ RUN_JSON = (
 )
 
 
-def _check_run_files(run_dir: Path) -> None:
+def check_run_files(run_dir: Path) -> None:
     """A damaged run folder (a file truncated by a full disk, edited by hand) is one line before
     any model loads: every JSON file it holds parses (labels.json to a list, the others to an
     object), every safetensors file holds the bytes its header names. PEFT, safetensors and json

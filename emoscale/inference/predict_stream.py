@@ -64,11 +64,7 @@ def check_input_text(source: Path) -> None:
 
     with open(source, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
-            try:
-                decode_utf8(raw, source)
-            except DataError as error:  # decode_utf8 counts lines within `raw`: name the file's
-                problem = str(error).split(": ", 1)[1]
-                raise DataError(f"{source}:{number}: {problem}") from None
+            decode_utf8(raw, source, first_line=number)
 
 
 def job_record(run_dir: Path, source: Path, size: int, overrides: list[str]) -> dict:

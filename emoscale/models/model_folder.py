@@ -77,13 +77,19 @@ def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None
         raise ConfigError(
             f"config key {key!r}: {folder} has no weights ({' or '.join(WEIGHT_FILES[::2])})"
         )
+    # transformers reads safetensors first: .bin files beside them (a Git LFS pointer left by a
+    # clone that pulled only *.safetensors) are never read, so they are not checked either.
+    safetensors = shards or any(name.startswith("model.safetensors") for name in present)
     for name in present:
-        if name.endswith(".bin"):
+        if name.endswith(".bin") and not safetensors:
             check_torch_file(folder / name, key)
     headers = {}
     for path in [folder / name for name in present if name.endswith(".safetensors")] + shards:
         headers[path.name] = safetensors_header(path, key)
-    for index in ("model.safetensors.index.json", "pytorch_model.bin.index.json"):
+    indexes = ["model.safetensors.index.json"] + (
+        [] if safetensors else ["pytorch_model.bin.index.json"]
+    )
+    for index in indexes:
         if index in present:
             _check_shard_index(folder / index, key, headers)
     for path in [folder / name for name in headers]:
@@ -130,15 +136,23 @@ def read_config(folder: str | Path, trust_remote_code: bool, key: str = "model.p
 
 
 def check_vocabulary(folder: str | Path, tokenizer, hf_config, key: str = "model.path") -> None:
-    """Every token id the tokenizer can produce must index the model's embeddings: a tokenizer
-    with more tokens than config.json's vocab_size (added tokens, another model's tokenizer)
-    failed at the first batch holding one, with an IndexError deep in torch."""
+    """Every token id that ordinary text or emoscale's prompts produce must index the model's
+    embeddings: a tokenizer with more tokens than config.json's vocab_size (added words, another
+    model's tokenizer) failed at the first batch holding one, with an IndexError deep in torch.
+    Added *special* tokens that no prompt uses are left alone: released tokenizers ship some past
+    the embeddings (Gemma 3's image token), and those models train."""
     vocab_size = getattr(hf_config.get_text_config(), "vocab_size", None)
-    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+    if not isinstance(vocab_size, int):
+        return
+    words = [i for i, token in tokenizer.added_tokens_decoder.items() if not token.special]
+    used = [tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id]
+    used += [tokenizer.unk_token_id]
+    highest = max([tokenizer.vocab_size - 1, *words, *(i for i in used if i is not None)])
+    if highest >= vocab_size:
         raise ConfigError(
-            f"config key {key!r}: the tokenizer of {folder} has {len(tokenizer)} tokens but the "
-            f"model's embeddings hold {vocab_size} (config.json vocab_size); ids {vocab_size} and "
-            "up would index past them: use the model's own tokenizer"
+            f"config key {key!r}: the tokenizer of {folder} produces token ids up to {highest} "
+            f"({tokenizer.convert_ids_to_tokens(highest)!r}) but the model's embeddings hold "
+            f"{vocab_size} (config.json vocab_size): use the model's own tokenizer"
         )
 
 
