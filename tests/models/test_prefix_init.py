@@ -90,3 +90,36 @@ def test_ptuning_v2_learns_from_the_tokens_prefix(run_overrides, one_torch_threa
     losses = [row["train_loss"] for row in history if "train_loss" in row]
     assert losses[-1] < 0.25 * losses[0], losses
     assert metrics["test"]["accuracy"] > 0.45, metrics["test"]  # measured 0.55
+
+
+def test_prefix_from_tokens_on_chatglm2s_architecture():
+    """ChatGLM2-6B's shape in transformers (GlmForCausalLM): 2 key/value groups, rotary on half of
+    each head; the prefixed model on P is still the plain model on T + P."""
+    from peft import PrefixTuningConfig, get_peft_model
+    from transformers import GlmConfig, GlmForCausalLM
+
+    from emoscale.models.prefix_init import init_prefix_from_tokens
+    from emoscale.models.prompted_lm import PromptedLM
+
+    torch.manual_seed(0)
+    config = GlmConfig(
+        vocab_size=100,
+        pad_token_id=0,
+        hidden_size=64,
+        intermediate_size=128,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        num_key_value_heads=2,
+        head_dim=16,
+        partial_rotary_factor=0.5,
+    )
+    base = GlmForCausalLM(config).eval()
+    prefixed = PromptedLM(
+        get_peft_model(base, PrefixTuningConfig(task_type="CAUSAL_LM", num_virtual_tokens=5))
+    )
+    tokens, prompt = [3, 4, 5], torch.tensor([[10, 11, 12, 13]])
+    init_prefix_from_tokens(prefixed.lm, tokens)  # repeated to 5: 3 4 5 3 4
+    with torch.no_grad():
+        logits, _, _ = prefixed(prompt, torch.ones_like(prompt))
+        expected = base(torch.tensor([[3, 4, 5, 3, 4, *prompt[0].tolist()]])).logits[:, 5:]
+    assert torch.allclose(logits, expected, atol=1e-5)
