@@ -14,6 +14,9 @@ plain model's output on tokens + P: training starts from a model that reads real
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from peft import PeftModel
 from peft.tuners.cartridge.utils import initialize_kv_prefix_from_past_key_values
@@ -37,7 +40,10 @@ def init_prefix_from_tokens(model: PeftModel, token_ids: list[int]) -> list[int]
     input_ids = torch.tensor([tokens], device=device)
     training = base.training
     base.eval()  # no dropout in the copied activations
-    output = base(input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True)
+    with gathered_under_zero3(base):
+        output = base(
+            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True
+        )
     base.train(training)
     # transformers 5.24 renamed the output `past_key_values` to `cache`; reading the old name
     # there warns (issue 14: a user's log shows only emoscale's lines).
@@ -47,6 +53,40 @@ def init_prefix_from_tokens(model: PeftModel, token_ids: list[int]) -> list[int]
     # PEFT's own packer: it knows the prefix layout (GQA's kv heads) and checks the shape.
     initialize_kv_prefix_from_past_key_values(model, past_key_values=cache)
     return tokens
+
+
+@contextmanager
+def gathered_under_zero3(model: torch.nn.Module) -> Iterator[None]:
+    """Lets `model` run a forward pass while ZeRO-3 holds its weights partitioned (transformers
+    loads them so under `accelerate launch` with ZeRO-3, before DeepSpeed's engine exists): each
+    module's own weights are gathered for its forward only, so at most one layer is whole at a
+    time. Every rank runs the same pass (gathering is collective). Otherwise: nothing."""
+    if not any(hasattr(parameter, "ds_id") for parameter in model.parameters()):
+        yield
+        return
+    import deepspeed
+
+    gathered, hooks = {}, []
+
+    def gather(module, _inputs):
+        context = deepspeed.zero.GatheredParameters(list(module.parameters(recurse=False)))
+        context.__enter__()
+        gathered[module] = context
+
+    def release(module, _inputs, _output):
+        gathered.pop(module).__exit__(None, None, None)
+
+    for module in model.modules():
+        if next(module.parameters(recurse=False), None) is not None:
+            hooks += [
+                module.register_forward_pre_hook(gather),
+                module.register_forward_hook(release),
+            ]
+    try:
+        yield
+    finally:
+        for hook in hooks:
+            hook.remove()
 
 
 @torch.no_grad()
