@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import torch
 
 from emoscale import train
@@ -75,6 +76,7 @@ def test_init_text_is_the_prefix(run_overrides):
     assert family.prefix_init_ids() == family.pieces.head + text_ids
 
 
+@pytest.mark.slow
 def test_ptuning_v2_learns_from_the_tokens_prefix(run_overrides, one_torch_thread):
     """A training test: P-Tuning v2 from the default prefix learns the demo's three-way task
     (chance 1/3) on the frozen random tiny model (the real model's run: README, issue 14)."""
