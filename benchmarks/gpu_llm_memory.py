@@ -12,7 +12,8 @@ checkpoint would be. Methods: LoRA r=8 and P-Tuning v2 (prefix tuning, 32 virtua
 Batch 16 x 128 tokens, AdamW, gradient clipping at 1.0, no autocast (bf16 weights, fp32 adapters).
 
 - emoscale: emoscale.models.prompted_lm.PromptedLM around the PEFT model, with the loss of
-  PromptLMFamily.loss (answer tokens only), in a plain loop.
+  models.prompt_lm.answer_loss (PromptLMFamily.loss: logits only where an answer token is
+  predicted), in a plain loop.
 - trainer: transformers.Trainer on the same PEFT model and batches (labels on the answer tokens).
 
 Peak memory: torch.cuda.max_memory_allocated over all steps (on CPU: the model's bytes plus the
@@ -34,7 +35,6 @@ from functools import partial
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 from peft import get_peft_model
 from transformers import (
     AutoModelForCausalLM,
@@ -48,6 +48,7 @@ from transformers import (
 from transformers.trainer_callback import PrinterCallback
 from transformers.utils import logging as transformers_logging
 
+from emoscale.models.prompt_lm import answer_loss
 from emoscale.models.prompted_lm import PromptedLM
 from emoscale.training.estimate import (
     GIB,
@@ -182,14 +183,6 @@ def synthetic_batches(
 # --- the two training steps ---------------------------------------------------------------------------
 
 
-def emoscale_loss(model: PromptedLM, batch: dict) -> torch.Tensor:
-    # As PromptLMFamily.loss: token t predicts token t+1; only answer tokens have targets.
-    logits, _, _ = model(batch["input_ids"], batch["attention_mask"])
-    return F.cross_entropy(
-        logits[:, :-1].flatten(0, 1).float(), batch["targets"][:, 1:].flatten(), ignore_index=-100
-    )
-
-
 def run_emoscale(lm: torch.nn.Module, batches: list[dict], warmup: int, sync) -> float:
     """Seconds for the steps after `warmup`."""
     model = PromptedLM(lm)
@@ -201,7 +194,7 @@ def run_emoscale(lm: torch.nn.Module, batches: list[dict], warmup: int, sync) ->
         if step == warmup:
             sync()
             start = time.perf_counter()
-        emoscale_loss(model, batch).backward()
+        answer_loss(model, batch).backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -305,16 +298,20 @@ def bench_one(
     args, name: str, folder: Path, precision: str, method: str, runner: str, device
 ) -> dict:
     config = (TINY_SHAPES if args.tiny else SHAPES)[name]
+    steps = args.warmup + args.steps
+    batches = synthetic_batches(config.vocab_size, args.batch_size, args.seq_len, steps, device)
+    # emoscale's loss computes logits only where an answer token is predicted; Trainer's at
+    # every position: the estimate counts each runner's own.
+    answer_columns = int((batches[0]["targets"][:, 1:] != -100).any(0).sum())
     shape = RunShape(
         batch_size=args.batch_size,
         seq_len=args.seq_len,
         method=method,
         quantization=PRECISIONS[precision],
         device=device.type,
+        logit_columns=answer_columns if runner == "emoscale" else None,
     )
     facts = model_facts(config, shape)
-    steps = args.warmup + args.steps
-    batches = synthetic_batches(config.vocab_size, args.batch_size, args.seq_len, steps, device)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     lm = get_peft_model(load_model(folder, precision, device), peft_config(config, shape))
     if runner == "emoscale":

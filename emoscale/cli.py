@@ -150,7 +150,12 @@ def _predict(args: argparse.Namespace) -> int:
         rank = os.environ.get("RANK", "0")
         print(
             f"rank {rank}: {counts['chunks_done']} chunks labelled, {counts['chunks_kept']} kept "
-            "from an earlier start",
+            "from an earlier start"
+            + (
+                f", {counts['skipped_audio']} lines skipped (data.skip_bad_audio)"
+                if counts["skipped_audio"]
+                else ""
+            ),
             file=sys.stderr,
         )
         if rank == "0":

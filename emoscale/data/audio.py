@@ -82,11 +82,14 @@ def _nonfinite_sample(path: Path) -> str | None:
     return None
 
 
-def check_corpus_audio(corpus: Corpus, root: str | Path | None, skip_bad: bool) -> dict[str, float]:
+def check_corpus_audio(
+    corpus: Corpus, root: str | Path | None, skip_bad: bool, keep_empty: bool = False
+) -> dict[str, float]:
     """Check every example's audio header; returns {resolved path: seconds}.
 
     A bad file raises a one-line DataError naming it; with `skip_bad` the example is removed from
-    its split instead and counted under `corpus.dropped["audio: <what is wrong>"]`.
+    its split instead and counted under `corpus.dropped["audio: <what is wrong>"]`. A split left
+    empty is refused, unless `keep_empty` (one chunk of a streamed prediction file).
     """
     seconds: dict[str, float] = {}
     for split, examples in corpus.splits.items():
@@ -105,7 +108,7 @@ def check_corpus_audio(corpus: Corpus, root: str | Path | None, skip_bad: bool) 
                 corpus.dropped[f"audio: {problem.split(' (')[0]}"] += 1
             else:
                 raise DataError(f"{path}: {problem}")
-        if not kept and examples:
+        if not kept and examples and not keep_empty:
             raise DataError(f"{corpus.info.name} {split}: no example with readable audio is left")
         corpus.splits[split] = kept
     return seconds

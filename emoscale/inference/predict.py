@@ -246,40 +246,54 @@ def predict(
     corpus = Corpus(corpus_info(run_dir, config), {"predict": examples})
     family, model, accelerator = build(run_dir, config, corpus)
     examples = corpus.split("predict")  # unchanged unless data.skip_bad_audio dropped some
-    loader = family.dataloader(examples, train=False, seed=config.seed, split="predict")
+    found = answers(family, model, examples, config.seed, accelerator.device)
+    return [
+        prediction_row(
+            example,
+            *found[index],
+            family.label_names,
+            f"{where}:{example.id.removeprefix('input-')}",
+        )
+        for index, example in enumerate(examples)
+    ]
+
+
+def answers(family, model, examples: list[Example], seed: int, device) -> dict[int, tuple]:
+    """{position in examples: (predicted label index, per-label scores)}, in eval batches."""
+    loader = family.dataloader(examples, train=False, seed=seed, split="predict")
     found = {}
     with torch.no_grad():
         for batch in loader:
-            batch = {key: value.to(accelerator.device) for key, value in batch.items()}
+            batch = {key: value.to(device) for key, value in batch.items()}
             predicted, scores = family.predict(model, batch)
             for index, label, row in zip(
                 batch["example_index"], predicted, scores.float(), strict=True
             ):
                 found[int(index)] = (int(label), row.tolist())
-    names = family.label_names
-    results = []
-    for index, example in enumerate(examples):
-        label, scores = found[index]
-        if not all(math.isfinite(score) for score in scores):  # never a NaN "prediction" (issue 12)
-            bad = next(score for score in scores if not math.isfinite(score))
-            raise DataError(
-                f"{where}:{example.id.removeprefix('input-')}: the run scored this input {bad} "
-                "(not a finite number); no prediction is given"
-            )
-        top = max(scores)
-        weights = [math.exp(score - top) for score in scores]  # softmax over the labels
-        result = {"text": example.text}
-        if example.audio_path:
-            result["audio_path"] = example.audio_path
-        result |= {
-            "label": names[label] if label >= 0 else None,
-            "scores": dict(zip(names, scores, strict=True)),
-            "probabilities": {
-                name: w / sum(weights) for name, w in zip(names, weights, strict=True)
-            },
-        }
-        results.append(result)
-    return results
+    return found
+
+
+def prediction_row(
+    example: Example, label: int, scores: list[float], names: tuple[str, ...], where: str
+) -> dict:
+    """One input's answer: text (and audio_path), label, per-label scores and probabilities.
+    A score that is not finite is refused, naming the input at `where`: a NaN is never a
+    prediction (issue 12), whether predict prints it or the streaming path writes it."""
+    if not all(math.isfinite(score) for score in scores):
+        bad = next(score for score in scores if not math.isfinite(score))
+        raise DataError(
+            f"{where}: the run scored this input {bad} (not a finite number); no prediction is given"
+        )
+    top = max(scores)
+    weights = [math.exp(score - top) for score in scores]  # softmax over the labels
+    row = {"text": example.text}
+    if example.audio_path:
+        row["audio_path"] = example.audio_path
+    return row | {
+        "label": names[label] if label >= 0 else None,
+        "scores": dict(zip(names, scores, strict=True)),
+        "probabilities": {name: w / sum(weights) for name, w in zip(names, weights, strict=True)},
+    }
 
 
 def format_prediction(result: dict) -> str:

@@ -20,7 +20,6 @@ RANK / WORLD_SIZE that `accelerate launch` (torchrun) sets, and rank 0 waits for
 from __future__ import annotations
 
 import json
-import math
 import os
 import shutil
 import time
@@ -29,9 +28,17 @@ from pathlib import Path
 
 import torch
 
-from emoscale.data.examples import Corpus
+from emoscale.data.audio import check_corpus_audio
+from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import DataError, EmoscaleError
-from emoscale.inference.predict import corpus_info, load_trained, read_inputs, run_config
+from emoscale.inference.predict import (
+    answers,
+    corpus_info,
+    load_trained,
+    prediction_row,
+    read_inputs,
+    run_config,
+)
 
 CHUNK_LINES = 512
 
@@ -83,22 +90,26 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
     os.replace(temporary, manifest)  # every rank writes the same text: whichever lands is right
 
 
-def result_rows(lines, examples, found, names) -> list[dict]:
+def result_rows(kept, examples, found, names, source: Path) -> list[dict]:
+    """Output rows of one chunk: each example's answer under the number of its line in `source`."""
+    numbers = {f"input-{position}": number for position, (number, _) in enumerate(kept, start=1)}
     rows = []
-    for (number, _), example, index in zip(lines, examples, range(len(examples)), strict=True):
-        label, scores = found[index]
-        top = max(scores)
-        weights = [math.exp(score - top) for score in scores]  # softmax over the labels
-        row = {"line": number, "text": example.text}
-        if example.audio_path:
-            row["audio_path"] = example.audio_path
-        row |= {
-            "label": names[label] if label >= 0 else None,
-            "scores": dict(zip(names, scores, strict=True)),
-            "probabilities": {n: w / sum(weights) for n, w in zip(names, weights, strict=True)},
-        }
-        rows.append(row)
+    for index, example in enumerate(examples):
+        number = numbers[example.id]
+        row = prediction_row(example, *found[index], names, f"{source}:{number}")
+        rows.append({"line": number} | row)
     return rows
+
+
+def readable_audio(
+    info: CorpusInfo, examples: list[Example], skip_bad: bool
+) -> tuple[list[Example], dict[str, float]]:
+    """The chunk's examples whose audio can be read (headers only, before the model runs) and
+    each clip's seconds: a bad clip is one line naming it, or with data.skip_bad_audio its line
+    gets no output row, as `emoscale predict` without --output drops it."""
+    corpus = Corpus(info, {"predict": examples})
+    seconds = check_corpus_audio(corpus, None, skip_bad, keep_empty=True)
+    return corpus.split("predict"), seconds
 
 
 def predict_file(
@@ -128,7 +139,7 @@ def predict_file(
         f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     )
     model = load_trained(run_dir, config, family).to(device).eval()
-    counts = {"chunks_done": 0, "chunks_kept": 0, "lines": 0, "chunks": 0}
+    counts = {"chunks_done": 0, "chunks_kept": 0, "lines": 0, "chunks": 0, "skipped_audio": 0}
     for number, lines in chunks(source, chunk_lines):
         counts["chunks"] = number + 1
         target = parts / f"chunk-{number:08d}.jsonl"
@@ -138,20 +149,16 @@ def predict_file(
             counts["chunks_kept"] += 1
             continue
         kept = [(n, line) for n, line in lines if line.strip()]
-        rows = []
-        if kept:
-            examples = read_inputs([line for _, line in kept], modalities, source.parent)
-            loader = family.dataloader(examples, train=False, seed=config.seed, split="predict")
-            found = {}
-            with torch.no_grad():
-                for batch in loader:
-                    batch = {key: value.to(device) for key, value in batch.items()}
-                    predicted, scores = family.predict(model, batch)
-                    for index, label, row in zip(
-                        batch["example_index"], predicted, scores.float(), strict=True
-                    ):
-                        found[int(index)] = (int(label), row.tolist())
-            rows = result_rows(kept, examples, found, family.label_names)
+        examples = (
+            read_inputs([line for _, line in kept], modalities, source.parent) if kept else []
+        )
+        if examples and modalities in ("audio", "both"):
+            readable, seconds = readable_audio(info, examples, config.data.skip_bad_audio)
+            family.audio_seconds.update(seconds)  # its eval batches group clips by duration
+            counts["skipped_audio"] += len(examples) - len(readable)
+            examples = readable
+        found = answers(family, model, examples, config.seed, device) if examples else {}
+        rows = result_rows(kept, examples, found, family.label_names, source)
         temporary = target.with_name(f".{target.name}.{rank}.tmp")
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)

@@ -175,15 +175,7 @@ class PromptLMFamily:
         return pieces.head + pieces.before_first + pieces.after
 
     def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
-        # Token t predicts token t+1; only answer tokens have targets (the rest are -100). Only
-        # the columns that predict one get logits: the LM head over a 49k vocabulary at every
-        # prompt position was a fifth of a SmolLM2 LoRA step's work, and the most memory (issue 14).
-        targets = batch["targets"][:, 1:]
-        columns = (targets != -100).any(0).nonzero().squeeze(-1)
-        logits, _, _ = model(batch["input_ids"], batch["attention_mask"], keep_columns=columns)
-        return F.cross_entropy(
-            logits.flatten(0, 1).float(), targets[:, columns].flatten(), ignore_index=-100
-        )
+        return answer_loss(model, batch)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -268,3 +260,16 @@ class PromptLMFamily:
         lm.save_pretrained(folder, state_dict=state_dict, safe_serialization=True)
         if not isinstance(lm, PeftModel):
             self.tokenizer.save_pretrained(folder)
+
+
+def answer_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+    """Cross-entropy of the answer tokens: token t predicts token t+1, and only answer tokens have
+    targets (the rest are -100). Only the columns that predict one get logits: the LM head over a
+    49k vocabulary at every prompt position was a fifth of a SmolLM2 LoRA step's work, and the
+    largest transient in memory (issue 14; training/estimate.py counts these columns)."""
+    targets = batch["targets"][:, 1:]
+    columns = (targets != -100).any(0).nonzero().squeeze(-1)
+    logits, _, _ = model(batch["input_ids"], batch["attention_mask"], keep_columns=columns)
+    return F.cross_entropy(
+        logits.flatten(0, 1).float(), targets[:, columns].flatten(), ignore_index=-100
+    )

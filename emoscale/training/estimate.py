@@ -15,9 +15,10 @@ then the sum of four terms, each in bytes per device:
 - optimizer: AdamW's two fp32 states, plus an fp32 master copy when trainable weights are 16-bit,
   plus (DeepSpeed ZeRO) the fp32 gradient partition the optimizer steps on.
 - activations: what autograd saves for backward, layer by layer (counted from the modules' code:
-  see `_layer_saved_bytes`), plus the largest transient: usually the loss over B x T x V logits in
+  see `_layer_saved_bytes`), plus the largest transient: usually the loss over B x C x V logits in
   fp32 (log-softmax output, its gradient and the logits' gradient: 12 bytes per logit), which is the
-  peak for small models and short sequences.
+  peak for small models and short sequences. C is every position for a plain causal-LM loss, and
+  only the columns that predict an answer token for emoscale's loss (`logit_columns`).
 
 ZeRO rows follow DeepSpeed's own estimators (`estimate_zero2_model_states_mem_needs`, `..zero3..`):
 stage 1 partitions optimizer states, 2 also gradients, 3 also weights (plus one gathered layer,
@@ -90,6 +91,9 @@ class RunShape:
     double_quant: bool = True  # 4bit: quantise the block scales too (QLoRA)
     gradient_checkpointing: bool = False
     attn_implementation: str = "sdpa"  # or "eager"
+    # Columns that get logits: None = every position (a plain causal-LM loss, e.g. Trainer's);
+    # emoscale's loss asks only for the columns that predict an answer token (models/prompt_lm).
+    logit_columns: int | None = None
     device: str = "cuda"  # "cpu" only to compare with CPU measurements (dropout masks differ)
 
     def __post_init__(self):
@@ -344,7 +348,8 @@ def activation_bytes(model_config: PretrainedConfig, shape: RunShape, facts: Mod
     # Final norm (fp32 copy), plus its output when the norm or the lm_head trains.
     saved += 4 * tokens * d.hidden + (b * tokens * d.hidden if facts.lm_head_trainable else 0)
     # Loss over the logits in fp32: log-softmax output + its gradient + the logits' gradient.
-    loss_transient = 12 * tokens * d.vocab
+    columns = min(d.seq_q, shape.logit_columns) if shape.logit_columns else d.seq_q
+    loss_transient = 12 * d.batch * columns * d.vocab
     if shape.method == "ptuning_v2" and shape.prefix_projection:  # the prefix MLP on B x P tokens
         saved += 3 * 4 * d.batch * shape.num_virtual_tokens * facts.encoder_hidden
     return saved + max(loss_transient, layer_transient)
@@ -474,7 +479,8 @@ def cpu_peak_bytes(fn) -> int:
 
 def shape_from_run_config(config, answer_tokens: int = 4) -> RunShape:
     """The RunShape of an emoscale RunConfig: the longest batch is data.max_length prompt tokens
-    plus the answer (label words + EOS)."""
+    plus the answer (label words + EOS). Logits: at most `answer_tokens` columns per example (the
+    union over a batch whose prompts end at different columns)."""
     model, lora = config.model, config.lora
     return RunShape(
         batch_size=config.train.batch_size,
@@ -491,4 +497,5 @@ def shape_from_run_config(config, answer_tokens: int = 4) -> RunShape:
         quantization="8bit" if model.load_in_8bit else "4bit" if model.load_in_4bit else None,
         double_quant=model.bnb_4bit_use_double_quant,
         gradient_checkpointing=config.train.gradient_checkpointing,
+        logit_columns=config.train.batch_size * answer_tokens,
     )

@@ -16,7 +16,9 @@ import yaml
 
 from emoscale import cli, train
 from emoscale.config import load_config
+from emoscale.errors import DataError
 from emoscale.inference import predict
+from emoscale.inference.predict_stream import predict_file
 from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -155,6 +157,25 @@ def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_c
         )
         assert result["label"] == saved["pred"]
         assert result["scores"] == pytest.approx(saved["scores"], abs=1e-4)
+
+    # The streaming path (--output) gives the same answers. A clip it cannot read is one line
+    # naming it before the model runs on its chunk; with data.skip_bad_audio its line gets no row.
+    not_audio = tmp_path / "not-audio.wav"
+    not_audio.write_text("hello")
+    source = tmp_path / "clips.tsv"
+    source.write_text("\n".join([*lines[:3], f"{not_audio}\tsome words", *lines[3:]]) + "\n")
+    output = tmp_path / "out.jsonl"
+    with pytest.raises(DataError) as refused:
+        predict_file(run_dir, source, output)
+    assert str(refused.value) == f"{not_audio}: not a readable audio file (format not recognised)"
+    assert not output.exists()
+    counts = predict_file(run_dir, source, output, ["data.skip_bad_audio=true"])
+    assert counts["skipped_audio"] == 1
+    rows = [json.loads(line) for line in output.read_text().splitlines()]
+    assert [row["line"] for row in rows] == [1, 2, 3, 5, 6, 7]
+    for row, result in zip(rows, results, strict=True):
+        assert (row["audio_path"], row["label"]) == (result["audio_path"], result["label"])
+        assert row["scores"] == pytest.approx(result["scores"], abs=1e-5)
 
 
 def test_adapter_on_a_changed_base_model_is_refused(run_overrides, tmp_path, capsys):

@@ -49,7 +49,13 @@ def read_rows(path):
 def test_streamed_predictions_equal_predict_in_input_order(finished_run, input_file, tmp_path):
     out = tmp_path / "out.jsonl"
     counts = predict_file(finished_run, input_file, out, chunk_lines=64)
-    assert counts == {"chunks_done": 5, "chunks_kept": 0, "lines": 300, "chunks": 5}
+    assert counts == {
+        "chunks_done": 5,
+        "chunks_kept": 0,
+        "lines": 300,
+        "chunks": 5,
+        "skipped_audio": 0,
+    }
     rows = read_rows(out)
     expected = predict(finished_run, input_file.read_text().splitlines())
     assert [row["text"] for row in rows] == [row["text"] for row in expected]

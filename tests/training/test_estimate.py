@@ -23,6 +23,8 @@ from peft import (
 )
 from transformers import AutoModelForCausalLM, GlmConfig, LlamaConfig
 
+from emoscale.models.prompt_lm import answer_loss
+from emoscale.models.prompted_lm import PromptedLM
 from emoscale.training.estimate import (
     GIB,
     RunShape,
@@ -220,6 +222,14 @@ def measured_peak(config, shape: RunShape, pad: bool = False) -> int:
         # The model's output (logits, cache) is dropped before backward, as a training loop does.
         model(input_ids=ids, attention_mask=mask, labels=ids).loss.backward()
 
+    if shape.logit_columns:  # emoscale's loss: targets (and logits) at the last columns only
+        targets = torch.full_like(ids, -100)
+        targets[:, -shape.logit_columns :] = ids[:, -shape.logit_columns :]
+        batch = {"input_ids": ids, "attention_mask": mask, "targets": targets}
+
+        def step():
+            answer_loss(PromptedLM(model), batch).backward()
+
     return cpu_peak_bytes(step)
 
 
@@ -238,6 +248,13 @@ CPU_CASES = {
     "lora bf16": (tiny_llama_config(), {"dtype": "bfloat16", "batch_size": 4}, False),
     "ptuning_v2 gqa padded": (tiny_llama_config(kv_heads=2), {"method": "ptuning_v2"}, True),
     "lora glm gqa padded": (tiny_glm_config(), {"batch_size": 4}, True),
+    # emoscale's answer-only loss: logits at 8 of 128 columns, so the layers make the peak
+    "lora answer columns": (tiny_llama_config(), {"logit_columns": 8}, False),
+    "ptuning_v2 answer columns": (
+        tiny_llama_config(),
+        {"method": "ptuning_v2", "logit_columns": 8},
+        False,
+    ),
 }
 
 
