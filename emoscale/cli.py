@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import sys
 from pathlib import Path
 
 from emoscale import library_logs
-from emoscale.errors import EmoscaleError
+from emoscale.errors import EmoscaleError, OneLineParser
 
 EXAMPLES = {
     "train": """examples:
@@ -94,12 +95,7 @@ dequantized weights in --dtype, tokenizer with its chat template, generation con
 }
 
 
-class Parser(argparse.ArgumentParser):
-    """Usage mistakes end like every other bad input: one line and exit code 2."""
-
-    def error(self, message: str):
-        print(f"error: {self.prog}: {message} (see {self.prog} --help)", file=sys.stderr)
-        sys.exit(2)
+Parser = OneLineParser  # usage mistakes: one line and exit code 2
 
 
 def _config_path(args: argparse.Namespace) -> str | None:
@@ -334,6 +330,17 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _unit_interval(text: str) -> float:
+    """A number in (0, 1]: make-tiny's --init-range (transformers refuses others mid-build)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0.0 < value <= 1.0:  # NaN fails too
+        raise argparse.ArgumentTypeError(f"expected a number above 0 and at most 1, got {text!r}")
+    return value
+
+
 def _config_arguments(command: argparse.ArgumentParser, overrides: bool = True) -> None:
     source = command.add_mutually_exclusive_group()
     source.add_argument("--recipe", help="a shipped recipe as the base config (`emoscale recipes`)")
@@ -472,10 +479,10 @@ def build_parser() -> Parser:
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
     tiny.add_argument("--text", required=True, help="one sentence per line (tokenizer training)")
     tiny.add_argument("--out", required=True, help="folder to write the model into")
-    tiny.add_argument("--hidden-size", type=int, default=64)
-    tiny.add_argument("--layers", type=int, default=2)
+    tiny.add_argument("--hidden-size", type=_positive, default=64)
+    tiny.add_argument("--layers", type=_positive, default=2)
     tiny.add_argument(
-        "--init-range", type=float, default=0.02,
+        "--init-range", type=_unit_interval, default=0.02,
         help="initializer_range (default 0.02: learns fully fine-tuned; 0.2 suits LoRA on a "
         "frozen random model)",
     )  # fmt: skip

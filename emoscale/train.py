@@ -25,13 +25,11 @@ import time  # noqa: E402
 
 from emoscale import library_logs  # noqa: E402
 from emoscale.config import RunConfig, load_config  # noqa: E402
-from emoscale.errors import DataError, EmoscaleError  # noqa: E402
+from emoscale.errors import DataError, EmoscaleError, OneLineParser  # noqa: E402
 
 
 def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.ArgumentParser:
-    parser = parser or argparse.ArgumentParser(
-        prog="emoscale train", description=__doc__.split("\n\n")[0]
-    )
+    parser = parser or OneLineParser(prog="emoscale train", description=__doc__.split("\n\n")[0])
     parser.add_argument("--config", help="YAML run config")
     parser.add_argument(
         "overrides", nargs="*", metavar="key=value", help="dotted overrides, e.g. train.lr=3e-4"

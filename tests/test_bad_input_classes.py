@@ -10,8 +10,19 @@ import shutil
 from pathlib import Path
 
 import pytest
+from corpus_files import (
+    clip,
+    data_config,
+    write_friends,
+    write_iemocap,
+    write_label_csv,
+    write_m3ed,
+    write_mastodon,
+    write_meld,
+)
 
 from emoscale import train
+from emoscale.data import load_corpus
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -1217,3 +1228,464 @@ def test_a_sweep_refuses_train_on_dev(capsys, run_overrides, tmp_path):
         "then be training data; sweep with dev held out"
     )
     assert not (tmp_path / "sweep").exists()
+
+
+# --- 8. every corpus in its official layout (round 4: the loaders of data/, one reader each) ---
+
+
+def _friends(folder: Path) -> Path:
+    dialogue = [("Ross", "Hi there.", "joy"), ("Rachel", "Oh no.", "sadness")]
+    splits = {split: [dialogue, dialogue] for split in ("train", "dev", "test")}
+    return write_friends(folder, splits)
+
+
+def _mastodon(folder: Path) -> Path:
+    train = [f"{i % 2} {'+' if i % 3 else '-'}_I post number {i}" for i in range(24)]
+    return write_mastodon(folder, train, ["0 -_Q anxious ?", "1 +_A fine now"])
+
+
+def _m3ed(folder: Path) -> Path:
+    lines = [("_1", "A", "你好", "Happy"), ("_2", "B", "再见", "Sad")]
+    series = {
+        name: {
+            f"{name}_1": ({"A": "朱闪闪", "B": "房似锦"}, [(f"{name}_1{u}", *r) for u, *r in lines])
+        }
+        for name in ("anjia", "huanle", "doulu")
+    }
+    return write_m3ed(folder, series, {"train": ["anjia"], "val": ["huanle"], "test": ["doulu"]})
+
+
+def _iemocap(folder: Path) -> Path:
+    codes = ("neu", "hap", "ang", "sad")
+    dialogs = {
+        f"Ses0{s}F_impro01": [(f"F00{i}", codes[i], f"line {s} {i}") for i in range(4)]
+        for s in range(1, 6)
+    }
+    return write_iemocap(folder, dialogs, wav=False)
+
+
+def _mosi(folder: Path) -> Path:
+    modes = ["train"] * 4 + ["valid"] * 2 + ["test"] * 2
+    rows = [clip(f"v{i}", 1, f"clip {i}", (-1.5, 2.0)[i % 2], mode) for i, mode in enumerate(modes)]
+    return write_label_csv(folder, rows)
+
+
+def _sst(folder: Path) -> Path:
+    folder.mkdir(parents=True)
+    for split in ("train", "dev", "test"):
+        (folder / f"stsa.binary.{split}").write_text("1 a fine film .\n0 a dull film .\n")
+    return folder
+
+
+def _edit(path: Path, old: bytes, new: bytes) -> None:
+    path.write_bytes(path.read_bytes().replace(old, new, 1))
+
+
+def _edit_json(path: Path, change) -> None:
+    data = json.loads(path.read_text())
+    change(data)
+    path.write_text(json.dumps(data, ensure_ascii=False))
+
+
+def _first_m3ed_utterance(data: dict) -> dict:
+    return data["anjia"]["anjia_1"]["Dialog"]["anjia_1_1"]
+
+
+# (dataset, corpus writer, damage, the line); {f} is the corpus folder.
+CORPUS_DAMAGE = {
+    # not UTF-8, a NUL byte: every loader reads through data/encoding.py
+    "sst_latin1": (
+        "sst2",
+        _sst,
+        lambda f: _edit(f / "stsa.binary.train", b"fine", b"caf\xe9"),
+        "{f}/stsa.binary.train:1: not UTF-8 (byte 0xe9); save the file as UTF-8",
+    ),
+    "m3ed_split_list_gbk": (
+        "m3ed",
+        _m3ed,
+        lambda f: (f / "splitInfo/movie_list_val.txt").write_bytes("欢乐\n".encode("gbk")),
+        "{f}/splitInfo/movie_list_val.txt:1: not UTF-8 (byte 0xbb); save the file as UTF-8",
+    ),
+    "mosi_nul": (
+        "mosi",
+        _mosi,
+        lambda f: _edit(f / "label.csv", b"clip 3", b"clip\x003"),
+        "{f}/label.csv:5: a NUL byte (0x00); a text file holds none",
+    ),
+    # an empty split, whatever emptied it (an empty file; every utterance dropped; a tiny train)
+    "sst_empty_test": (
+        "sst2",
+        _sst,
+        lambda f: (f / "stsa.binary.test").write_text(""),
+        "data.path {f}: the test split holds no examples (sst2: train 2, dev 2, test 0); "
+        "every split needs at least one",
+    ),
+    "friends_test_all_non_neutral": (
+        "friends",
+        _friends,
+        lambda f: _edit_json(
+            f / "friends_test.json",
+            lambda d: [u.update(emotion="non-neutral") for dia in d for u in dia],
+        ),
+        "data.path {f}: the test split holds no examples (friends: train 4, dev 4, test 0; "
+        "4 dropped (no usable label)); every split needs at least one",
+    ),
+    "mastodon_one_dialogue_train": (  # its one dialogue becomes dev: the run used to hang
+        "mastodon",
+        _mastodon,
+        lambda f: (f / "datatrainJoint.txt").write_text("0 +_I good\n1 -_I bad\n"),
+        "data.path {f}: the train split holds no examples (mastodon: train 0, dev 2, test 2); "
+        "every split needs at least one",
+    ),
+    # JSON corpora: a field that is not a string, a key written twice
+    "friends_utterance_null": (
+        "friends",
+        _friends,
+        lambda f: _edit_json(f / "friends_dev.json", lambda d: d[0][1].update(utterance=None)),
+        "{f}/friends_dev.json: dialogue 0, utterance 1: utterance is null, expected a string",
+    ),
+    "friends_repeated_key": (
+        "friends",
+        _friends,
+        lambda f: _edit(
+            f / "friends_train.json", b'"emotion": "', b'"emotion": "joy", "emotion": "'
+        ),
+        "{f}/friends_train.json: key 'emotion' appears twice in one object",
+    ),
+    "m3ed_text_null": (
+        "m3ed",
+        _m3ed,
+        lambda f: _edit_json(
+            f / "annotation.json", lambda d: _first_m3ed_utterance(d).update(Text=None)
+        ),
+        "{f}/annotation.json: utterance anjia_1_1: Text is null, expected a string",
+    ),
+    "m3ed_emotion_list": (
+        "m3ed",
+        _m3ed,
+        lambda f: _edit_json(
+            f / "annotation.json",
+            lambda d: _first_m3ed_utterance(d)["EmoAnnotation"].update(final_main_emo=["Happy"]),
+        ),
+        '{f}/annotation.json: utterance anjia_1_1: final_main_emo is ["Happy"], expected a string',
+    ),
+    "m3ed_speaker_info_string": (
+        "m3ed",
+        _m3ed,
+        lambda f: _edit_json(
+            f / "annotation.json", lambda d: d["anjia"]["anjia_1"].update(SpeakerInfo={"A": "x"})
+        ),
+        "{f}/annotation.json: dialogue anjia_1: expected SpeakerInfo {{'A': {{'Name': ...}}, ...}}",
+    ),
+    # MELD and MMSA rows read as strictly as data.dataset=csv
+    "mosi_extra_field": (
+        "mosi",
+        _mosi,
+        lambda f: _edit(f / "label.csv", b",train\r\n", b",train,oops\r\n"),
+        "{f}/label.csv:2: 10 fields, the header has 9 (quote a text that holds a comma)",
+    ),
+    "meld_repeated_column": (
+        "meld",
+        lambda f: write_meld(
+            f,
+            {
+                s: [
+                    ("Hi.", "Ross", "joy", "positive", 0, 0),
+                    ("No.", "Mon", "sadness", "negative", 0, 1),
+                ]
+                for s in ("train", "dev", "test")
+            },
+        ),
+        lambda f: _edit(f / "dev_sent_emo.csv", b"Season", b"Emotion"),
+        "{f}/dev_sent_emo.csv:1: column 'Emotion' appears twice",
+    ),
+    # IEMOCAP: an utterance labelled twice, a start time that is not a number
+    "iemocap_utterance_twice": (
+        "iemocap",
+        _iemocap,
+        lambda f: shutil.copy(
+            f / "Session2/dialog/EmoEvaluation/Ses02F_impro01.txt",
+            f / "Session2/dialog/EmoEvaluation/Ses02F_impro01_copy.txt",
+        ),
+        "{f} (utterance names in dialog/EmoEvaluation): duplicate example id 'Ses02F_impro01_F000'",
+    ),
+    "iemocap_start_time": (
+        "iemocap",
+        _iemocap,
+        lambda f: _edit(
+            f / "Session1/dialog/EmoEvaluation/Ses01F_impro01.txt", b"[6.2901", b"[6.29.01"
+        ),
+        "{f}/Session1/dialog/EmoEvaluation/Ses01F_impro01.txt:3: start time '6.29.01' is not a number",
+    ),
+    # a folder where the release has a file
+    "m3ed_split_file_is_a_folder": (
+        "m3ed",
+        _m3ed,
+        lambda f: (
+            (f / "splitInfo/movie_list_test.txt").unlink(),
+            (f / "splitInfo/movie_list_test.txt").mkdir(),
+        ),
+        "{f}/splitInfo/movie_list_test.txt: a folder, expected M3ED's file splitInfo/movie_list_test.txt",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(CORPUS_DAMAGE))
+def test_damaged_corpus_in_its_official_layout(capsys, run_overrides, tmp_path, case):
+    dataset, write, damage, problem = CORPUS_DAMAGE[case]
+    folder = write(tmp_path / "corpus")
+    damage(folder)
+    overrides = [o for o in run_overrides if not o.startswith(("data.", "output_dir="))]
+    line = refused(
+        capsys,
+        [
+            *overrides,
+            f"data.dataset={dataset}",
+            f"data.path={folder}",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+        tmp_path / "run",
+    )
+    assert line == "error: " + problem.format(f=folder)
+
+
+@pytest.mark.parametrize("dataset", ["sst2", "friends", "mastodon", "m3ed"])
+def test_a_byte_order_mark_is_accepted_by_every_loader(tmp_path, dataset):
+    write, name = {
+        "sst2": (_sst, "stsa.binary.dev"),
+        "friends": (_friends, "friends_dev.json"),
+        "mastodon": (_mastodon, "datatestJoint.txt"),
+        "m3ed": (_m3ed, "annotation.json"),
+    }[dataset]
+    folder = write(tmp_path / "corpus")
+    plain = load_corpus(data_config(dataset, folder)).splits
+    (folder / name).write_bytes(b"\xef\xbb\xbf" + (folder / name).read_bytes())
+    assert load_corpus(data_config(dataset, folder)).splits == plain
+
+
+# --- 9. model folders that transformers would load only part-way (round 4) ---------------------
+
+
+def _set_config(folder: Path, **values) -> None:
+    _edit_json(folder / "config.json", lambda config: config.update(values))
+
+
+def _add_tokens(folder: Path) -> None:
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+    tokenizer.add_tokens(["filmic", "moviegoer", "plotline", "boringness", "greatness"])
+    tokenizer.save(str(folder / "tokenizer.json"))
+
+
+MODEL_DAMAGE = {
+    "tokenizer_json_not_a_tokenizer": (
+        lambda m: (m / "tokenizer.json").write_text("{}"),
+        "config key 'model.path': transformers cannot load the tokenizer of {m} "
+        "(KeyError: 'added_tokens')",
+    ),
+    "tokenizer_config_a_list": (
+        lambda m: (m / "tokenizer_config.json").write_text("[1, 2]"),
+        "config key 'model.path': {m}/tokenizer_config.json is not a JSON object",
+    ),
+    "special_tokens_map_not_json": (
+        lambda m: (m / "special_tokens_map.json").write_text("["),
+        "config key 'model.path': {m}/special_tokens_map.json is not valid JSON "
+        "(line 1 column 2: Expecting value)",
+    ),
+    "tokenizer_larger_than_embeddings": (
+        _add_tokens,
+        "config key 'model.path': the tokenizer of {m} has {n} tokens but the model's embeddings "
+        "hold {v} (config.json vocab_size); ids {v} and up would index past them: use the model's "
+        "own tokenizer",
+    ),
+    "pytorch_model_bin_not_torch": (
+        lambda m: (
+            (m / "model.safetensors").unlink(),
+            (m / "pytorch_model.bin").write_bytes(b"not a pickle"),
+        ),
+        "config key 'model.path': {m}/pytorch_model.bin is truncated or not a PyTorch weights "
+        "file (neither a zip archive nor a pickle)",
+    ),
+    "config_values_transformers_refuses": (
+        lambda m: _set_config(m, num_attention_heads=0),
+        "config key 'model.path': transformers cannot read {m}/config.json "
+        "(ZeroDivisionError: integer modulo by zero)",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MODEL_DAMAGE))
+def test_damaged_model_folder_is_one_line_before_loading(
+    capsys, run_overrides, tiny_llama, tmp_path, case
+):
+    damage, problem = MODEL_DAMAGE[case]
+    folder = shutil.copytree(tiny_llama, tmp_path / "model")
+    damage(folder)
+    vocab = json.loads((folder / "config.json").read_text())["vocab_size"]
+    tokens = vocab + 5  # _add_tokens adds five words the tokenizer did not have
+    line = refused(
+        capsys,
+        [
+            *without_output_dir(run_overrides),
+            f"model.path={folder}",
+            f"output_dir={tmp_path / 'run'}",
+        ],
+        tmp_path / "run",
+    )
+    assert line == "error: " + problem.format(m=folder, n=tokens, v=vocab)
+
+
+# --- 10. a finished run's own files, damaged, as eval/predict/report read them (round 4) -------
+
+
+@pytest.fixture(scope="module")
+def lora_run(run_overrides_module):
+    run_dir = run_overrides_module[1] / "lora_run"
+    overrides = [*run_overrides_module[0], f"output_dir={run_dir}", "train.max_steps=1"]
+    assert train.main(overrides) == 0
+    return run_dir
+
+
+@pytest.fixture(scope="module")
+def run_overrides_module(tiny_llama, demo_corpus, tmp_path_factory):
+    from emoscale.tiny import demo
+
+    return demo.overrides(demo_corpus, tiny_llama), tmp_path_factory.mktemp("round4")
+
+
+RUN_DAMAGE = {
+    "adapter_truncated": (
+        lambda r: _truncate(r / "model/adapter_model.safetensors"),
+        "{r}/model/adapter_model.safetensors is truncated ({cut} bytes; its header names {size})",
+    ),
+    "adapter_config_not_json": (
+        lambda r: (r / "model/adapter_config.json").write_text("{"),
+        "{r}/model/adapter_config.json:1: not valid JSON "
+        "(Expecting property name enclosed in double quotes)",
+    ),
+    "metrics_nan": (
+        lambda r: (r / "metrics.json").write_text('{"test": {"accuracy": NaN}}'),
+        "{r}/metrics.json: NaN is not a number (not valid JSON)",
+    ),
+    "run_json_repeated_key": (
+        lambda r: (r / "run.json").write_text('{"base_model": {}, "base_model": {}}'),
+        "{r}/run.json: key 'base_model' appears twice in one object",
+    ),
+}
+
+
+def _truncate(path: Path) -> None:
+    RUN_DAMAGE_SIZES[path.name] = path.stat().st_size
+    path.write_bytes(path.read_bytes()[:-100])  # the header whole, the last tensor cut
+
+
+RUN_DAMAGE_SIZES: dict[str, int] = {}
+
+
+@pytest.mark.parametrize("command", ["predict", "eval"])
+@pytest.mark.parametrize("case", list(RUN_DAMAGE))
+def test_a_damaged_run_folder_is_one_line(capsys, lora_run, tmp_path, case, command):
+    damage, problem = RUN_DAMAGE[case]
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    damage(run_dir)
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("A fine film.\n")
+    argv = [command, str(run_dir)] + (["--input", str(inputs)] if command == "predict" else [])
+    line = cli_refused(capsys, argv)
+    size = RUN_DAMAGE_SIZES.get("adapter_model.safetensors", 100)
+    assert line == "error: " + problem.format(r=run_dir, size=size, cut=size - 100)
+
+
+def test_report_refuses_a_damaged_metrics_file(capsys, lora_run, tmp_path):
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    (run_dir / "metrics.json").write_text("{")
+    line = cli_refused(capsys, ["report", str(run_dir), "--out", str(tmp_path / "report")])
+    assert line == (
+        f"error: {run_dir}/metrics.json:1: not valid JSON "
+        "(Expecting property name enclosed in double quotes)"
+    )
+
+
+def test_report_out_never_replaces_a_users_report_csv(capsys, nan_run, user_folder):
+    (user_folder / "report.csv").write_text("my own table\n")
+    before = digest(user_folder)
+    line = cli_refused(capsys, ["report", str(nan_run), "--out", str(user_folder)])
+    assert line == (
+        f"error: --out {user_folder} holds report.csv but no emoscale report.md; emoscale never "
+        "replaces what it did not write: choose another folder"
+    )
+    assert digest(user_folder) == before
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (
+            b"A fine film.\n" * 3 + b"caf\xe9 film\n",
+            "4: not UTF-8 (byte 0xe9); save the file as UTF-8",
+        ),
+        (b"A fine film.\nfi\x00lm\n", "2: a NUL byte (0x00); a text file holds none"),
+    ],
+    ids=["latin1", "nul"],
+)
+def test_streamed_predict_checks_the_whole_input_first(capsys, nan_run, tmp_path, content, problem):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_bytes(content)
+    output = tmp_path / "labels.jsonl"
+    line = cli_refused(
+        capsys, ["predict", str(nan_run), "--input", str(inputs), "--output", str(output)]
+    )
+    assert line == f"error: {inputs}:{problem}"
+    assert not output.exists() and not output.with_name(output.name + ".parts").exists()
+
+
+# --- 11. usage mistakes on every entry point (round 4) -----------------------------------------
+
+
+def test_the_training_entry_point_prints_one_line_for_a_usage_mistake(capsys):
+    with pytest.raises(SystemExit) as exit:
+        train.main(["--bogus"])
+    assert exit.value.code == 2
+    err = capsys.readouterr().err
+    assert (
+        err
+        == "error: emoscale train: unrecognized arguments: --bogus (see emoscale train --help)\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("argv", "prog"),
+    [
+        (["train", "--resum"], "emoscale train"),
+        (["cv", "--overw"], "emoscale cv"),
+        (["predict", "R", "--inp"], "emoscale predict"),
+    ],
+)
+def test_an_abbreviated_option_is_not_taken_for_a_longer_one(capsys, argv, prog):
+    """`--resum` must not silently mean --resume (argparse's default allows prefixes)."""
+    flag = next(item for item in argv if item.startswith("--"))
+    assert cli_refused(capsys, argv) == (
+        f"error: {prog}: unrecognized arguments: {flag} (see {prog} --help)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag", "value", "expected"),
+    [
+        ("--layers", "0", "a whole number of at least 1, got '0'"),
+        ("--hidden-size", "-64", "a whole number of at least 1, got '-64'"),
+        ("--init-range", "nan", "a number above 0 and at most 1, got 'nan'"),
+    ],
+)
+def test_make_tiny_numbers_are_checked(capsys, tmp_path, flag, value, expected):
+    text = tmp_path / "text.txt"
+    text.write_text("a fine film\n")
+    line = cli_refused(
+        capsys, ["make-tiny", "--text", str(text), "--out", str(tmp_path / "m"), f"{flag}={value}"]
+    )
+    assert line == (
+        f"error: emoscale make-tiny: argument {flag}: expected {expected} "
+        "(see emoscale make-tiny --help)"
+    )
+    assert not (tmp_path / "m").exists()

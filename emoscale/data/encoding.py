@@ -11,6 +11,7 @@ declare-lab/MELD#28):
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -26,7 +27,11 @@ _C1 = re.compile("[\x80-\x9f]")
 
 
 def decode_utf8(raw: bytes, name: str | Path, fix: str = "save the file as UTF-8") -> str:
-    """Strict UTF-8 (a byte-order mark is dropped); else one line naming the line and the byte."""
+    """Strict UTF-8 (a byte-order mark is dropped); else one line naming the line and the byte.
+    A NUL byte is valid UTF-8 but no text holds one (a binary file, a damaged or UTF-16 export)."""
+    if b"\0" in raw:
+        line = raw[: raw.index(b"\0")].count(b"\n") + 1
+        raise DataError(f"{name}:{line}: a NUL byte (0x00); a text file holds none")
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -36,9 +41,59 @@ def decode_utf8(raw: bytes, name: str | Path, fix: str = "save the file as UTF-8
         ) from None
 
 
-def read_text(path: Path) -> str:
-    """A text file as UTF-8 (a byte-order mark is dropped); an old Windows-1252 export also reads."""
+def _without_nul(path: Path) -> bytes:
+    """The file's bytes, refused with one line where they hold a NUL (see decode_utf8)."""
     raw = path.read_bytes()
+    if b"\0" in raw:
+        line = raw[: raw.index(b"\0")].count(b"\n") + 1
+        raise DataError(f"{path}:{line}: a NUL byte (0x00); a text file holds none")
+    return raw
+
+
+def read_utf8(path: Path) -> str:
+    """A corpus file that its release writes as UTF-8: strict (the line and byte of the first
+    non-UTF-8 byte), a byte-order mark dropped, no NUL bytes. Every loader reads through here or
+    `read_text`, so a re-saved copy (Excel's BOM, Latin-1) gets one line, never a traceback."""
+    return decode_utf8(path.read_bytes(), path)
+
+
+def _no_repeated_keys(path: Path):
+    def build(pairs: list[tuple[str, object]]) -> dict:
+        row: dict = {}
+        for key, value in pairs:
+            if key in row:  # json.loads would keep the last silently: a label lost without a word
+                raise DataError(f"{path}: key {key!r} appears twice in one object")
+            row[key] = value
+        return row
+
+    return build
+
+
+def read_json(path: Path, finite: bool = True) -> object:
+    """A JSON file emoscale reads, a corpus' (EmotionLines, M3ED) or a run folder's (metrics.json,
+    adapter_config.json): UTF-8 as read_utf8, valid JSON, no repeated key, and with `finite` no
+    NaN or Infinity (not JSON; Python's json reads them). A damaged one is one line, never a
+    traceback."""
+    path = Path(path)
+    text = read_utf8(path)
+
+    def not_a_number(name: str) -> float:
+        if finite:
+            raise DataError(f"{path}: {name} is not a number (not valid JSON)")
+        return float(name.replace("Infinity", "inf"))
+
+    try:
+        return json.loads(
+            text, object_pairs_hook=_no_repeated_keys(path), parse_constant=not_a_number
+        )
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+
+
+def read_text(path: Path) -> str:
+    """A text file as UTF-8 (a byte-order mark is dropped); an old Windows-1252 export also reads.
+    No NUL bytes (see read_utf8)."""
+    raw = _without_nul(path)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -70,6 +71,15 @@ def label_index(value: str, label_names: tuple[str, ...], where: str) -> int:
         return label_names.index(value)
     except ValueError:
         raise DataError(f"{where}: label {value!r} is not one of {list(label_names)}") from None
+
+
+def string_field(value: object, key: str, where: str) -> str:
+    """A JSON corpus' text, speaker or label field: a string, never null, a number or a list
+    (EmotionLines, M3ED; data/generic.py checks its own rows the same way)."""
+    if not isinstance(value, str):
+        shown = json.dumps(value, ensure_ascii=False)
+        raise DataError(f"{where}: {key} is {shown[:40]}, expected a string")
+    return value
 
 
 def check_text(text: str, where: str) -> str:

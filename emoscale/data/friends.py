@@ -10,11 +10,10 @@ repaired in text and speaker names (see encoding.py).
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections import Counter
 from pathlib import Path
 
-from emoscale.data.encoding import repair
+from emoscale.data.encoding import read_json, repair
 from emoscale.data.examples import (
     EMOTION_TEMPLATE,
     Corpus,
@@ -22,6 +21,7 @@ from emoscale.data.examples import (
     Example,
     check_text,
     label_index,
+    string_field,
 )
 from emoscale.data.layout import corpus_folder, require
 from emoscale.errors import DataError
@@ -44,10 +44,7 @@ KEYS = ("speaker", "utterance", "emotion")
 def _read_split(
     path: Path, split: str, dropped: Counter, context_only: list[Example]
 ) -> list[Example]:
-    try:
-        dialogues = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    dialogues = read_json(path)
     if not isinstance(dialogues, list) or not all(isinstance(d, list) for d in dialogues):
         raise DataError(
             f"{path}: expected a list of dialogues, each a list of utterances (EmotionLines)"
@@ -61,16 +58,18 @@ def _read_split(
             ]
             if missing:
                 raise DataError(f"{where}: missing key {missing[0]!r} (expected {', '.join(KEYS)})")
-            text = repair(utterance["utterance"]).strip()
+            text = repair(string_field(utterance["utterance"], "utterance", where)).strip()
             example = Example(
                 id=f"{split}-{d}-{turn}",
                 text=text,
                 label=-1,
-                speaker=repair(utterance["speaker"]),
+                speaker=repair(string_field(utterance["speaker"], "speaker", where)),
                 dialogue_id=f"{split}-{d}",
                 turn=turn,
             )
-            if utterance["emotion"] == NO_MAJORITY:  # not scored, but still said in the dialogue
+            if (
+                string_field(utterance["emotion"], "emotion", where) == NO_MAJORITY
+            ):  # not scored, but still said in the dialogue
                 dropped["non-neutral (no majority emotion)"] += 1
                 if text:
                     context_only.append(example)

@@ -23,7 +23,7 @@ import json
 from pathlib import Path
 
 from emoscale.data.columns import clean_label, label_set, label_words, optional_fields
-from emoscale.data.encoding import decode_utf8
+from emoscale.data.encoding import read_utf8
 from emoscale.data.examples import (
     Corpus,
     CorpusInfo,
@@ -39,14 +39,6 @@ SPLITS = ("train", "dev", "test")
 # Python's csv stops at 131,072 characters a field; a long text is truncated to data.max_length
 # tokens and counted (run.json), so allow much longer ones; beyond this a field is surely a stray quote.
 MAX_FIELD_CHARACTERS = 10_000_000
-
-
-def _decode(path: Path) -> str:
-    raw = path.read_bytes()
-    if b"\0" in raw:  # valid UTF-8, but no text holds it: a binary file or a damaged export
-        line = raw[: raw.index(b"\0")].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: a NUL byte (0x00); a text file holds none")
-    return decode_utf8(raw, path)
 
 
 def _no_repeated_keys(path: Path, number: int):
@@ -76,7 +68,11 @@ def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     return rows
 
 
-def _delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+def delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
+    """(where, row) for each row of a CSV (RFC 4180) or TSV (no quoting) text, strictly: every row
+    has the header's number of fields, no column is named twice, a quote left open is an error.
+    Also MELD's and MMSA's readers: csv.DictReader would pad a short row with None and keep a
+    long row's extra fields under the key None."""
     tsv = path.suffix == ".tsv"
     options = {"delimiter": "\t", "quoting": csv.QUOTE_NONE} if tsv else {"delimiter": ","}
     reader = csv.reader(io.StringIO(text, newline=""), strict=True, **options)
@@ -114,8 +110,8 @@ def _delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
 
 def _rows(path: Path) -> list[tuple[str, dict]]:
     """(where, row) pairs; `where` is 'file:line' for error messages."""
-    text = _decode(path)
-    return _jsonl_rows(path, text) if path.suffix == ".jsonl" else _delimited_rows(path, text)
+    text = read_utf8(path)
+    return _jsonl_rows(path, text) if path.suffix == ".jsonl" else delimited_rows(path, text)
 
 
 def _check_columns(path: Path, rows: list[tuple[str, dict]], required: list[str]) -> None:

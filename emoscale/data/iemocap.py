@@ -22,7 +22,13 @@ from collections import Counter
 from pathlib import Path
 
 from emoscale.data.encoding import read_text
-from emoscale.data.examples import EMOTION_TEMPLATE, Corpus, CorpusInfo, Example
+from emoscale.data.examples import (
+    EMOTION_TEMPLATE,
+    Corpus,
+    CorpusInfo,
+    Example,
+    check_unique_ids,
+)
 from emoscale.data.folds import IEMOCAP_SESSIONS, leave_one_session_out
 from emoscale.data.layout import corpus_folder, listing
 from emoscale.errors import DataError
@@ -54,7 +60,12 @@ def _labels(path: Path) -> list[tuple[str, str, str]]:
     for number, line in enumerate(read_text(path).splitlines(), start=1):
         match = EVALUATION.match(line)
         if match:
-            rows.append((float(match.group(1)), match.group(2), match.group(3), f"{path}:{number}"))
+            where = f"{path}:{number}"
+            try:  # the order of turns comes from it: never guessed
+                start = float(match.group(1))
+            except ValueError:
+                raise DataError(f"{where}: start time {match.group(1)!r} is not a number") from None
+            rows.append((start, match.group(2), match.group(3), where))
     return [(name, code, where) for _, name, code, where in sorted(rows)]
 
 
@@ -123,4 +134,7 @@ def load(data_config) -> Corpus:
         )
     dropped: Counter = Counter()
     examples = [example for session in sessions for example in _session(session, dropped)]
+    # An utterance labelled in two files (a copied EmoEvaluation file) would train twice and could
+    # sit in train and test at once.
+    check_unique_ids(examples, f"{folder} (utterance names in dialog/EmoEvaluation)")
     return Corpus(INFO, leave_one_session_out(examples, fold=IEMOCAP_SESSIONS - 1), dropped)

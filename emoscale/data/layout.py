@@ -27,6 +27,9 @@ def listing(folder: Path, limit: int = 8) -> str:
 
 def require(folder: Path, names: list[str], corpus: str) -> None:
     """Every name must exist under `folder`; otherwise say what was expected and what is there."""
-    if not all((folder / name).exists() for name in names):
+    for name in names:  # a folder where the release has a file (a copy that went wrong)
+        if (folder / name).is_dir():
+            raise DataError(f"{folder / name}: a folder, expected {corpus}'s file {name}")
+    if not all((folder / name).is_file() for name in names):
         expected = ", ".join(names)
         raise DataError(f"{folder}: expected {expected} ({corpus}); found {listing(folder)}")

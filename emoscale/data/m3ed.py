@@ -14,9 +14,9 @@ ordered by the number that ends their id. The paper reports weighted F1.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
+from emoscale.data.encoding import read_json, read_utf8
 from emoscale.data.examples import (
     Corpus,
     CorpusInfo,
@@ -24,6 +24,7 @@ from emoscale.data.examples import (
     check_text,
     check_unique_ids,
     label_index,
+    string_field,
 )
 from emoscale.data.folds import natural_key
 from emoscale.data.layout import corpus_folder, require
@@ -51,7 +52,7 @@ SPLIT_FILES = {
 def _series_splits(folder: Path) -> dict[str, str]:
     owner: dict[str, str] = {}
     for split, name in SPLIT_FILES.items():
-        for series in (folder / name).read_text(encoding="utf-8-sig").split():
+        for series in read_utf8(folder / name).split():
             if series in owner:
                 raise DataError(
                     f"{folder / name}: series {series!r} is also in the {owner[series]} list"
@@ -66,7 +67,10 @@ def _dialogue(path: Path, dialogue_id: str, dialogue: dict) -> list[Example]:
         raise DataError(
             f"{where}: expected {{'SpeakerInfo': ..., 'Dialog': {{utterance id: ...}}}}"
         )
-    names = {key: info.get("Name") for key, info in (dialogue.get("SpeakerInfo") or {}).items()}
+    speakers = dialogue.get("SpeakerInfo") or {}
+    if not isinstance(speakers, dict) or not all(isinstance(v, dict) for v in speakers.values()):
+        raise DataError(f"{where}: expected SpeakerInfo {{'A': {{'Name': ...}}, ...}}")
+    names = {key: info.get("Name") for key, info in speakers.items()}
     examples = []
     for turn, utterance_id in enumerate(sorted(dialogue["Dialog"], key=natural_key)):
         utterance = dialogue["Dialog"][utterance_id]
@@ -84,9 +88,13 @@ def _dialogue(path: Path, dialogue_id: str, dialogue: dict) -> list[Example]:
         examples.append(
             Example(
                 id=utterance_id,
-                text=check_text(text.strip(), where),
-                label=label_index(LABELS.get(emotion, emotion), EMOTIONS, where),
-                speaker=names.get(speaker) or speaker,
+                text=check_text(string_field(text, "Text", where).strip(), where),
+                label=label_index(
+                    LABELS.get(string_field(emotion, "final_main_emo", where), emotion),
+                    EMOTIONS,
+                    where,
+                ),
+                speaker=names.get(string_field(speaker, "Speaker", where)) or speaker,
                 dialogue_id=dialogue_id,
                 turn=turn,
             )
@@ -99,10 +107,7 @@ def load(data_config) -> Corpus:
     require(folder, ["annotation.json", *SPLIT_FILES.values()], "M3ED")
     owner = _series_splits(folder)
     path = folder / "annotation.json"
-    try:
-        annotation = json.loads(path.read_text(encoding="utf-8-sig"))
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    annotation = read_json(path)
     if not isinstance(annotation, dict):
         raise DataError(f"{path}: expected M3ED's {{series: {{dialogue: ...}}}} object")
     splits: dict[str, list[Example]] = {"train": [], "dev": [], "test": []}

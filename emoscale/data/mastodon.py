@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emoscale.data.encoding import read_utf8
 from emoscale.data.examples import Corpus, CorpusInfo, Example, check_text, label_index
 from emoscale.data.folds import MASTODON_FOLDS, hold_out_dialogues
 from emoscale.data.layout import corpus_folder, require
@@ -31,7 +32,7 @@ FILES = {"train": "datatrainJoint.txt", "test": "datatestJoint.txt"}
 def _read(path: Path, split: str) -> list[Example]:
     examples: list[Example] = []
     dialogue, expected = -1, 0
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"

@@ -10,8 +10,6 @@ characters; those, and UTF-8 read as Windows-1252 (`â€™`), are repaired (se
 
 from __future__ import annotations
 
-import csv
-import io
 from pathlib import Path
 
 from emoscale.data.encoding import read_text, repair
@@ -25,6 +23,7 @@ from emoscale.data.examples import (
     check_unique_ids,
     label_index,
 )
+from emoscale.data.generic import delimited_rows
 from emoscale.data.layout import corpus_folder, require
 from emoscale.errors import DataError
 
@@ -58,16 +57,16 @@ def _integer(value: str, column: str, where: str) -> int:
 
 
 def _read_split(path: Path, split: str, target: str) -> list[Example]:
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
-    if missing:
-        found = ",".join(reader.fieldnames or []) or "nothing"
+    rows = delimited_rows(path, read_text(path))
+    fieldnames = list(rows[0][1]) if rows else []
+    missing = [column for column in COLUMNS if column not in fieldnames]
+    if rows and missing:
+        found = ",".join(fieldnames)
         raise DataError(f"{path}: expected MELD's columns {','.join(COLUMNS)}; found {found[:120]}")
     label_names = TARGETS[target].label_names
     label_column = target.capitalize()
     examples = []
-    for row in reader:
-        where = f"{path}:{reader.line_num}"
+    for where, row in rows:
         dialogue = _integer(row["Dialogue_ID"], "Dialogue_ID", where)
         turn = _integer(row["Utterance_ID"], "Utterance_ID", where)
         examples.append(

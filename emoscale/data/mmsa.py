@@ -7,13 +7,12 @@ annotation, mode` (the order differs between releases, and MOSI's unimodal colum
 
 from __future__ import annotations
 
-import csv
-import io
 import math
 from pathlib import Path
 
 from emoscale.data.encoding import read_text
 from emoscale.data.examples import Example, check_text, check_unique_ids
+from emoscale.data.generic import delimited_rows
 from emoscale.data.layout import corpus_folder, require
 from emoscale.errors import DataError
 
@@ -26,20 +25,18 @@ def read_label_csv(data_config, corpus: str) -> tuple[Path, list[tuple[str, dict
     folder = corpus_folder(data_config)
     require(folder, ["label.csv"], corpus)
     path = folder / "label.csv"
-    reader = csv.DictReader(io.StringIO(read_text(path), newline=""))
-    missing = [column for column in COLUMNS if column not in (reader.fieldnames or [])]
-    if missing:
-        found = ",".join(reader.fieldnames or []) or "nothing"
-        raise DataError(f"{path}: expected MMSA's columns {','.join(COLUMNS)}; found {found[:120]}")
-    rows = [(f"{path}:{reader.line_num}", row) for row in reader]
+    rows = delimited_rows(path, read_text(path))
     if not rows:
         raise DataError(f"{path}: no rows")
+    fieldnames = list(rows[0][1])
+    missing = [column for column in COLUMNS if column not in fieldnames]
+    if missing:
+        found = ",".join(fieldnames)
+        raise DataError(f"{path}: expected MMSA's columns {','.join(COLUMNS)}; found {found[:120]}")
     return path, rows
 
 
 def score(row: dict, where: str) -> float:
-    if row["label"] is None:  # csv gives None for the columns a short row lacks
-        raise DataError(f"{where}: the row ends before the label column")
     try:
         value = float(row["label"])
     except ValueError:

@@ -19,7 +19,7 @@ from emoscale.data import (
     sst,
 )
 from emoscale.data.examples import Corpus
-from emoscale.errors import ConfigError
+from emoscale.errors import ConfigError, DataError
 
 CORPORA: dict[str, Callable[..., Corpus]] = {
     "csv": generic.load,
@@ -77,4 +77,22 @@ def load_corpus(data_config) -> Corpus:
         corpus.context_only["train"] = corpus.context_only.get("train", []) + list(
             corpus.context_only.get("dev", [])
         )
+    _check_no_empty_split(corpus, data_config)
     return corpus
+
+
+def _check_no_empty_split(corpus: Corpus, data_config) -> None:
+    """Every split must hold an example, whatever made it empty (an empty file, a split whose
+    utterances were all dropped, a label.csv without `valid` rows, a fold): an empty train split
+    never reaches max_steps (the run hung), an empty dev or test split failed in the metrics after
+    training. One line for every corpus, before any model loads."""
+    counts = {name: len(examples) for name, examples in corpus.splits.items()}
+    for name in ("train", "dev", "test"):
+        if counts.get(name, 0) == 0:
+            shown = ", ".join(f"{split} {count}" for split, count in counts.items())
+            dropped = sum(corpus.dropped.values())
+            note = f"; {dropped} dropped (no usable label)" if dropped else ""
+            raise DataError(
+                f"data.path {data_config.path}: the {name} split holds no examples "
+                f"({corpus.info.name}: {shown}{note}); every split needs at least one"
+            )

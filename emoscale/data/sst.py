@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from emoscale.data.encoding import read_utf8
 from emoscale.data.examples import Corpus, CorpusInfo, Example, check_text, label_index
 from emoscale.data.layout import corpus_folder
 from emoscale.errors import DataError
@@ -24,7 +25,7 @@ SPLITS = ("train", "dev", "test")
 
 def _read_label_first(path: Path, info: CorpusInfo, split: str) -> list[Example]:
     examples = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), start=1):
+    for number, line in enumerate(read_utf8(path).splitlines(), start=1):
         if not line.strip():
             continue
         where = f"{path}:{number}"
@@ -41,11 +42,13 @@ def _read_label_first(path: Path, info: CorpusInfo, split: str) -> list[Example]
 
 
 def _read_glue_tsv(path: Path, split: str) -> list[Example]:
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_utf8(path).splitlines()
     if not lines or lines[0].split("\t")[:2] != ["sentence", "label"]:
         raise DataError(f"{path}: expected GLUE SST-2 header 'sentence<TAB>label'")
     examples = []
     for number, line in enumerate(lines[1:], start=2):
+        if not line.strip():  # a blank line (a trailing one, or between rows), as in stsa.*
+            continue
         where = f"{path}:{number}"
         text, _, label = line.rpartition("\t")
         index = label_index(label.strip(), ("0", "1"), where)

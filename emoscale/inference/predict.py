@@ -22,9 +22,10 @@ from pathlib import Path
 import torch
 
 from emoscale.config import RunConfig, load_config, save_config
-from emoscale.data.encoding import decode_utf8
+from emoscale.data.encoding import decode_utf8, read_json
 from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import ConfigError, DataError, EmoscaleError
+from emoscale.models.family import ModelFamily
 
 OVERRIDABLE = ("data.", "eval.")
 LABEL_KEYS = ("data.dataset", "data.target", "data.labels", "data.label_column")
@@ -42,6 +43,7 @@ def run_config(run_dir: Path, overrides: list[str] = ()) -> RunConfig:
                 f"override {item!r}: only data.* and eval.* keys can change; the model is the run's"
             )
     config = load_config(run_dir / "config.yaml", list(overrides))
+    _check_run_files(run_dir)
     if config.model.trust_remote_code:
         raise EmoscaleError(
             f"{run_dir} was trained with model.trust_remote_code=true; "
@@ -50,9 +52,43 @@ def run_config(run_dir: Path, overrides: list[str] = ()) -> RunConfig:
     return config
 
 
+# The JSON files of a finished run that eval, predict and export read (run_folder.py lists them).
+RUN_JSON = (
+    "metrics.json",
+    "run.json",
+    "corpus.json",
+    "model/labels.json",
+    "model/adapter_config.json",
+)
+
+
+def _check_run_files(run_dir: Path) -> None:
+    """A damaged run folder (a file truncated by a full disk, edited by hand) is one line before
+    any model loads: every JSON file it holds parses (labels.json to a list, the others to an
+    object), every safetensors file holds the bytes its header names. PEFT, safetensors and json
+    failed with tracebacks."""
+    from emoscale.models.model_folder import safetensors_header
+
+    for name in RUN_JSON:
+        if (run_dir / name).is_file():
+            value = read_json(run_dir / name, finite=name != "run.json")
+            expected = list if name.endswith("labels.json") else dict
+            if not isinstance(value, expected):
+                kind = "a JSON list" if expected is list else "a JSON object"
+                raise DataError(f"{run_dir / name}: expected {kind}")
+    for path in sorted((run_dir / "model").glob("*.safetensors")):
+        safetensors_header(path, None)
+
+
 def run_labels(run_dir: Path) -> tuple[str, ...]:
     """The labels the run was trained on, in its order (metrics.json keeps per-class results)."""
-    return tuple(json.loads((run_dir / "metrics.json").read_text())["test"]["per_class"])
+    metrics = read_json(run_dir / "metrics.json")
+    try:
+        return tuple(metrics["test"]["per_class"])
+    except (KeyError, TypeError):
+        raise DataError(
+            f"{run_dir / 'metrics.json'}: no test.per_class (the run's labels)"
+        ) from None
 
 
 def _safetensors_only(folder: Path, expected: str) -> Path:
@@ -178,21 +214,31 @@ def evaluate_run(
 # --- predict -------------------------------------------------------------------------------------
 
 
-def read_inputs(lines: list[str], modalities: str | None, base: Path) -> list[Example]:
+def read_inputs(
+    lines: list[str],
+    modalities: str | None,
+    base: Path,
+    numbers: list[int] | None = None,
+    source: Path | None = None,
+) -> list[Example]:
     """Examples from input lines: a text per line (prompt LM, fusion text-only); for fusion with
-    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`."""
+    audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`.
+    An error names `source:line` where the lines come from a file (`numbers`: their line numbers
+    in it, for a streamed chunk), else `input line N`."""
     examples = []
-    for number, line in enumerate(lines, start=1):
+    for position, line in enumerate(lines, start=1):
         line = line.rstrip("\r\n")
         if not line.strip():
             continue
+        number = numbers[position - 1] if numbers else position
+        where = f"{source}:{number}" if source else f"input line {number}"
         text, audio = line, None
         if modalities in ("audio", "both"):
             audio, _, text = line.partition("\t")
             if modalities == "both" and not text.strip():
-                raise DataError(f"input line {number}: expected audio_path<TAB>transcript")
+                raise DataError(f"{where}: expected audio_path<TAB>transcript")
             audio = str((base / audio.strip()).resolve())
-        examples.append(Example(id=f"input-{number}", text=text, label=0, audio_path=audio))
+        examples.append(Example(id=f"input-{position}", text=text, label=0, audio_path=audio))
     if not examples:
         raise DataError("no input: give one text per line (fusion runs: audio_path<TAB>transcript)")
     return examples
@@ -202,12 +248,12 @@ def corpus_info(run_dir: Path, config: RunConfig) -> CorpusInfo:
     """Labels, label words and prompt template, as the run saved them in corpus.json; runs made
     before it existed read them from the corpus (data.path), fusion runs from model/labels.json."""
     if (run_dir / "corpus.json").is_file():
-        saved = json.loads((run_dir / "corpus.json").read_text())
+        saved = read_json(run_dir / "corpus.json")
         for key in ("label_names", "label_words"):
             saved[key] = tuple(saved[key])
         return CorpusInfo(**saved)
     if config.model.family == "fusion":
-        labels = tuple(json.loads((run_dir / "model" / "labels.json").read_text()))
+        labels = tuple(read_json(run_dir / "model" / "labels.json"))
         return CorpusInfo(config.data.dataset, labels, labels)
     from emoscale.data import load_corpus
 
@@ -258,7 +304,13 @@ def predict(
     ]
 
 
-def answers(family, model, examples: list[Example], seed: int, device) -> dict[int, tuple]:
+def answers(
+    family: ModelFamily,
+    model: torch.nn.Module,
+    examples: list[Example],
+    seed: int,
+    device: torch.device,
+) -> dict[int, tuple[int, list[float]]]:
     """{position in examples: (predicted label index, per-label scores)}, in eval batches."""
     loader = family.dataloader(examples, train=False, seed=seed, split="predict")
     found = {}

@@ -46,7 +46,7 @@ CHUNK_LINES = 512
 def chunks(source: Path, size: int) -> Iterator[tuple[int, list[tuple[int, str]]]]:
     """(chunk number, [(line number, line), ...]) over the file, one chunk in memory at a time."""
     chunk, number = [], 0
-    with open(source, encoding="utf-8") as handle:
+    with open(source, encoding="utf-8-sig") as handle:
         for number, line in enumerate(handle, start=1):
             chunk.append((number, line.rstrip("\r\n")))
             if len(chunk) == size:
@@ -56,10 +56,28 @@ def chunks(source: Path, size: int) -> Iterator[tuple[int, list[tuple[int, str]]
         yield (number - 1) // size, chunk
 
 
-def job_record(run_dir: Path, source: Path, size: int) -> dict:
+def check_input_text(source: Path) -> None:
+    """The whole input is UTF-8 without NUL bytes, checked line by line before any model loads
+    (one pass, a line in memory at a time): a bad byte at line 900,000 used to stop the run there,
+    with a traceback, hours in."""
+    from emoscale.data.encoding import decode_utf8
+
+    with open(source, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                decode_utf8(raw, source)
+            except DataError as error:  # decode_utf8 counts lines within `raw`: name the file's
+                problem = str(error).split(": ", 1)[1]
+                raise DataError(f"{source}:{number}: {problem}") from None
+
+
+def job_record(run_dir: Path, source: Path, size: int, overrides: list[str]) -> dict:
     stat = source.stat()
     return {
         "run": str(run_dir.resolve()),
+        "overrides": list(
+            overrides
+        ),  # data.*/eval.* change answers: chunks of two settings never mix
         "input": str(source.resolve()),
         "input_bytes": stat.st_size,
         "input_mtime_ns": stat.st_mtime_ns,
@@ -68,12 +86,13 @@ def job_record(run_dir: Path, source: Path, size: int) -> dict:
 
 
 def check_parts(parts: Path, record: dict, output: Path) -> None:
-    """The parts folder must belong to this very job (same run, input and chunking), or none."""
+    """The parts folder must belong to this very job (same run, overrides, input and chunking), or
+    none."""
     manifest = parts / "job.json"
     if manifest.is_file():
         if json.loads(manifest.read_text()) != record:
             raise EmoscaleError(
-                f"{parts} holds a partial prediction of another run or input; "
+                f"{parts} holds a partial prediction of another run, input or overrides; "
                 "remove it or choose another --output"
             )
         return
@@ -129,12 +148,14 @@ def predict_file(
     config = run_config(run_dir, overrides)
     if not source.is_file():
         raise DataError(f"--input {source} does not exist")
+    check_input_text(source)
     parts = output.with_name(output.name + ".parts")
-    check_parts(parts, job_record(run_dir, source, chunk_lines), output)
+    check_parts(parts, job_record(run_dir, source, chunk_lines, overrides), output)
 
     info = corpus_info(run_dir, config)
     modalities = config.model.modalities if config.model.family == "fusion" else None
     family = build_family(config, Corpus(info, {"predict": []}))
+    family.ranks_together = False  # ranks label different chunks: no barrier may wait for one
     device = torch.device(
         f"cuda:{os.environ.get('LOCAL_RANK', '0')}" if torch.cuda.is_available() else "cpu"
     )
@@ -150,11 +171,19 @@ def predict_file(
             continue
         kept = [(n, line) for n, line in lines if line.strip()]
         examples = (
-            read_inputs([line for _, line in kept], modalities, source.parent) if kept else []
+            read_inputs(
+                [line for _, line in kept],
+                modalities,
+                source.parent,
+                numbers=[number for number, _ in kept],
+                source=source,
+            )
+            if kept
+            else []
         )
         if examples and modalities in ("audio", "both"):
             readable, seconds = readable_audio(info, examples, config.data.skip_bad_audio)
-            family.audio_seconds.update(seconds)  # its eval batches group clips by duration
+            family.audio_seconds = seconds  # this chunk's clips: memory does not grow with the file
             counts["skipped_audio"] += len(examples) - len(readable)
             examples = readable
         found = answers(family, model, examples, config.seed, device) if examples else {}

@@ -19,10 +19,12 @@ def build_family(config, corpus):
 
         model_folder.check(adapters.check_model_folder(config.model.path))
         base_model.check_code(config.model.path, config.model.trust_remote_code)
+        hf_config = model_folder.read_config(config.model.path, config.model.trust_remote_code)
         adapters.check_adapters(config)  # after check_code: the skeleton may run the folder's code
         if config.eval.mode == "score":
             check_label_scoring(config.model.path, config.model.trust_remote_code)
         tokenizer = adapters.load_tokenizer(config)
+        model_folder.check_vocabulary(config.model.path, tokenizer, hf_config)
         family = PromptLMFamily(config, corpus.info, tokenizer, corpus.context_only)
         check_label_words(family.label_names, family.label_words, family.answers)
         return family

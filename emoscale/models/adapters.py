@@ -51,9 +51,15 @@ def check_model_folder(path: str | None) -> Path:
 
 
 def load_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
-    tokenizer = AutoTokenizer.from_pretrained(
-        config.model.path, trust_remote_code=config.model.trust_remote_code
-    )
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(
+            config.model.path, trust_remote_code=config.model.trust_remote_code
+        )
+    except Exception as error:  # noqa: BLE001 (a damaged tokenizer file raises KeyError, TypeError, ...)
+        raise ConfigError(
+            f"config key 'model.path': transformers cannot load the tokenizer of "
+            f"{config.model.path} ({type(error).__name__}: {reason(error)})"
+        ) from None
     if tokenizer.pad_token_id is None:
         # Many causal LMs ship without a pad token; padding is masked out, so EOS serves.
         tokenizer.pad_token = tokenizer.eos_token

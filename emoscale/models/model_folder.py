@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import json
 import struct
+import zipfile
 from pathlib import Path
 
-from emoscale.errors import ConfigError
+from emoscale.errors import ConfigError, reason
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -34,7 +35,7 @@ def _json(path: Path, key: str) -> object:
         raise ConfigError(f"config key {key!r}: {path} is not valid JSON ({where})") from None
 
 
-def safetensors_header(path: Path, key: str) -> dict:
+def safetensors_header(path: Path, key: str | None) -> dict:
     """The tensor table of a safetensors file, after checking the file holds every byte it names."""
     size = path.stat().st_size
     problem = None
@@ -61,8 +62,8 @@ def safetensors_header(path: Path, key: str) -> dict:
             else:
                 if size < 8 + length + end:
                     problem = f"is truncated ({size} bytes; its header names {8 + length + end})"
-    if problem:
-        raise ConfigError(f"config key {key!r}: {path} {problem}")
+    if problem:  # key None: a run folder's own file, not a config key's folder
+        raise ConfigError((f"config key {key!r}: " if key else "") + f"{path} {problem}")
     return header
 
 
@@ -76,6 +77,9 @@ def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None
         raise ConfigError(
             f"config key {key!r}: {folder} has no weights ({' or '.join(WEIGHT_FILES[::2])})"
         )
+    for name in present:
+        if name.endswith(".bin"):
+            check_torch_file(folder / name, key)
     headers = {}
     for path in [folder / name for name in present if name.endswith(".safetensors")] + shards:
         headers[path.name] = safetensors_header(path, key)
@@ -90,12 +94,51 @@ def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None
                     f"config key {key!r}: {path} holds {name} of shape {entry['shape']}, "
                     f"but config.json says vocab_size x hidden_size = {expected}"
                 )
-    for name in ("tokenizer_config.json", "tokenizer.json"):
-        if (folder / name).is_file():
-            _json(folder / name, key)
+    for name in ("tokenizer_config.json", "tokenizer.json", "special_tokens_map.json"):
+        # Each is a JSON object (transformers calls .get/.pop on it and fails with a traceback).
+        if (folder / name).is_file() and not isinstance(_json(folder / name, key), dict):
+            raise ConfigError(f"config key {key!r}: {folder / name} is not a JSON object")
     if tokenizer and not any((folder / name).is_file() for name in TOKENIZER_FILES):
         raise ConfigError(
             f"config key {key!r}: {folder} has no tokenizer ({', '.join(TOKENIZER_FILES)})"
+        )
+
+
+def check_torch_file(path: Path, key: str) -> None:
+    """A `pytorch_model*.bin` must be what torch.save writes: a zip archive with its directory
+    (a truncated one has none), or a legacy pickle stream; else torch.load fails mid-load."""
+    with path.open("rb") as handle:
+        start = handle.read(2)
+    if zipfile.is_zipfile(path) or (len(start) == 2 and start[0] == 0x80):
+        return
+    problem = "is empty" if not start else "is truncated or not a PyTorch weights file"
+    raise ConfigError(f"config key {key!r}: {path} {problem} (neither a zip archive nor a pickle)")
+
+
+def read_config(folder: str | Path, trust_remote_code: bool, key: str = "model.path"):
+    """transformers' own config object, or one line: config.json values its config class refuses
+    (num_attention_heads 0, a hidden_size the heads do not divide) failed with a traceback."""
+    from transformers import AutoConfig
+
+    try:
+        return AutoConfig.from_pretrained(folder, trust_remote_code=trust_remote_code)
+    except Exception as error:  # noqa: BLE001 (config classes raise ValueError, ZeroDivisionError, ...)
+        problem = f"{type(error).__name__}: {reason(error)}"
+        raise ConfigError(
+            f"config key {key!r}: transformers cannot read {Path(folder) / 'config.json'} ({problem})"
+        ) from None
+
+
+def check_vocabulary(folder: str | Path, tokenizer, hf_config, key: str = "model.path") -> None:
+    """Every token id the tokenizer can produce must index the model's embeddings: a tokenizer
+    with more tokens than config.json's vocab_size (added tokens, another model's tokenizer)
+    failed at the first batch holding one, with an IndexError deep in torch."""
+    vocab_size = getattr(hf_config.get_text_config(), "vocab_size", None)
+    if isinstance(vocab_size, int) and len(tokenizer) > vocab_size:
+        raise ConfigError(
+            f"config key {key!r}: the tokenizer of {folder} has {len(tokenizer)} tokens but the "
+            f"model's embeddings hold {vocab_size} (config.json vocab_size); ids {vocab_size} and "
+            "up would index past them: use the model's own tokenizer"
         )
 
 

@@ -16,6 +16,7 @@ recipes/iemocap_fusion_lora_wavlm.yaml. The best epoch is chosen on dev, never o
 
 from __future__ import annotations
 
+import contextlib
 import json
 from collections import Counter
 from pathlib import Path
@@ -164,6 +165,10 @@ class SpeechTextFamily:
         self.audio_seconds = audio_seconds  # resolved path -> duration, from the header check
         self.text_cache = text_cache  # None without the text modality
         self.truncated = Counter()  # split -> texts cut to data.max_length tokens
+        # Every rank asks for the same split's batches at once (training, eval), so rank 0 encodes
+        # missing text features while the others wait; streamed prediction clears it: its ranks
+        # label different chunks, and a barrier would wait for a rank that never comes.
+        self.ranks_together = True
 
     # --- data ---------------------------------------------------------------------------------
 
@@ -174,8 +179,10 @@ class SpeechTextFamily:
                 row["audio"] = str(resolve_audio_path(example.audio_path, self.config.data.path))
         if self.text_cache is not None:
             state = PartialState()
-            # rank 0 encodes what is missing; the other ranks then find it cached
-            with state.main_process_first():
+            # rank 0 encodes what is missing; the other ranks then find it cached (each file is
+            # written under a temporary name, so ranks that do not wait only repeat work)
+            turns = state.main_process_first() if self.ranks_together else contextlib.nullcontext()
+            with turns:
                 paths = self.text_cache.ensure([example.text for example in examples], state.device)
             for row, path in zip(rows, paths, strict=True):
                 row["text_features"] = str(path)

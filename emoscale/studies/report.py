@@ -21,8 +21,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from emoscale.config import read_yaml
+from emoscale.data.encoding import read_json
 from emoscale.data.folds import natural_key
-from emoscale.errors import EmoscaleError
+from emoscale.errors import DataError, EmoscaleError
 from emoscale.evaluation.metrics import HEADLINE
 from emoscale.studies import published, recipes
 
@@ -80,7 +81,10 @@ def percent(value: float | None, std: float | None = None) -> str:
 
 def read_run(folder: Path, setting: str = "") -> Run:
     config = read_yaml((folder / "config.yaml").read_text())
-    return Run(folder, config, json.loads((folder / "metrics.json").read_text()), setting)
+    metrics = read_json(folder / "metrics.json")  # strict: a NaN is not a result to tabulate
+    if not isinstance(metrics, dict):
+        raise DataError(f"{folder / 'metrics.json'}: expected a JSON object")
+    return Run(folder, config, metrics, setting)
 
 
 def _sweep_settings(folder: Path) -> dict[str, str]:
@@ -255,6 +259,9 @@ def bar_chart(rows: list[ReportRow], path: Path, split: str = "test") -> None:
     plt.close(figure)
 
 
+REPORT_FILES = ("report.csv", "report.png", "papers.csv")
+
+
 def _check_report_folder(out: Path) -> None:
     """A report goes into any folder (beside the runs, typically), but replaces a report.md only
     if it is an earlier report: emoscale's start with a '### ' table title (issue 12)."""
@@ -264,6 +271,14 @@ def _check_report_folder(out: Path) -> None:
     if earlier.is_file() and not earlier.read_bytes().startswith(b"### "):
         raise EmoscaleError(
             f"--out {out} holds a report.md that emoscale did not write; choose another folder"
+        )
+    # report.csv, report.png and papers.csv are replaced only beside an earlier emoscale report:
+    # a user's own report.csv in a folder without one is theirs (round 4 of the bad-input probes).
+    theirs = [name for name in REPORT_FILES if (out / name).exists()]
+    if theirs and not earlier.is_file():
+        raise EmoscaleError(
+            f"--out {out} holds {', '.join(theirs)} but no emoscale report.md; emoscale never "
+            "replaces what it did not write: choose another folder"
         )
 
 

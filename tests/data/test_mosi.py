@@ -116,4 +116,6 @@ def test_a_short_row_is_an_error_not_a_crash(tmp_path):
         handle.write("03bSnISJMiM,2,cut off here\n")
     with pytest.raises(DataError) as error:
         mosi.load(data_config("mosi", tmp_path))
-    assert str(error.value) == f"{tmp_path / 'label.csv'}:3: the row ends before the label column"
+    assert str(error.value) == (
+        f"{tmp_path / 'label.csv'}:3: 3 fields, the header has 9 (quote a text that holds a comma)"
+    )

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from launching import REPO, launch_two_processes, succeeded
 
 from emoscale import cli, train
 from emoscale.config import load_config
@@ -164,12 +165,12 @@ def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_c
     not_audio.write_text("hello")
     source = tmp_path / "clips.tsv"
     source.write_text("\n".join([*lines[:3], f"{not_audio}\tsome words", *lines[3:]]) + "\n")
-    output = tmp_path / "out.jsonl"
     with pytest.raises(DataError) as refused:
-        predict_file(run_dir, source, output)
+        predict_file(run_dir, source, tmp_path / "refused.jsonl")
     assert str(refused.value) == f"{not_audio}: not a readable audio file (format not recognised)"
-    assert not output.exists()
-    counts = predict_file(run_dir, source, output, ["data.skip_bad_audio=true"])
+    assert not list((tmp_path / "refused.jsonl.parts").glob("chunk-*"))  # nothing labelled
+    output = tmp_path / "out.jsonl"
+    counts = predict_file(run_dir, source, output, ["data.skip_bad_audio=true"], chunk_lines=2)
     assert counts["skipped_audio"] == 1
     rows = [json.loads(line) for line in output.read_text().splitlines()]
     assert [row["line"] for row in rows] == [1, 2, 3, 5, 6, 7]
@@ -177,12 +178,33 @@ def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_c
         assert (row["audio_path"], row["label"]) == (result["audio_path"], result["label"])
         assert row["scores"] == pytest.approx(result["scores"], abs=1e-5)
 
+    # A malformed line in a later chunk is named by its line in the file, not in the chunk.
+    source.write_text("\n".join([*lines[:3], "", "no-tab-here.wav"]) + "\n")
+    with pytest.raises(DataError) as refused:
+        predict_file(run_dir, source, tmp_path / "malformed.jsonl", chunk_lines=2)
+    assert str(refused.value) == f"{source}:5: expected audio_path<TAB>transcript"
+
+    # Ranks in a process group (several GPUs) that label different numbers of chunks: 5 chunks
+    # on 2 ranks. The text-feature cache's barrier used to hang the rank with the extra chunk.
+    source.write_text("\n".join(lines[:5]) + "\n")
+    grouped = tmp_path / "grouped.jsonl"
+    done = launch_two_processes(
+        ["predict", str(run_dir), "--input", str(source), "--output", str(grouped)],
+        script=REPO / "tests/scripts/predict_in_process_group.py",
+        env={"EMOSCALE_CHUNK_LINES": "1"},
+        timeout=300,
+    )
+    assert succeeded(done)
+    rows = [json.loads(line) for line in grouped.read_text().splitlines()]
+    assert [(row["line"], row["label"]) for row in rows] == [
+        (number, result["label"]) for number, result in enumerate(results[:5], start=1)
+    ]
+
 
 def test_adapter_on_a_changed_base_model_is_refused(run_overrides, tmp_path, capsys):
     """The run's model.path now holds other weights: predict and export stop with one line."""
     import shutil
 
-    from emoscale import cli, train
     from emoscale.config import load_config
     from emoscale.tiny import demo
     from emoscale.tiny.lm import make_tiny

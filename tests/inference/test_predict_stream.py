@@ -129,7 +129,7 @@ def test_bad_input_is_one_line(finished_run, input_file, tmp_path, capsys):
     ]
     assert cli.main(argv) == 2
     assert capsys.readouterr().err == (
-        f"error: {parts} holds a partial prediction of another run or input; "
+        f"error: {parts} holds a partial prediction of another run, input or overrides; "
         "remove it or choose another --output\n"
     )
 
@@ -168,3 +168,12 @@ def test_join_removes_only_the_names_the_job_writes(tmp_path):
     (parts / "chunk-00000000.jsonl").write_text('{"line": 1}\n')
     join(parts, tmp_path / "again.jsonl", count=1)
     assert not parts.exists()  # nothing else in it: the folder goes too
+
+
+def test_a_byte_order_mark_is_not_part_of_the_first_line(tmp_path):
+    """Windows editors start UTF-8 files with a BOM; predict without --output drops it too."""
+    from emoscale.inference.predict_stream import chunks
+
+    path = tmp_path / "bom.txt"
+    path.write_bytes("\ufefffirst line\nsecond\n".encode())
+    assert list(chunks(path, 8)) == [(0, [(1, "first line"), (2, "second")])]
