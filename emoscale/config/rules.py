@@ -180,6 +180,21 @@ def _prefix_tuning_without_gradient_checkpointing(config: RunConfig) -> str | No
     return None
 
 
+def _prefix_init_from_tokens_needs_a_plain_prefix(config: RunConfig) -> str | None:
+    # With an MLP in front, the prefix is the MLP's output: no weights give chosen keys/values.
+    ptuning = config.ptuning
+    if config.model.method != "ptuning_v2":
+        return None
+    if ptuning.init == "tokens" and ptuning.prefix_projection:
+        return (
+            "config key 'ptuning.init': tokens (the default) copies the model's own keys/values "
+            "into the prefix, which ptuning.prefix_projection=true cannot take; set ptuning.init=random"
+        )
+    if ptuning.init == "random" and ptuning.init_text is not None:
+        return "config key 'ptuning.init_text': only read with ptuning.init=tokens"
+    return None
+
+
 def _dora_is_lora(config: RunConfig) -> str | None:
     if config.lora.use_dora and config.model.method != "lora":
         return (
@@ -266,6 +281,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _one_quantisation,
     _no_full_finetuning_of_quantised_weights,
     _prefix_tuning_without_gradient_checkpointing,
+    _prefix_init_from_tokens_needs_a_plain_prefix,
     _dora_is_lora,
     _dora_on_int8_needs_a_gpu,
     _quantisation_under_zero3,

@@ -69,6 +69,14 @@ class PTuningConfig(Section):
     num_virtual_tokens: int = Field(32, ge=1)  # the LLM paper's prefix length
     prefix_projection: bool = False  # ptuning_v2: reparameterise the prefix through an MLP
     encoder_hidden_size: int = Field(512, ge=1)  # that MLP's (or p_tuning's encoder's) hidden size
+    # ptuning_v2's starting prefix (models/prefix_init.py). `tokens`: the frozen model's own
+    # keys/values of real tokens (Li & Liang 2021), so training starts from the unprefixed model's
+    # behaviour. `random`: PEFT's N(0, 1), what the paper's ChatGLM2 code (THUDM's PrefixEncoder)
+    # does; on SmolLM2-135M it wrecked the frozen model at step 0 and never learned (issue 14).
+    init: Literal["tokens", "random"] = "tokens"
+    # `tokens` reads this text (repeated/cut to num_virtual_tokens); None: the run's own prompt
+    # with an empty text slot.
+    init_text: str | None = Field(None, min_length=1)
 
 
 class DataConfig(Section):

@@ -9,7 +9,6 @@ Prediction:
 
 from __future__ import annotations
 
-import string
 from collections import Counter
 from pathlib import Path
 
@@ -24,7 +23,9 @@ from emoscale.data.batching import LengthGroupedBatches, sorted_batches
 from emoscale.data.context import format_context, split_contexts
 from emoscale.data.examples import CorpusInfo, Example
 from emoscale.models import adapters
+from emoscale.models.answer_parsing import AnswerParser
 from emoscale.models.label_scoring import LabelScorer
+from emoscale.models.prefix_init import init_prefix_from_tokens
 from emoscale.models.prompt_tokens import SENTINEL, build_pieces, resolve_chat_template
 from emoscale.models.prompted_lm import PromptedLM
 
@@ -62,6 +63,7 @@ class PromptLMFamily:
         chat_template = resolve_chat_template(tokenizer, config.prompt.chat_template)
         self.pieces = build_pieces(tokenizer, instruction, self.label_words, chat_template)
         self.answers = self.pieces.answers
+        self.answer_parser = AnswerParser(self.label_words)
         self.scorer = LabelScorer(
             self.answers, tokenizer.pad_token_id, config.prompt.length_normalize
         )
@@ -159,7 +161,18 @@ class PromptLMFamily:
     # --- model --------------------------------------------------------------------------------
 
     def build_model(self) -> nn.Module:
-        return PromptedLM(adapters.load_model(self.config))
+        lm = adapters.load_model(self.config)
+        if self.config.model.method == "ptuning_v2" and self.config.ptuning.init == "tokens":
+            init_prefix_from_tokens(lm, self.prefix_init_ids())
+        return PromptedLM(lm)
+
+    def prefix_init_ids(self) -> list[int]:
+        """What `ptuning.init=tokens` reads: BOS [+ chat head] + `ptuning.init_text`, or else the
+        run's own prompt with an empty text slot (its instruction and label list)."""
+        pieces, text = self.pieces, self.config.ptuning.init_text
+        if text is not None:
+            return pieces.head + pieces.context_ids(self.tokenizer, text)
+        return pieces.head + pieces.before_first + pieces.after
 
     def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
         return answer_loss(model, batch)
@@ -236,15 +249,8 @@ class PromptLMFamily:
         return predictions, scores
 
     def parse_answer(self, text: str) -> int:
-        """The label a generated answer names, or -1. Exact word first, then a label the answer starts with."""
-        answer = text.strip().strip(string.punctuation + " ").lower()
-        words = [word.lower() for word in self.label_words]
-        if answer in words:
-            return words.index(answer)
-        for index in sorted(range(len(words)), key=lambda i: -len(words[i])):
-            if answer.startswith(words[index]):
-                return index
-        return -1
+        """The one label a generated answer names, or -1 (answer_parsing.py)."""
+        return self.answer_parser(text)
 
     def save_model(self, model: nn.Module, folder: Path, state_dict: dict | None = None) -> None:
         """An adapter in PEFT's format (PeftModel.from_pretrained loads it), or the full model."""

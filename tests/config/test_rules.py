@@ -54,6 +54,17 @@ def test_prefix_tuning_with_gradient_checkpointing():
     )
 
 
+def test_prefix_init_from_tokens_needs_a_plain_prefix():
+    # The default init copies keys/values; an MLP in front of the prefix cannot take them.
+    assert error_of("model.method=ptuning_v2", "ptuning.prefix_projection=true") == (
+        "config key 'ptuning.init': tokens (the default) copies the model's own keys/values "
+        "into the prefix, which ptuning.prefix_projection=true cannot take; set ptuning.init=random"
+    )
+    assert error_of(
+        "model.method=ptuning_v2", "ptuning.init=random", "ptuning.init_text=Review:"
+    ) == ("config key 'ptuning.init_text': only read with ptuning.init=tokens")
+
+
 def test_dora_needs_lora():
     assert error_of("model.method=prompt_tuning", "lora.use_dora=true") == (
         "config key 'lora.use_dora': only with model.method=lora (got 'prompt_tuning')"

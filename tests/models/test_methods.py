@@ -23,6 +23,7 @@ METHODS = {
     "ptuning_v2_projection": [
         "model.method=ptuning_v2",
         "ptuning.prefix_projection=true",
+        "ptuning.init=random",  # an MLP's output cannot be set to given keys/values
         "ptuning.encoder_hidden_size=32",
         "ptuning.num_virtual_tokens=8",
     ],
