@@ -12,7 +12,8 @@
   evaluation (with `data.eval_crop: false`, as in LoRA-MER, evaluation reads the whole clip).
   Only the frames kept are read, so a long recording costs what its crop costs. A clip no longer
   than the crop is the same every epoch: it is decoded once and kept in memory, up to
-  `data.audio_cache_mb` per process (each DataLoader worker holds its own).
+  `data.audio_cache_mb` per process, when clips are read in the main process
+  (`train.num_workers: 0`; workers are started anew each epoch, so they keep nothing).
 - `pad_waves` pads a batch to its longest clip and returns the attention mask (1 = real sample);
   nothing is padded beyond the batch, as the mask makes longer padding pointless.
 
@@ -139,7 +140,7 @@ class AudioReader:
         self.resamplers: dict[int, torchaudio.transforms.Resample] = {}
         # (path, cropped) -> the decoded clip, for clips read whole (no longer than the crop, so
         # no random offset): every epoch would decode and resample them again to the same samples
-        # (`data.audio_cache_mb`; per DataLoader worker, which persistent workers keep).
+        # (`data.audio_cache_mb`; main process only, see models/speech_text.py).
         self.cache: dict[tuple[str, bool], torch.Tensor] = {}
         self.cache_budget = int(cache_megabytes * 2**20)
         self.cached_bytes = 0

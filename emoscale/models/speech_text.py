@@ -314,7 +314,10 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
             normalize=bool(getattr(extractor, "do_normalize", False)),
             min_samples=receptive_field(AutoConfig.from_pretrained(folder)),
             eval_crop=config.data.eval_crop,
-            cache_megabytes=config.data.audio_cache_mb,
+            # Only the main process keeps decoded clips: the trainer's epoch loader
+            # (accelerate's skip_first_batches) starts new DataLoader workers every epoch, so a
+            # worker's cache would be thrown away after one epoch, having cost its memory.
+            cache_megabytes=config.data.audio_cache_mb if config.train.num_workers == 0 else 0,
         )
         seconds = check_corpus_audio(corpus, config.data.path, config.data.skip_bad_audio)
         bad = {reason: n for reason, n in corpus.dropped.items() if reason.startswith("audio:")}

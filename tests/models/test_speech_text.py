@@ -191,3 +191,12 @@ def test_unknown_pooling_is_one_line_naming_the_choices(fusion_overrides):
     assert str(error.value) == (
         "config key 'fusion.pooling': Input should be 'attentive' or 'mean_std' (got 'max')"
     )
+
+
+def test_decoded_clips_are_kept_only_where_they_are_read_again(fusion_overrides):
+    """The main process keeps decoded clips; DataLoader workers, which the trainer starts anew
+    each epoch, would keep them for one epoch only: their reader keeps nothing."""
+    main, _ = family_for(fusion_overrides)
+    assert main.reader.cache_budget == 512 * 2**20
+    workers, _ = family_for(fusion_overrides, "train.num_workers=2")
+    assert workers.reader.cache_budget == 0
