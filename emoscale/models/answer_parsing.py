@@ -5,9 +5,11 @@ An answer names a label when exactly one label occurs in it: case-insensitive, a
 winning over a shorter one inside it ("very negative" is not also "negative"; 弱积极 is not also
 积极). An answer that names two different labels ("positive or negative") or none is invalid
 (-1). Labels in scripts written without spaces (the Mandarin labels of CH-SIMS and M3ED) match
-anywhere, as there are no word boundaries to require; Latin-script labels match only between
-non-letters, so "negatively" and "unhappy" name nothing. Negation is not read: "not positive"
-names positive.
+anywhere except right after a negating character (不积极 "not positive", 不高兴 "unhappy" name
+nothing; 非常积极 "very positive" names 积极), as there are no word boundaries to require;
+Latin-script labels match only between characters that are neither letters nor hyphens, so
+"negatively", "unhappy" and "non-positive" name nothing, and a hyphen may join a label's words
+("Very-negative"). A separate negating word is not read: "not positive" names positive.
 """
 
 from __future__ import annotations
@@ -27,9 +29,11 @@ def _spaced_script(character: str) -> bool:
 def label_pattern(word: str) -> re.Pattern:
     """`word` as a case-insensitive pattern: any run of spaces between its words, and word
     boundaries at its ends where its script has them."""
-    body = r"\s+".join(re.escape(part) for part in word.split())
-    start = r"(?<!\w)" if _spaced_script(word.strip()[0]) else ""
-    end = r"(?!\w)" if _spaced_script(word.strip()[-1]) else ""
+    body = r"[\s-]+".join(re.escape(part) for part in word.split())
+    # Without word boundaries, a negating character right before the label makes it another
+    # word (不积极 "not positive", 非积极); 非常积极 "very positive" has 常 there.
+    start = r"(?<![\w-])" if _spaced_script(word.strip()[0]) else r"(?<![不没無无未非])"
+    end = r"(?![\w-])" if _spaced_script(word.strip()[-1]) else ""
     return re.compile(start + body + end, re.IGNORECASE)
 
 

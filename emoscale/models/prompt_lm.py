@@ -22,6 +22,7 @@ from emoscale.config import RunConfig, rules
 from emoscale.data.batching import LengthGroupedBatches, sorted_batches
 from emoscale.data.context import format_context, split_contexts
 from emoscale.data.examples import CorpusInfo, Example
+from emoscale.errors import ConfigError, reason
 from emoscale.models import adapters
 from emoscale.models.answer_parsing import AnswerParser
 from emoscale.models.label_scoring import LabelScorer
@@ -163,7 +164,13 @@ class PromptLMFamily:
     def build_model(self) -> nn.Module:
         lm = adapters.load_model(self.config)
         if self.config.model.method == "ptuning_v2" and self.config.ptuning.init == "tokens":
-            init_prefix_from_tokens(lm, self.prefix_init_ids())
+            try:
+                init_prefix_from_tokens(lm, self.prefix_init_ids())
+            except ValueError as error:  # no tokens; layers of unequal key/value shapes (PEFT)
+                raise ConfigError(
+                    "config key 'ptuning.init': cannot start the prefix from the model's own "
+                    f"keys/values ({reason(error)}); set ptuning.init=random"
+                ) from None
         return PromptedLM(lm)
 
     def prefix_init_ids(self) -> list[int]:

@@ -44,6 +44,9 @@ def test_sst2_answers(answer, label):
         ("positive", 3),
         ("very positive or very negative", -1),
         ("very", -1),
+        ("Very-negative", 0),  # a hyphen may join a label's words
+        ("non-positive", -1),  # nor is a hyphenated word the label
+        ("positive-ish", -1),
     ],
 )
 def test_sst5_labels_that_contain_each_other(answer, label):
@@ -58,6 +61,11 @@ def test_mandarin_labels_need_no_spaces():
     assert parse("情感：消极") == words.index("消极")
     assert parse("积极还是消极") == -1
     assert parse("不知道") == -1
+    # a negating character right before a label makes another word; 非常 ("very") does not
+    assert parse("不积极") == -1
+    assert parse("非积极") == -1
+    assert parse("非常积极") == words.index("积极")
+    assert parse("不积极，是消极") == words.index("消极")
 
 
 def test_m3ed_labels():
@@ -67,3 +75,4 @@ def test_m3ed_labels():
     parse = AnswerParser(words)
     for index, word in enumerate(words):
         assert parse(f"这句话的情绪是{word}。") == index
+    assert parse("不高兴") == -1  # "unhappy" is not 高兴 "happy"
