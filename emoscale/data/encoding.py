@@ -32,9 +32,7 @@ def decode_utf8(
     """Strict UTF-8 (a byte-order mark is dropped); else one line naming the line and the byte.
     A NUL byte is valid UTF-8 but no text holds one (a binary file, a damaged or UTF-16 export).
     `first_line`: the file's line number of raw's first line (raw read a line at a time)."""
-    if b"\0" in raw:
-        line = raw[: raw.index(b"\0")].count(b"\n") + first_line
-        raise DataError(f"{name}:{line}: a NUL byte (0x00); a text file holds none")
+    _refuse_nul(raw, name, first_line)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError as error:
@@ -44,13 +42,11 @@ def decode_utf8(
         ) from None
 
 
-def _without_nul(path: Path) -> bytes:
-    """The file's bytes, refused with one line where they hold a NUL (see decode_utf8)."""
-    raw = path.read_bytes()
+def _refuse_nul(raw: bytes, name: str | Path, first_line: int = 1) -> None:
+    """One line naming the line of the first NUL byte: valid UTF-8, but no text holds one."""
     if b"\0" in raw:
-        line = raw[: raw.index(b"\0")].count(b"\n") + 1
-        raise DataError(f"{path}:{line}: a NUL byte (0x00); a text file holds none")
-    return raw
+        line = raw[: raw.index(b"\0")].count(b"\n") + first_line
+        raise DataError(f"{name}:{line}: a NUL byte (0x00); a text file holds none")
 
 
 def read_utf8(path: Path) -> str:
@@ -96,7 +92,8 @@ def read_json(path: Path, finite: bool = True) -> object:
 def read_text(path: Path) -> str:
     """A text file as UTF-8 (a byte-order mark is dropped); an old Windows-1252 export also reads.
     No NUL bytes (see read_utf8)."""
-    raw = _without_nul(path)
+    raw = path.read_bytes()
+    _refuse_nul(raw, path)
     try:
         return raw.decode("utf-8-sig")
     except UnicodeDecodeError:

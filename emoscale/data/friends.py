@@ -67,15 +67,14 @@ def _read_split(
                 dialogue_id=f"{split}-{d}",
                 turn=turn,
             )
-            if (
-                string_field(utterance["emotion"], "emotion", where) == NO_MAJORITY
-            ):  # not scored, but still said in the dialogue
+            emotion = string_field(utterance["emotion"], "emotion", where)
+            if emotion == NO_MAJORITY:  # not scored, but still said in the dialogue
                 dropped["non-neutral (no majority emotion)"] += 1
                 if text:
                     context_only.append(example)
                 continue
             check_text(text, where)
-            label = label_index(utterance["emotion"], EMOTIONS, where)
+            label = label_index(emotion, EMOTIONS, where)
             examples.append(dataclasses.replace(example, label=label))
     return examples
 

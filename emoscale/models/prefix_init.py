@@ -40,11 +40,13 @@ def init_prefix_from_tokens(model: PeftModel, token_ids: list[int]) -> list[int]
     input_ids = torch.tensor([tokens], device=device)
     training = base.training
     base.eval()  # no dropout in the copied activations
-    with gathered_under_zero3(base):
-        output = base(
-            input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True
-        )
-    base.train(training)
+    try:
+        with gathered_under_zero3(base):
+            output = base(
+                input_ids=input_ids, attention_mask=torch.ones_like(input_ids), use_cache=True
+            )
+    finally:
+        base.train(training)
     # transformers 5.24 renamed the output `past_key_values` to `cache`; reading the old name
     # there warns (issue 14: a user's log shows only emoscale's lines).
     cache = output.get("cache")
