@@ -13,7 +13,9 @@ only their training). One thing changes per arm, relative to `--base-keys`:
 - config keys (`warmup0`: train.warmup_ratio=0, `noclip`: train.max_grad_norm unset,
   `dropout0`: fusion.dropout=0, `noaug`: fusion.encoder_augmentation=never, `meanstd`:
   fusion.pooling=mean_std ...), and
-- `linear_head`: one linear layer on f instead of the two-layer classifier (no config key);
+- `linear_head`: one linear layer on f instead of the two-layer classifier
+  (fusion.classifier_layers=1); `plain_pool`: f = [mean, std] of the encoder's frames, no Conv1D
+  and no projection (fusion.pooling=mean_std, fusion.pooling_layers=false);
 - `asp_zero_init`: the attention scorer's last layer starts at zero (equal frame weights);
 - `group`, `rawwave`: the encoder folder differs (GroupNorm front end; no per-clip scaling).
 
@@ -61,13 +63,21 @@ ARMS = {
     "lr3e-3": ["train.lr=0.003"],
     "lr5e-4": ["train.lr=0.0005"],
     "batch8": ["train.batch_size=8"],
-    "linear_head": [],
+    "linear_head": ["fusion.classifier_layers=1"],
+    "plain_pool": ["fusion.pooling=mean_std", "fusion.pooling_layers=false"],
     "asp_zero_init": [],
     # the encoder folder differs (emoscale.tiny.encoders' options; the same shape, 64 x 2):
     "group": [],  # GroupNorm over time after the first conv (the base models' front end)
     "rawwave": [],  # the extractor does not scale each clip to zero mean and unit variance
     # everything the minimal loop of emodb_side_by_side.py does differently, at once
-    "minimal": ["train.warmup_ratio=0", "train.max_grad_norm=null"],
+    "minimal": [
+        "fusion.pooling=mean_std",
+        "fusion.pooling_layers=false",
+        "fusion.classifier_layers=1",
+        "fusion.dropout=0",
+        "train.warmup_ratio=0",
+        "train.max_grad_norm=null",
+    ],
 }
 ENCODER_OPTIONS = {
     "group": {"front_end_norm": "group"},
@@ -79,13 +89,6 @@ def arm_encoder(cache_dir: str | Path, hidden: int, layers: int, arm: str = "") 
     """The arm's random encoder: the protocol's, or its ENCODER_OPTIONS variant."""
     options = {k: v for part in arm.split("+") for k, v in ENCODER_OPTIONS.get(part, {}).items()}
     return encoder_folder(cache_dir, hidden, layers, **options)
-
-
-class PlainMeanStd(torch.nn.Module):
-    """The minimal loop's pooling: [mean, std] of the encoder's frames, no layers."""
-
-    def forward(self, features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        return torch.cat([features.mean(1), features.std(1)], dim=-1)  # equal-length clips
 
 
 def decoded_splits(config) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
@@ -120,11 +123,6 @@ def train_arm(config, arm: str, data: dict, seed: int, train_on_dev: bool = True
     torch.manual_seed(seed)
     classes = 7
     model = SpeechTextModel(load_speech_encoder(config), None, classes, config)
-    if "linear_head" in arm.split("+"):
-        model.classifier = torch.nn.Linear(config.fusion.dim, classes)
-    if "minimal" in arm.split("+"):
-        model.audio_pool = PlainMeanStd()
-        model.classifier = torch.nn.Linear(2 * model.speech.hidden_size, classes)
     if "asp_zero_init" in arm.split(
         "+"
     ):  # attention scores start equal: ASP starts as mean + std pooling

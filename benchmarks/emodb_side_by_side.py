@@ -161,6 +161,7 @@ def unweighted_accuracy(predicted: list[int], gold: list[int], classes: int) -> 
 
 def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int, seed: int) -> float:
     """The whole minimal loop for one fold; returns test UA after the last epoch."""
+    import numpy as np
     import soundfile
     import torchaudio
     from transformers import WavLMModel
@@ -189,6 +190,7 @@ def run_minimal_fold(args: argparse.Namespace, encoder: Path, fold: int, seed: i
     train_y = torch.tensor([e.label for e in train])
     classes = len(corpus.info.label_names)
     torch.manual_seed(seed)
+    np.random.seed(seed)  # WavLM's SpecAugment draws its masks from numpy: a seed repeats a run
     model = WavLMModel.from_pretrained(encoder, layerdrop=0.0)
     head = torch.nn.Linear(2 * model.config.hidden_size, classes)
     parameters = [*model.parameters(), *head.parameters()]

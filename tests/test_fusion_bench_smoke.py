@@ -169,3 +169,22 @@ def test_emodb_epoch_profile_quick(tmp_path, monkeypatch):
         assert parts["whole encoder"] > 0 and len(parts) == 3 + 4  # 4 conv layers
     cached = written["decode_seconds_per_clip"]["the same clip, later epochs (cached)"]
     assert cached < written["decode_seconds_per_clip"]["decode + resample, first epoch"]
+
+
+def test_emodb_equivalence_quick_trainer_step_is_a_hand_loops_step(tmp_path, monkeypatch):
+    """emoscale's trainer (DataLoader, Accelerate, clipping, schedule, eval) and a hand loop on the
+    same weights, batch and random state: the same loss, gradients, step and test scores."""
+    bench = load("emodb_equivalence", monkeypatch)
+    argv = ["--quick", "--cache-dir", str(tmp_path), "--json", str(tmp_path / "eq.json"),
+            "--hand-projection-modules", "--keys", "train.max_grad_norm=0.1",
+            "fusion.dropout=0.3"]  # fmt: skip
+    report = bench.main(argv)
+    assert json.loads((tmp_path / "eq.json").read_text())["loss_hand"] == report["loss_hand"]
+    assert report["modules_not_training"] == []  # dropout and SpecAugment run in training
+    assert report["grad_norm"] > 0.1  # so clipping at 0.1 binds, and is compared too
+    assert report["loss_trainer"] == report["loss_hand"]
+    assert report["grad_max_abs_diff"] == 0.0
+    assert report["weights_compared"][0] == report["weights_compared"][1] > 0
+    assert report["weight_max_abs_diff_after_step"] == 0.0
+    assert report["largest_weight_change_in_the_step"] > 1e-4  # the step moved the weights
+    assert report["test_predictions_equal"] and report["test_score_max_abs_diff"] < 1e-5

@@ -117,6 +117,16 @@ def _mine_needs_two_modalities(config: RunConfig) -> str | None:
     return None
 
 
+def _fusion_needs_pooling_layers(config: RunConfig) -> str | None:
+    if config.model.family == "fusion" and config.model.modalities == "both":
+        if not config.fusion.pooling_layers:
+            return (
+                "config key 'fusion.pooling_layers': false leaves f_a and f_t at their encoders' "
+                "widths, which AT-Fusion cannot combine; with model.modalities=both keep it true"
+            )
+    return None
+
+
 def _transcripts_feed_a_text_encoder(config: RunConfig) -> str | None:
     # data.transcripts replaces the text the fusion family's text encoder reads (issue 15)
     if config.data.transcripts is None:
@@ -290,6 +300,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _skipping_batches_while_accumulating_on_several_ranks,
     _fusion_model_keys,
     _mine_needs_two_modalities,
+    _fusion_needs_pooling_layers,
     _transcripts_feed_a_text_encoder,
     _train_on_dev_selects_nothing_on_dev,
 ]

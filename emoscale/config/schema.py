@@ -159,6 +159,13 @@ class FusionConfig(Section):
     # Frames/tokens -> f: attentive statistics pooling (the paper's eq. 1), or mean_std: the same
     # layers with every real frame weighted equally (not the paper's; for ablations).
     pooling: Literal["attentive", "mean_std"] = "attentive"
+    # The pooling's layers (the paper's eq. 1): a Conv1D to D channels before the statistics and a
+    # projection of [mean, std] back to D after them. false (not the paper's): f is [mean, std] of
+    # the encoder's own frames, 2 x its width; one modality only (AT-Fusion needs D on both sides).
+    pooling_layers: bool = True
+    # The classifier on f (or h): 2 = Linear(classifier_hidden), ReLU, dropout, Linear (emoscale's
+    # reading of the paper's "linear layers"); 1 = dropout, then one Linear layer.
+    classifier_layers: Literal[1, 2] = 2
 
 
 class TrainConfig(Section):

@@ -30,8 +30,13 @@ class ATFusion(nn.Module):
         return h, alpha
 
 
-def classifier(dim: int, hidden: int, num_labels: int, dropout: float) -> nn.Sequential:
-    """Linear layers on h; the logits feed a cross-entropy loss."""
+def classifier(
+    dim: int, hidden: int, num_labels: int, dropout: float, layers: int = 2
+) -> nn.Sequential:
+    """Linear layers on h; the logits feed a cross-entropy loss. `layers` (fusion.classifier_layers):
+    2 = one hidden ReLU layer, 1 = dropout then a single linear layer (`hidden` unused)."""
+    if layers == 1:
+        return nn.Sequential(nn.Dropout(dropout), nn.Linear(dim, num_labels))
     return nn.Sequential(
         nn.Linear(dim, hidden), nn.ReLU(), nn.Dropout(dropout), nn.Linear(hidden, num_labels)
     )

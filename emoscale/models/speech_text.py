@@ -74,21 +74,23 @@ class SpeechTextModel(nn.Module):
         super().__init__()
         dim = config.fusion.dim
         self.speech = speech
-        attentive = config.fusion.pooling == "attentive"
+        fusion = config.fusion
+        options = {"attentive": fusion.pooling == "attentive", "layers": fusion.pooling_layers}
         self.audio_pool = (
-            AttentiveStatsPooling(speech.hidden_size, dim, attentive=attentive) if speech else None
+            AttentiveStatsPooling(speech.hidden_size, dim, **options) if speech else None
         )
-        self.text_pool = (
-            AttentiveStatsPooling(text_dim, dim, attentive=attentive) if text_dim else None
-        )
+        self.text_pool = AttentiveStatsPooling(text_dim, dim, **options) if text_dim else None
         both = speech is not None and text_dim is not None
         self.fusion = ATFusion(dim) if both else None
         self.mine = None
         if both and mine_weight(config) > 0:
             hidden, decay = config.fusion.mine_hidden, config.fusion.mine_ema_decay
             self.mine = MINE(dim, dim, hidden, ema_decay=decay)
-        fusion = config.fusion
-        self.classifier = classifier(dim, fusion.classifier_hidden, num_labels, fusion.dropout)
+        # f's width: D, or 2 x the encoder's width without the pooling layers (one modality)
+        width = (self.audio_pool or self.text_pool).output_dim
+        self.classifier = classifier(
+            width, fusion.classifier_hidden, num_labels, fusion.dropout, fusion.classifier_layers
+        )
 
     def forward(self, input_values=None, audio_mask=None, text_features=None, text_mask=None):
         """(logits [B, k], MINE lower bound in nats or None: computed in training only)."""

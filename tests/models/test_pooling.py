@@ -49,3 +49,18 @@ def test_mean_std_pooling_weights_real_frames_equally():
         frames = hidden[row, :length]
         expected = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
         torch.testing.assert_close(captured["x"][row], expected, rtol=1e-4, atol=1e-4)
+
+
+def test_pooling_without_layers_is_mean_and_std_of_the_encoders_own_frames():
+    """fusion.pooling_layers=false: no Conv1D, no projection; f = [mean, std] of real frames."""
+    torch.manual_seed(0)
+    pool = AttentiveStatsPooling(in_dim=4, dim=6, attentive=False, layers=False)
+    assert pool.conv is None and pool.project is None and pool.output_dim == 8
+    assert not list(pool.parameters())
+    features = torch.randn(2, 9, 4)
+    features[1, 5:] = 100.0  # loud padding
+    pooled = pool(features, torch.tensor([[1] * 9, [1] * 5 + [0] * 4]))
+    for row, length in enumerate((9, 5)):
+        frames = features[row, :length]
+        expected = torch.cat([frames.mean(0), frames.std(0, unbiased=False)])
+        torch.testing.assert_close(pooled[row], expected, rtol=1e-4, atol=1e-4)

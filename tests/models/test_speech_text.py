@@ -193,6 +193,48 @@ def test_unknown_pooling_is_one_line_naming_the_choices(fusion_overrides):
     )
 
 
+def test_minimal_head_keys_give_statistics_of_the_frames_and_one_linear_layer(fusion_overrides):
+    """fusion.pooling_layers=false, fusion.classifier_layers=1 (issue 15): the plain baseline's
+    head, [mean, std] of the encoder's frames into one linear layer; audio only."""
+    keys = [
+        "model.modalities=audio",
+        "fusion.pooling=mean_std",
+        "fusion.pooling_layers=false",
+        "fusion.classifier_layers=1",
+    ]
+    family, corpus = family_for(fusion_overrides, *keys)
+    model = family.build_model()
+    width = model.speech.hidden_size
+    assert [type(layer).__name__ for layer in model.classifier] == ["Dropout", "Linear"]
+    assert model.classifier[1].in_features == 2 * width
+    assert not [name for name, _ in model.named_parameters() if name.startswith("audio_pool.")]
+    batch = next(iter(family.dataloader(corpus.split("dev")[:3], train=False, seed=0)))
+    model.eval()
+    with torch.no_grad():
+        logits, _ = model(batch["input_values"], batch["audio_mask"])
+        features, frames = model.speech(batch["input_values"], batch["audio_mask"])
+    row = 0
+    real = features[row, frames[row]]
+    pooled = torch.cat([real.mean(0), real.std(0, unbiased=False)])
+    torch.testing.assert_close(logits[row], model.classifier(pooled), rtol=1e-4, atol=1e-4)
+
+
+def test_fusion_of_both_modalities_needs_the_pooling_layers(fusion_overrides):
+    from emoscale.errors import ConfigError
+
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=[*fusion_overrides, "fusion.pooling_layers=false"])
+    assert str(error.value) == (
+        "config key 'fusion.pooling_layers': false leaves f_a and f_t at their encoders' widths, "
+        "which AT-Fusion cannot combine; with model.modalities=both keep it true"
+    )
+    with pytest.raises(ConfigError) as error:
+        load_config(overrides=[*fusion_overrides, "fusion.classifier_layers=3"])
+    assert str(error.value) == (
+        "config key 'fusion.classifier_layers': Input should be 1 or 2 (got 3)"
+    )
+
+
 def test_decoded_clips_are_kept_only_where_they_are_read_again(fusion_overrides):
     """The main process keeps decoded clips; DataLoader workers, which the trainer starts anew
     each epoch, would keep them for one epoch only: their reader keeps nothing."""
