@@ -14,6 +14,9 @@ encoder weights and see the same test speakers.
   tested, as in the minimal loop. The fold's dev speaker trains too (`data.train_on_dev=true`), as
   in the issue's minimal loop; `--hold-out-dev` carves it out of training on both sides (what the
   trainer does by default, and what `--emoscale-keys eval.select=best` needs to pick an epoch).
+  The minimal loop's head and schedule as emoscale keys (recipes/small_models/emodb_scratch_wavlm):
+  `--emoscale-keys fusion.pooling=mean_std fusion.pooling_layers=false fusion.classifier_layers=1
+  fusion.dropout=0 train.warmup_ratio=0 train.max_grad_norm=null`.
 - minimal: one function below: soundfile + resample + per-clip normalisation, the same encoder with
   its dropout/SpecAugment, mean+std pooling over real frames, one linear layer, AdamW(lr, wd 0),
   cosine without warm-up, no clipping; trained on emoscale's train split (the same speakers), test
