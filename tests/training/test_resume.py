@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from training_process import REPO, TrainingProcess, latest_step
 
@@ -59,6 +60,29 @@ def test_a_run_killed_at_a_random_step_resumes_exactly(run_overrides, tmp_path, 
     assert train.main(overrides + ["--resume"]) == 0
     assert f"resumed from step {killed_at} " in capsys.readouterr().out
     assert outcome(run_dir) == outcome(tmp_path / "uninterrupted"), f"killed after step {target}"
+
+
+@pytest.mark.slow  # ~25 s: two runs and a killed child
+def test_a_ptuning_v2_run_killed_at_a_random_step_resumes_exactly(run_overrides, tmp_path):
+    """P-Tuning v2 with its default starting prefix (ptuning.init=tokens: the frozen model runs
+    once over the init prompt): on --resume that init runs again while the model is built, and
+    the checkpoint's trained prefix must replace it, with no random draw left out of step."""
+    overrides = run_overrides + RESUMABLE
+    overrides += ["model.method=ptuning_v2", "ptuning.num_virtual_tokens=8", "train.lr=3e-2"]
+    overrides += ["train.max_steps=40", "eval.every_steps=20"]  # crosses the epoch at step 30
+    uninterrupted = tmp_path / "uninterrupted"
+    assert train.main(overrides + [f"output_dir={uninterrupted}"]) == 0
+
+    run_dir = tmp_path / "run"
+    target = kill_at_a_random_step(overrides, run_dir, last=32)
+    assert train.main(overrides + ["--resume"]) == 0
+    assert outcome(run_dir) == outcome(uninterrupted), f"killed after step {target}"
+    prefixes = [
+        load_file(str(folder / "model/adapter_model.safetensors"))
+        for folder in (run_dir, uninterrupted)
+    ]
+    assert prefixes[0].keys() == prefixes[1].keys() == {"prompt_embeddings"}
+    assert torch.equal(prefixes[0]["prompt_embeddings"], prefixes[1]["prompt_embeddings"])
 
 
 def test_checkpoints_hold_trainable_tensors_only_and_keep_the_newest_and_the_best(
