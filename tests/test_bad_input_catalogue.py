@@ -166,7 +166,9 @@ def test_resume_with_another_config_or_base_model(capsys, tmp_path, run_override
     line = fails_with(capsys, tmp_path, run_overrides + ["train.lr=1e-3", "--resume"], True)
     assert line == (
         "error: --resume: config key 'train.lr' is 0.001 but the run used 0.003; "
-        f"resume with --config {run_dir / 'config.yaml'}"
+        f"resume with --config {run_dir / 'config.yaml'} (only data.audio_cache_mb, "
+        "train.keep_checkpoints, train.log_every_steps, train.num_workers, "
+        "train.save_every_steps may change)"
     )
     tiny_llama = load_config(overrides=run_overrides).model.path
     record = {"base_model": {"path": tiny_llama, "fingerprint": base_model.fingerprint(tiny_llama)}}
