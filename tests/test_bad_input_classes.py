@@ -1588,7 +1588,11 @@ RUN_DAMAGE = {
     ),
     "metrics_nan": (
         lambda r: (r / "metrics.json").write_text('{"test": {"accuracy": NaN}}'),
-        "{r}/metrics.json: NaN is not a number (not valid JSON)",
+        "{r}/metrics.json: key 'test.accuracy' is NaN (not a finite number)",
+    ),
+    "metrics_past_a_float": (  # Python's json reads 1e400 as inf
+        lambda r: (r / "metrics.json").write_text('{"test": {"accuracy": 1e400}}'),
+        "{r}/metrics.json: key 'test.accuracy' is 1e400 (not a finite number)",
     ),
     "run_json_repeated_key": (
         lambda r: (r / "run.json").write_text('{"base_model": {}, "base_model": {}}'),
