@@ -90,9 +90,25 @@ def _check_no_empty_split(corpus: Corpus, data_config) -> None:
     for name in ("train", "dev", "test"):
         if counts.get(name, 0) == 0:
             shown = ", ".join(f"{split} {count}" for split, count in counts.items())
-            dropped = sum(corpus.dropped.values())
-            note = f"; {dropped} dropped (no usable label)" if dropped else ""
+            source = corpus.sources.get(name)
+            where = str(source) if source is not None else f"data.path {data_config.path}"
             raise DataError(
-                f"data.path {data_config.path}: the {name} split holds no examples "
-                f"({corpus.info.name}: {shown}{note}); every split needs at least one"
+                f"{where}: the {name} split holds no examples ({corpus.info.name}: {shown}): "
+                f"{_what_emptied(corpus, name, data_config)}; every split needs at least one"
             )
+
+
+def _what_emptied(corpus: Corpus, name: str, data_config) -> str:
+    """Why a split is empty, as far as the loader knows: its own drops, its file, a fold."""
+    dropped = corpus.dropped_from.get(name)
+    if dropped:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in dropped.items())
+        return f"all {sum(dropped.values())} of its examples were dropped ({reasons})"
+    if data_config.fold is not None:
+        return f"data.fold={data_config.fold} leaves it none"
+    if name in corpus.sources:
+        return "its file holds none"
+    if corpus.dropped and not corpus.dropped_from:  # dropped before the corpus was split
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in corpus.dropped.items())
+        return f"none left after the corpus' drops ({reasons})"
+    return "none left when the corpus was split"
