@@ -18,7 +18,8 @@ from emoscale.data import (
     mosi,
     sst,
 )
-from emoscale.data.examples import Corpus
+from emoscale.data.columns import label_words
+from emoscale.data.examples import Corpus, CorpusInfo
 from emoscale.errors import ConfigError, DataError
 
 CORPORA: dict[str, Callable[..., Corpus]] = {
@@ -43,6 +44,34 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mosi": tuple(mosi.TARGETS),
     "chsims": tuple(chsims.TARGETS),
 }
+
+
+# What each named corpus declares (labels, label words, template) without reading a file.
+DECLARED: dict[str, Callable[[str | None], CorpusInfo]] = {
+    "sst2": lambda target: sst.SST2,
+    "sst5": lambda target: sst.SST5,
+    "friends": lambda target: friends.INFO,
+    "meld": lambda target: meld.TARGETS[target or TARGETS["meld"][0]],
+    "mastodon": lambda target: mastodon.INFO,
+    "mosi": lambda target: mosi.TARGETS[target or TARGETS["mosi"][0]],
+    "chsims": lambda target: chsims.TARGETS[target or TARGETS["chsims"][0]],
+    "m3ed": lambda target: m3ed.INFO,
+    "iemocap": lambda target: iemocap.INFO,
+    "emodb": lambda target: emodb.INFO,
+}
+
+
+def declared_info(data_config) -> CorpusInfo | None:
+    """The corpus' labels, label words and prompt template without reading it (a recipe's
+    data.path may still be a placeholder): a named corpus declares them; a generic one
+    (csv/tsv/jsonl/hf) only with data.labels. None where only its train split can say."""
+    _check_target(data_config)
+    if data_config.dataset in DECLARED:
+        return DECLARED[data_config.dataset](data_config.target)
+    if data_config.labels:
+        labels = tuple(data_config.labels)
+        return CorpusInfo(data_config.dataset, labels, label_words(labels))
+    return None
 
 
 def _check_target(data_config) -> None:
