@@ -185,6 +185,21 @@ def test_resume_with_another_config_or_base_model(capsys, tmp_path, run_override
     )
 
 
+def test_resume_with_a_damaged_run_json(capsys, tmp_path, run_overrides):
+    """--resume reads run.json for the base model's fingerprint: strictly, one line naming it."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True)
+    (run_dir / ".emoscale-run").write_text("")
+    (run_dir / "checkpoints" / "latest").write_text("step-00000001")
+    save_config(load_config(overrides=run_overrides), run_dir / "config.yaml")
+    (run_dir / "run.json").write_text('{"base_model": ')
+    line = fails_with(capsys, tmp_path, run_overrides + ["--resume"], True)
+    assert line == f"error: {run_dir / 'run.json'}:1: not valid JSON (Expecting value)"
+    (run_dir / "run.json").write_text("[]")
+    line = fails_with(capsys, tmp_path, run_overrides + ["--resume"], True)
+    assert line == f"error: {run_dir / 'run.json'}: expected a JSON object (the run's record)"
+
+
 # --- training -----------------------------------------------------------------------------------
 
 

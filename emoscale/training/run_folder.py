@@ -22,6 +22,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from emoscale.config import RunConfig, load_config, save_config
+from emoscale.data.encoding import read_json
 from emoscale.errors import EmoscaleError
 from emoscale.evaluation import plots
 from emoscale.evaluation.metrics import HEADLINE
@@ -263,6 +264,9 @@ def check_resume(run_dir: Path, config: RunConfig) -> None:
     from emoscale.training import checkpoints
 
     resume_changes(run_dir, config)
+    run_file = run_dir / "run.json"  # read strictly: a resume adds to it (record_resume)
+    if run_file.is_file() and not isinstance(read_json(run_file, finite=False), dict):
+        raise EmoscaleError(f"{run_file}: expected a JSON object (the run's record)")
     base = config.model.path or config.model.audio_path
     if base is not None:
         base_model.check(run_dir, base)
@@ -380,7 +384,7 @@ def record_resume(run_dir: Path, config: RunConfig, accelerator) -> None:
     run_file = run_dir / "run.json"
     if not run_file.is_file():
         return  # a run from before run.json: nothing to add to
-    run = json.loads(run_file.read_text())
+    run = read_json(run_file, finite=False)
     latest = checkpoints.latest(run_dir)
     run.setdefault("resumes", []).append(
         {"checkpoint": latest.name if latest else None, "changed": changes}
