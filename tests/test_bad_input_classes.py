@@ -1484,6 +1484,17 @@ def test_an_empty_split_names_what_emptied_that_split(tmp_path):
     )
 
 
+def test_a_split_emptied_by_a_fold_says_so(tmp_path):
+    """A one-dialogue Mastodon train split re-split into 2 folds: each fold empties a split."""
+    folder = write_mastodon(tmp_path / "m", ["0 +_I good", "1 -_I bad"], ["0 +_I ok", "1 -_I no"])
+    with pytest.raises(DataError) as refused_split:
+        load_corpus(data_config("mastodon", folder, fold=1, num_folds=2))
+    assert str(refused_split.value) == (
+        f"data.path {folder}: the dev split holds no examples (mastodon: train 2, dev 0, test 2): "
+        "data.fold=1 leaves it none; every split needs at least one"
+    )
+
+
 @pytest.mark.parametrize("dataset", ["sst2", "friends", "mastodon", "m3ed"])
 def test_a_byte_order_mark_is_accepted_by_every_loader(tmp_path, dataset):
     write, name = {
