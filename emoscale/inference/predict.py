@@ -313,7 +313,7 @@ def answers(
     examples: list[Example],
     seed: int,
     device: torch.device,
-) -> dict[int, tuple[int, list[float]]]:
+) -> dict[int, tuple[int, list[float], str | None]]:
     """{position in examples: (predicted label index, per-label scores, generated answer text or
     None)}, in eval batches; the text only in generate mode (models/family.py)."""
     loader = family.dataloader(examples, train=False, seed=seed, split="predict")
