@@ -255,7 +255,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from emoscale.config import load_config
     from emoscale.errors import ConfigError
     from emoscale.models.adapters import check_model_folder
-    from emoscale.training import estimate
+    from emoscale.training import estimate, run_shape
 
     config = load_config(_config_path(args), args.overrides)
     if config.model.family != "prompt_lm":
@@ -266,13 +266,15 @@ def _estimate(args: argparse.Namespace) -> int:
             f"{config.model.method!r} trains nothing"
         )
     folder = check_model_folder(config.model.path)
-    shape = estimate.shape_from_run_config(config)
+    tokens, source = run_shape.answer_tokens(config)
+    shape = run_shape.shape_from_run_config(config, tokens)
     rows = estimate.estimate_from_folder(folder, shape, args.num_gpus)
     quantization = f", {shape.quantization}" if shape.quantization else ""
     print(
         f"{folder}: {shape.method}, batch {shape.batch_size} x {shape.seq_len} tokens, "
         f"{shape.dtype}{quantization}, {args.num_gpus} GPU(s)"
     )
+    print(source)
     print(estimate.format_table(rows))
     return 0
 

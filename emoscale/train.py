@@ -76,7 +76,7 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
     that died before its first checkpoint (it starts afresh)."""
     from accelerate.utils import broadcast_object_list
 
-    from emoscale.training import run_folder, trainer
+    from emoscale.training import resuming, run_folder, trainer
 
     accelerator = trainer.make_accelerator(config)
     # One folder for all ranks: the main process names it and tells the others.
@@ -90,7 +90,7 @@ def prepare_run(config: RunConfig, resume: bool = False, overwrite: bool = False
     if asked_to_resume and not resume:
         accelerator.print(f"--resume: {run_dir} has no checkpoint yet; starting the run afresh")
     if resume:  # the same config and base model, or the run would not continue exactly
-        run_folder.check_resume(run_dir, config)
+        resuming.check_resume(run_dir, config)
     # The folder first (cheap, and the one check that protects the user's files), then the inputs.
     corpus, family = prepare_inputs(config)
     # TensorBoard logs go in the run folder, which only now has its name.

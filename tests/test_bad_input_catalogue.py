@@ -166,7 +166,9 @@ def test_resume_with_another_config_or_base_model(capsys, tmp_path, run_override
     line = fails_with(capsys, tmp_path, run_overrides + ["train.lr=1e-3", "--resume"], True)
     assert line == (
         "error: --resume: config key 'train.lr' is 0.001 but the run used 0.003; "
-        f"resume with --config {run_dir / 'config.yaml'}"
+        f"resume with --config {run_dir / 'config.yaml'} (only data.audio_cache_mb, "
+        "train.keep_checkpoints, train.log_every_steps, train.num_workers, "
+        "train.save_every_steps may change)"
     )
     tiny_llama = load_config(overrides=run_overrides).model.path
     record = {"base_model": {"path": tiny_llama, "fingerprint": base_model.fingerprint(tiny_llama)}}
@@ -181,6 +183,21 @@ def test_resume_with_another_config_or_base_model(capsys, tmp_path, run_override
         f"error: model folder {other_base} is not the base model of run {run_dir} "
         f"(its weights differ; the run was trained on {tiny_llama})"
     )
+
+
+def test_resume_with_a_damaged_run_json(capsys, tmp_path, run_overrides):
+    """--resume reads run.json for the base model's fingerprint: strictly, one line naming it."""
+    run_dir = tmp_path / "run"
+    (run_dir / "checkpoints" / "step-00000001").mkdir(parents=True)
+    (run_dir / ".emoscale-run").write_text("")
+    (run_dir / "checkpoints" / "latest").write_text("step-00000001")
+    save_config(load_config(overrides=run_overrides), run_dir / "config.yaml")
+    (run_dir / "run.json").write_text('{"base_model": ')
+    line = fails_with(capsys, tmp_path, run_overrides + ["--resume"], True)
+    assert line == f"error: {run_dir / 'run.json'}:1: not valid JSON (Expecting value)"
+    (run_dir / "run.json").write_text("[]")
+    line = fails_with(capsys, tmp_path, run_overrides + ["--resume"], True)
+    assert line == f"error: {run_dir / 'run.json'}: expected a JSON object (the run's record)"
 
 
 # --- training -----------------------------------------------------------------------------------

@@ -23,6 +23,7 @@ from corpus_files import (
 
 from emoscale import train
 from emoscale.data import load_corpus
+from emoscale.errors import DataError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -1317,8 +1318,22 @@ CORPUS_DAMAGE = {
         "sst2",
         _sst,
         lambda f: (f / "stsa.binary.test").write_text(""),
-        "data.path {f}: the test split holds no examples (sst2: train 2, dev 2, test 0); "
-        "every split needs at least one",
+        "{f}/stsa.binary.test: the test split holds no examples (sst2: train 2, dev 2, test 0): "
+        "its file holds none; every split needs at least one",
+    ),
+    "meld_header_only_test": (  # named by its CSV, not data.path (round 5)
+        "meld",
+        lambda f: write_meld(
+            f,
+            {
+                "train": [("Hi.", "Ross", "joy", "positive", 0, 0)],
+                "dev": [("No.", "Mon", "sadness", "negative", 0, 0)],
+                "test": [],
+            },
+        ),
+        lambda f: None,
+        "{f}/test_sent_emo.csv: the test split holds no examples (meld: train 1, dev 1, test 0): "
+        "its file holds none; every split needs at least one",
     ),
     "friends_test_all_non_neutral": (
         "friends",
@@ -1327,15 +1342,16 @@ CORPUS_DAMAGE = {
             f / "friends_test.json",
             lambda d: [u.update(emotion="non-neutral") for dia in d for u in dia],
         ),
-        "data.path {f}: the test split holds no examples (friends: train 4, dev 4, test 0; "
-        "4 dropped (no usable label)); every split needs at least one",
+        "{f}/friends_test.json: the test split holds no examples (friends: train 4, dev 4, "
+        "test 0): all 4 of its examples were dropped (non-neutral (no majority emotion): 4); "
+        "every split needs at least one",
     ),
     "mastodon_one_dialogue_train": (  # its one dialogue becomes dev: the run used to hang
         "mastodon",
         _mastodon,
         lambda f: (f / "datatrainJoint.txt").write_text("0 +_I good\n1 -_I bad\n"),
-        "data.path {f}: the train split holds no examples (mastodon: train 0, dev 2, test 2); "
-        "every split needs at least one",
+        "data.path {f}: the train split holds no examples (mastodon: train 0, dev 2, test 2): "
+        "none left when the corpus was split; every split needs at least one",
     ),
     # JSON corpora: a field that is not a string, a key written twice
     "friends_utterance_null": (
@@ -1447,6 +1463,36 @@ def test_damaged_corpus_in_its_official_layout(capsys, run_overrides, tmp_path, 
         tmp_path / "run",
     )
     assert line == "error: " + problem.format(f=folder)
+
+
+def test_an_empty_split_names_what_emptied_that_split(tmp_path):
+    """MOSI's splits share label.csv: the test split emptied by its own drops (2class_nonzero has
+    no class for a score of 0) says so, with that split's count, not the corpus' total."""
+    modes = ["train"] * 4 + ["valid"] * 2 + ["test"] * 2
+    scores = [-1.5, 2.0, 0.0, 2.0, -1.5, 2.0, 0.0, 0.0]  # one train clip scored 0 too
+    rows = [
+        clip(f"v{i}", 1, f"clip {i}", score, mode)
+        for i, (score, mode) in enumerate(zip(scores, modes, strict=True))
+    ]
+    folder = write_label_csv(tmp_path / "mosi", rows)
+    with pytest.raises(DataError) as refused_split:
+        load_corpus(data_config("mosi", folder, target="2class_nonzero"))
+    assert str(refused_split.value) == (
+        f"data.path {folder}: the test split holds no examples (mosi: train 3, dev 2, test 0): "
+        "all 2 of its examples were dropped (score 0 (2class_nonzero has no neutral): 2); "
+        "every split needs at least one"
+    )
+
+
+def test_a_split_emptied_by_a_fold_says_so(tmp_path):
+    """A one-dialogue Mastodon train split re-split into 2 folds: each fold empties a split."""
+    folder = write_mastodon(tmp_path / "m", ["0 +_I good", "1 -_I bad"], ["0 +_I ok", "1 -_I no"])
+    with pytest.raises(DataError) as refused_split:
+        load_corpus(data_config("mastodon", folder, fold=1, num_folds=2))
+    assert str(refused_split.value) == (
+        f"data.path {folder}: the dev split holds no examples (mastodon: train 2, dev 0, test 2): "
+        "data.fold=1 leaves it none; every split needs at least one"
+    )
 
 
 @pytest.mark.parametrize("dataset", ["sst2", "friends", "mastodon", "m3ed"])
@@ -1588,7 +1634,11 @@ RUN_DAMAGE = {
     ),
     "metrics_nan": (
         lambda r: (r / "metrics.json").write_text('{"test": {"accuracy": NaN}}'),
-        "{r}/metrics.json: NaN is not a number (not valid JSON)",
+        "{r}/metrics.json: key 'test.accuracy' is NaN (not a finite number)",
+    ),
+    "metrics_past_a_float": (  # Python's json reads 1e400 as inf
+        lambda r: (r / "metrics.json").write_text('{"test": {"accuracy": 1e400}}'),
+        "{r}/metrics.json: key 'test.accuracy' is 1e400 (not a finite number)",
     ),
     "run_json_repeated_key": (
         lambda r: (r / "run.json").write_text('{"base_model": {}, "base_model": {}}'),

@@ -122,10 +122,49 @@ def test_recipes_lists_every_recipe_with_its_row_and_target(capsys):
 
 
 def test_estimate_sizes_a_recipe_on_a_model_folder(tiny_llama, capsys):
+    """The answer length comes from the run's tokenizer and label words (SST-2's Negative /
+    Positive + EOS here), not a fixed 4; a longer label lengthens it."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    longest = max(
+        len(tokenizer(" " + word, add_special_tokens=False)["input_ids"]) + 1  # + EOS
+        for word in ("Negative", "Positive")
+    )
+    assert longest != 4  # else the test could not tell the count from the fallback
     assert cli.main(["estimate", "--recipe", "sst2_ptuning_v2", f"model.path={tiny_llama}"]) == 0
     out = capsys.readouterr().out
-    assert "ptuning_v2, batch 8 x 132 tokens, bfloat16, 1 GPU(s)" in out
+    assert f"ptuning_v2, batch 8 x {128 + longest} tokens, bfloat16, 1 GPU(s)" in out
+    assert f"answer: {longest} tokens, the longest label answer (" in out
     assert "zero3+offload" in out and "fits 24GB" in out
+
+    words = "prompt.labels=[Negative,Positive and even more positive than that]"
+    assert (
+        cli.main(["estimate", "--recipe", "sst2_ptuning_v2", f"model.path={tiny_llama}", words])
+        == 0
+    )
+    out = capsys.readouterr().out
+    longer = int(out.split("answer: ")[1].split()[0])
+    assert longer > longest + 4  # five more words
+    assert "'Positive and even more positive than that' + end of answer" in out
+    assert f"batch 8 x {128 + longer} tokens" in out
+
+
+def test_estimate_without_a_tokenizer_assumes_four_answer_tokens(tiny_llama, tmp_path, capsys):
+    shape_only = tmp_path / "shape"
+    shape_only.mkdir()
+    (shape_only / "config.json").write_bytes((tiny_llama / "config.json").read_bytes())
+    assert cli.main(["estimate", "--recipe", "sst2_ptuning_v2", f"model.path={shape_only}"]) == 0
+    out = capsys.readouterr().out
+    assert "ptuning_v2, batch 8 x 132 tokens" in out
+    assert f"answer: 4 tokens assumed ({shape_only} holds no tokenizer)" in out
+    # A generic corpus names its labels in its train split: without data.path, 4 too.
+    generic = ["estimate", "--recipe", "sst2_lora", f"model.path={tiny_llama}", "data.dataset=csv"]
+    assert cli.main(generic + ["data.path=null"]) == 0
+    assert (
+        "answer: 4 tokens assumed (the labels of data.dataset=csv come from its train split: "
+        "give data.labels or data.path)" in capsys.readouterr().out
+    )
 
 
 @pytest.fixture

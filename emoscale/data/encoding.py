@@ -12,6 +12,7 @@ declare-lab/MELD#28):
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -68,25 +69,52 @@ def _no_repeated_keys(path: Path):
     return build
 
 
+class _NonFinite:
+    """A number as written in a JSON file whose value is not finite: `NaN`, `Infinity` (not JSON;
+    Python's json reads them) or a number past a float's range (`1e400` reads as inf)."""
+
+    def __init__(self, written: str):
+        self.written = written
+
+
 def read_json(path: Path, finite: bool = True) -> object:
     """A JSON file emoscale reads, a corpus' (EmotionLines, M3ED) or a run folder's (metrics.json,
     adapter_config.json): UTF-8 as read_utf8, valid JSON, no repeated key, and with `finite` no
-    NaN or Infinity (not JSON; Python's json reads them). A damaged one is one line, never a
-    traceback."""
+    number that is not finite (NaN, Infinity, 1e400), named by file and key. A damaged one is one
+    line, never a traceback."""
     path = Path(path)
     text = read_utf8(path)
 
-    def not_a_number(name: str) -> float:
-        if finite:
-            raise DataError(f"{path}: {name} is not a number (not valid JSON)")
-        return float(name.replace("Infinity", "inf"))
+    def number(written: str) -> float | _NonFinite:
+        value = float(written.replace("Infinity", "inf"))
+        return value if not finite or math.isfinite(value) else _NonFinite(written)
 
     try:
-        return json.loads(
-            text, object_pairs_hook=_no_repeated_keys(path), parse_constant=not_a_number
+        value = json.loads(
+            text,
+            object_pairs_hook=_no_repeated_keys(path),
+            parse_constant=number,
+            parse_float=number,
         )
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    if finite:
+        _refuse_non_finite(value, path, "")
+    return value
+
+
+def _refuse_non_finite(value: object, path: Path, key: str) -> None:
+    """The first non-finite number, depth first in file order, as one line naming its key
+    (`test.per_class.joy.f1`; list items as `[i]`)."""
+    if isinstance(value, _NonFinite):
+        where = f"key {key!r} is " if key else ""
+        raise DataError(f"{path}: {where}{value.written} (not a finite number)")
+    if isinstance(value, dict):
+        for name, item in value.items():
+            _refuse_non_finite(item, path, f"{key}.{name}" if key else name)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _refuse_non_finite(item, path, f"{key}[{index}]")
 
 
 def read_text(path: Path) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from emoscale.errors import DataError
 
@@ -52,6 +53,12 @@ class Corpus:
     # split -> utterances dropped from it (no usable label) that still belong to their dialogue:
     # shown as context in later turns' prompts (prompt.context_turns), never trained or scored.
     context_only: dict[str, list[Example]] = field(default_factory=dict)
+    # split -> the file its examples were read from, for messages about that split; absent where
+    # a split is carved from others (folds, Mastodon's dev) or shares a file (MMSA's label.csv).
+    sources: dict[str, Path] = field(default_factory=dict)
+    # split -> reason -> examples dropped from it (`dropped` totals every split); empty where a
+    # corpus drops before it splits (IEMOCAP drops per session, then splits by fold).
+    dropped_from: dict[str, Counter] = field(default_factory=dict)
 
     def split(self, name: str) -> list[Example]:
         if name not in self.splits:

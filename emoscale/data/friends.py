@@ -82,10 +82,12 @@ def _read_split(
 def load(data_config) -> Corpus:
     folder = corpus_folder(data_config)
     require(folder, [f"friends_{split}.json" for split in SPLITS], "EmotionLines Friends")
-    dropped: Counter = Counter()
+    sources = {split: folder / f"friends_{split}.json" for split in SPLITS}
+    dropped_from: dict[str, Counter] = {split: Counter() for split in SPLITS}
     context_only: dict[str, list[Example]] = {split: [] for split in SPLITS}
     splits = {
-        split: _read_split(folder / f"friends_{split}.json", split, dropped, context_only[split])
+        split: _read_split(sources[split], split, dropped_from[split], context_only[split])
         for split in SPLITS
     }
-    return Corpus(INFO, splits, dropped, context_only)
+    dropped = sum(dropped_from.values(), Counter())
+    return Corpus(INFO, splits, dropped, context_only, sources, dropped_from)

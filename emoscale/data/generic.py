@@ -160,9 +160,9 @@ def load(data_config) -> Corpus:
         data_config.id_column,
     )
     required = [text_column, label_column] + ([id_column] if id_column else [])
-    rows_by_split = {}
+    rows_by_split, sources = {}, {}
     for split in SPLITS:
-        path = _find(folder, split, data_config.dataset)
+        path = sources[split] = _find(folder, split, data_config.dataset)
         rows_by_split[split] = _rows(path)
         _check_columns(path, rows_by_split[split], required)
 
@@ -182,4 +182,5 @@ def load(data_config) -> Corpus:
             )
         check_unique_ids(examples, str(folder / f"{split}.{data_config.dataset}"))
         splits[split] = examples
-    return Corpus(CorpusInfo(data_config.dataset, label_names, label_words(label_names)), splits)
+    info = CorpusInfo(data_config.dataset, label_names, label_words(label_names))
+    return Corpus(info, splits, sources=sources)

@@ -87,7 +87,6 @@ def load(data_config) -> Corpus:
     target = data_config.target or "emotion"
     folder = corpus_folder(data_config)
     require(folder, [f"{split}_sent_emo.csv" for split in SPLITS], "MELD")
-    splits = {
-        split: _read_split(folder / f"{split}_sent_emo.csv", split, target) for split in SPLITS
-    }
-    return Corpus(TARGETS[target], splits)
+    sources = {split: folder / f"{split}_sent_emo.csv" for split in SPLITS}
+    splits = {split: _read_split(sources[split], split, target) for split in SPLITS}
+    return Corpus(TARGETS[target], splits, sources=sources)

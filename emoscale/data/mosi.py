@@ -69,12 +69,14 @@ def load(data_config) -> Corpus:
             f"{where}: the text is Mandarin; this label.csv looks like CH-SIMS's (data.dataset=chsims)"
         )
     splits: dict = {"train": [], "dev": [], "test": []}
-    dropped: Counter = Counter()
+    dropped_from: dict[str, Counter] = {split: Counter() for split in splits}
     for where, row in rows:
         label = label_of(mmsa.score(row, where), target)
+        split = mmsa.split_of(row, where)
         if label is None:
-            dropped["score 0 (2class_nonzero has no neutral)"] += 1
+            dropped_from[split]["score 0 (2class_nonzero has no neutral)"] += 1
             continue
-        splits[mmsa.split_of(row, where)].append(mmsa.example(row, where, label))
+        splits[split].append(mmsa.example(row, where, label))
     mmsa.check_ids(splits, path)
-    return Corpus(TARGETS[target], splits, dropped)
+    dropped = sum(dropped_from.values(), Counter())
+    return Corpus(TARGETS[target], splits, dropped, dropped_from=dropped_from)

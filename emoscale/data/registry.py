@@ -18,7 +18,8 @@ from emoscale.data import (
     mosi,
     sst,
 )
-from emoscale.data.examples import Corpus
+from emoscale.data.columns import label_words
+from emoscale.data.examples import Corpus, CorpusInfo
 from emoscale.errors import ConfigError, DataError
 
 CORPORA: dict[str, Callable[..., Corpus]] = {
@@ -43,6 +44,34 @@ TARGETS: dict[str, tuple[str, ...]] = {
     "mosi": tuple(mosi.TARGETS),
     "chsims": tuple(chsims.TARGETS),
 }
+
+
+# What each named corpus declares (labels, label words, template) without reading a file.
+DECLARED: dict[str, Callable[[str | None], CorpusInfo]] = {
+    "sst2": lambda target: sst.SST2,
+    "sst5": lambda target: sst.SST5,
+    "friends": lambda target: friends.INFO,
+    "meld": lambda target: meld.TARGETS[target or TARGETS["meld"][0]],
+    "mastodon": lambda target: mastodon.INFO,
+    "mosi": lambda target: mosi.TARGETS[target or TARGETS["mosi"][0]],
+    "chsims": lambda target: chsims.TARGETS[target or TARGETS["chsims"][0]],
+    "m3ed": lambda target: m3ed.INFO,
+    "iemocap": lambda target: iemocap.INFO,
+    "emodb": lambda target: emodb.INFO,
+}
+
+
+def declared_info(data_config) -> CorpusInfo | None:
+    """The corpus' labels, label words and prompt template without reading it (a recipe's
+    data.path may still be a placeholder): a named corpus declares them; a generic one
+    (csv/tsv/jsonl/hf) only with data.labels. None where only its train split can say."""
+    _check_target(data_config)
+    if data_config.dataset in DECLARED:
+        return DECLARED[data_config.dataset](data_config.target)
+    if data_config.labels:
+        labels = tuple(data_config.labels)
+        return CorpusInfo(data_config.dataset, labels, label_words(labels))
+    return None
 
 
 def _check_target(data_config) -> None:
@@ -90,9 +119,25 @@ def _check_no_empty_split(corpus: Corpus, data_config) -> None:
     for name in ("train", "dev", "test"):
         if counts.get(name, 0) == 0:
             shown = ", ".join(f"{split} {count}" for split, count in counts.items())
-            dropped = sum(corpus.dropped.values())
-            note = f"; {dropped} dropped (no usable label)" if dropped else ""
+            source = corpus.sources.get(name)
+            where = str(source) if source is not None else f"data.path {data_config.path}"
             raise DataError(
-                f"data.path {data_config.path}: the {name} split holds no examples "
-                f"({corpus.info.name}: {shown}{note}); every split needs at least one"
+                f"{where}: the {name} split holds no examples ({corpus.info.name}: {shown}): "
+                f"{_what_emptied(corpus, name, data_config)}; every split needs at least one"
             )
+
+
+def _what_emptied(corpus: Corpus, name: str, data_config) -> str:
+    """Why a split is empty, as far as the loader knows: its own drops, its file, a fold."""
+    dropped = corpus.dropped_from.get(name)
+    if dropped:
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in dropped.items())
+        return f"all {sum(dropped.values())} of its examples were dropped ({reasons})"
+    if data_config.fold is not None:
+        return f"data.fold={data_config.fold} leaves it none"
+    if name in corpus.sources:
+        return "its file holds none"
+    if corpus.dropped and not corpus.dropped_from:  # dropped before the corpus was split
+        reasons = ", ".join(f"{reason}: {count}" for reason, count in corpus.dropped.items())
+        return f"none left after the corpus' drops ({reasons})"
+    return "none left when the corpus was split"

@@ -59,13 +59,18 @@ def _read_glue_tsv(path: Path, split: str) -> list[Example]:
 def _load(data_config, info: CorpusInfo, prefix: str) -> Corpus:
     folder = corpus_folder(data_config)
     if all((folder / f"{prefix}.{split}").is_file() for split in SPLITS):
-        splits = {s: _read_label_first(folder / f"{prefix}.{s}", info, s) for s in SPLITS}
-        return Corpus(info, splits)
+        sources = {s: folder / f"{prefix}.{s}" for s in SPLITS}
+        splits = {s: _read_label_first(sources[s], info, s) for s in SPLITS}
+        return Corpus(info, splits, sources=sources)
     if info is SST2 and (folder / "train.tsv").is_file() and (folder / "dev.tsv").is_file():
         dev = _read_glue_tsv(folder / "dev.tsv", "dev")
-        return Corpus(
-            info, {"train": _read_glue_tsv(folder / "train.tsv", "train"), "dev": dev, "test": dev}
-        )
+        sources = {
+            "train": folder / "train.tsv",
+            "dev": folder / "dev.tsv",
+            "test": folder / "dev.tsv",
+        }
+        splits = {"train": _read_glue_tsv(sources["train"], "train"), "dev": dev, "test": dev}
+        return Corpus(info, splits, sources=sources)
     expected = ", ".join(f"{prefix}.{s}" for s in SPLITS)
     if info is SST2:
         expected += " (or GLUE's train.tsv and dev.tsv)"

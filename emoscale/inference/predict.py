@@ -25,7 +25,7 @@ from emoscale.config import RunConfig, load_config, save_config
 from emoscale.data.encoding import decode_utf8, read_json
 from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import ConfigError, DataError, EmoscaleError
-from emoscale.models.family import ModelFamily
+from emoscale.models.family import ModelFamily, predict_with_answers
 
 OVERRIDABLE = ("data.", "eval.")
 LABEL_KEYS = ("data.dataset", "data.target", "data.labels", "data.label_column")
@@ -169,6 +169,7 @@ def evaluate_run(
     from emoscale.data import load_corpus
     from emoscale.evaluation import plots
     from emoscale.training.distributed_eval import evaluate, shard_for_evaluation
+    from emoscale.training.run_folder import prediction_record
 
     run_dir = Path(run_dir)
     config = run_config(run_dir, overrides)
@@ -182,7 +183,7 @@ def evaluate_run(
         raise DataError(f"{corpus.info.name} {split}: no examples")
     family, model, accelerator = build(run_dir, config, corpus)
     loader = family.dataloader(examples, train=False, seed=config.seed, split=split)
-    metrics, predictions, scores = evaluate(
+    metrics, predictions, scores, texts = evaluate(
         accelerator, family, model, shard_for_evaluation(loader, accelerator), examples,
         config.eval.mode == "generate",
     )  # fmt: skip
@@ -201,11 +202,11 @@ def evaluate_run(
         (out / "eval.json").write_text(json.dumps(record, indent=2))
         (out / "metrics.json").write_text(json.dumps({split: metrics}, indent=2))
         with open(out / "predictions.jsonl", "w") as handle:
-            for example, predicted, label_scores in zip(examples, predictions, scores, strict=True):
-                names = family.label_names
-                row = {"id": example.id, "split": split, "text": example.text,
-                       "gold": names[example.label], "pred": names[predicted] if predicted >= 0 else None,
-                       "scores": dict(zip(names, label_scores, strict=True))}  # fmt: skip
+            for index, example in enumerate(examples):
+                row = prediction_record(
+                    example, split, family.label_names, predictions[index], scores[index],
+                    texts[index] if texts is not None else None,
+                )  # fmt: skip
                 handle.write(json.dumps(row, ensure_ascii=False) + "\n")
         plots.confusion_matrix(
             metrics["confusion_matrix"], family.label_names, out / "confusion_matrix.png"
@@ -312,25 +313,33 @@ def answers(
     examples: list[Example],
     seed: int,
     device: torch.device,
-) -> dict[int, tuple[int, list[float]]]:
-    """{position in examples: (predicted label index, per-label scores)}, in eval batches."""
+) -> dict[int, tuple[int, list[float], str | None]]:
+    """{position in examples: (predicted label index, per-label scores, generated answer text or
+    None)}, in eval batches; the text only in generate mode (models/family.py)."""
     loader = family.dataloader(examples, train=False, seed=seed, split="predict")
     found = {}
     with torch.no_grad():
         for batch in loader:
             batch = {key: value.to(device) for key, value in batch.items()}
-            predicted, scores = family.predict(model, batch)
-            for index, label, row in zip(
-                batch["example_index"], predicted, scores.float(), strict=True
+            predicted, scores, texts = predict_with_answers(family, model, batch)
+            texts = texts if texts is not None else [None] * len(predicted)
+            for index, label, row, text in zip(
+                batch["example_index"], predicted, scores.float(), texts, strict=True
             ):
-                found[int(index)] = (int(label), row.tolist())
+                found[int(index)] = (int(label), row.tolist(), text)
     return found
 
 
 def prediction_row(
-    example: Example, label: int, scores: list[float], names: tuple[str, ...], where: str
+    example: Example,
+    label: int,
+    scores: list[float],
+    answer: str | None,
+    names: tuple[str, ...],
+    where: str,
 ) -> dict:
-    """One input's answer: text (and audio_path), label, per-label scores and probabilities.
+    """One input's answer: text (and audio_path), label, per-label scores and probabilities, and
+    in generate mode the model's own answer text (`answer`; label null where it named no label).
     A score that is not finite is refused, naming the input at `where`: a NaN is never a
     prediction (issue 12), whether predict prints it or the streaming path writes it."""
     if not all(math.isfinite(score) for score in scores):
@@ -343,11 +352,12 @@ def prediction_row(
     row = {"text": example.text}
     if example.audio_path:
         row["audio_path"] = example.audio_path
-    return row | {
+    row |= {
         "label": names[label] if label >= 0 else None,
         "scores": dict(zip(names, scores, strict=True)),
         "probabilities": {name: w / sum(weights) for name, w in zip(names, weights, strict=True)},
     }
+    return row if answer is None else row | {"answer": answer}
 
 
 def format_prediction(result: dict) -> str:

@@ -14,6 +14,7 @@ import hashlib
 import json
 from pathlib import Path
 
+from emoscale.data.encoding import read_json
 from emoscale.errors import EmoscaleError
 
 FIELDS = (
@@ -52,12 +53,14 @@ def _recorded(run_dir: Path) -> tuple[dict | None, str]:
     adapter_config.json names (runs from before run.json recorded it)."""
     run_json = run_dir / "run.json"
     if run_json.is_file():
-        recorded = json.loads(run_json.read_text()).get("base_model")
+        recorded = read_json(run_json, finite=False)  # a damaged one: one line naming it
+        recorded = recorded.get("base_model") if isinstance(recorded, dict) else None
         if recorded:
             return recorded["fingerprint"], recorded["path"]
     adapter_config = run_dir / "model" / "adapter_config.json"
     if adapter_config.is_file():
-        path = json.loads(adapter_config.read_text()).get("base_model_name_or_path")
+        adapter = read_json(adapter_config)
+        path = adapter.get("base_model_name_or_path") if isinstance(adapter, dict) else None
         if path and (Path(path) / "config.json").is_file():
             return fingerprint(path), path
     return None, ""

@@ -35,7 +35,21 @@ class ModelFamily(Protocol):
         ranks in one collective), so let the config decide them, not the batch."""
 
     def predict(self, model: torch.nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
-        """(predicted label index [B], per-label scores [B, k]); index -1 means no valid label."""
+        """(predicted label index [B], per-label scores [B, k]); index -1 means no valid label.
+        A family whose predictions come from generated text may also have
+        `predict_answers(model, batch)`: the same and the answer texts (predict_with_answers)."""
 
     def save_model(self, model: torch.nn.Module, folder: Path) -> None:
         """Write what was trained (an adapter, or the weights) in a format others can load."""
+
+
+def predict_with_answers(
+    family: ModelFamily, model: torch.nn.Module, batch: dict
+) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+    """family.predict() and, where the family generates its answers (the prompt LM's
+    eval.mode=generate), the generated texts: written beside each prediction so that an answer
+    that named no label can be read back. None where the family has none."""
+    answering = getattr(family, "predict_answers", None)
+    if answering is None:
+        return (*family.predict(model, batch), None)
+    return answering(model, batch)

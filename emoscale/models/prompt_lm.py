@@ -186,10 +186,19 @@ class PromptLMFamily:
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+        predicted, scores, _ = self.predict_answers(model, batch)
+        return predicted, scores
+
+    @torch.no_grad()
+    def predict_answers(
+        self, model: nn.Module, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str] | None]:
+        """predict(), and in generate mode each generated answer's text (else None): the run's
+        predictions keep it, so an invalid answer can be read back (models/family.py)."""
         if self.config.eval.mode == "generate":
             return self._generate(model, batch)
         scores = self.label_scores(model, batch["input_ids"], batch["attention_mask"])
-        return scores.argmax(-1), scores
+        return scores.argmax(-1), scores, None
 
     def label_scores(self, model, input_ids, attention_mask, one_pass=None) -> torch.Tensor:
         """Log-likelihood of each label's answer after each prompt: [B, k] (label_scoring.py)."""
@@ -242,7 +251,9 @@ class PromptLMFamily:
             )
         return torch.stack(tokens, 1)
 
-    def _generate(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    def _generate(
+        self, model: nn.Module, batch: dict
+    ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
         texts = self.tokenizer.batch_decode(
             self.generated_tokens(model, batch), skip_special_tokens=True
         )
@@ -253,7 +264,7 @@ class PromptLMFamily:
             F.one_hot(predictions.clamp(min=0), len(self.answers)).float()
             * (predictions >= 0)[:, None]
         )
-        return predictions, scores
+        return predictions, scores, texts
 
     def parse_answer(self, text: str) -> int:
         """The one label a generated answer names, or -1 (answer_parsing.py)."""

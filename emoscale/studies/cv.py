@@ -12,7 +12,6 @@ fold's dev and test metrics and their mean ± sample standard deviation.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from emoscale.config import load_config
@@ -77,7 +76,7 @@ def write_summary(parent: Path, record: dict) -> str:
         (
             entry["name"],
             Path(entry["run_dir"]),
-            json.loads((Path(entry["run_dir"]) / "metrics.json").read_text()),
+            study_record.read_run_metrics(Path(entry["run_dir"])),
         )
         for entry in record["points"]
     ]

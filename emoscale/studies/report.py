@@ -15,7 +15,6 @@ our mean beside each row that a recipe reproduces; without runs, it is the paper
 from __future__ import annotations
 
 import csv
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -92,7 +91,7 @@ def _sweep_settings(folder: Path) -> dict[str, str]:
     file = folder / "sweep.json"
     if not file.is_file():
         return {}
-    points = json.loads(file.read_text())["points"]
+    points = read_json(file)["points"]
     return {
         point["name"]: ", ".join(
             f"{key}={value}" for key, value in point["assignments"].items() if key != "seed"

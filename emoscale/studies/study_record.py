@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from emoscale.errors import EmoscaleError
+from emoscale.data.encoding import read_json
+from emoscale.errors import DataError, EmoscaleError
 
 RECORD = "study.json"
 
@@ -56,13 +57,26 @@ def read(parent: Path, kind: str | None = None) -> dict:
     path = Path(parent) / RECORD
     if not path.is_file():
         raise EmoscaleError(f"{parent} is not a study's parent folder (no {RECORD})")
-    record = json.loads(path.read_text())
+    record = read_json(path)
     if kind is not None and record["kind"] != kind:
         raise EmoscaleError(
             f"{parent} holds a {record['kind']} study, not a {kind}; "
             f"use emoscale {record['kind']} --status {parent}"
         )
     return record
+
+
+def read_run_metrics(run_dir: Path) -> dict:
+    """A finished point's metrics.json, read strictly (data/encoding.read_json): a damaged file or
+    a number that is not finite is one line naming the file (and key), not a traceback or a NaN
+    in the summary table."""
+    path = Path(run_dir) / "metrics.json"
+    metrics = read_json(path)
+    if not isinstance(metrics, dict) or not all(
+        isinstance(metrics.get(split), dict) for split in ("dev", "test")
+    ):
+        raise DataError(f"{path}: expected a JSON object with dev and test results")
+    return metrics
 
 
 def _base(record: dict) -> tuple:
@@ -86,7 +100,7 @@ def claim(parent: Path, record: dict) -> dict:
     parent = Path(parent)
     with locked(parent):
         if (parent / RECORD).is_file():
-            earlier = json.loads((parent / RECORD).read_text())
+            earlier = read_json(parent / RECORD)
             if _base(earlier) != _base(record):
                 kind, config, overrides = _base(earlier)
                 raise EmoscaleError(
@@ -101,7 +115,7 @@ def claim(parent: Path, record: dict) -> dict:
 
 def add_job(parent: Path, job: dict) -> None:
     with locked(parent):
-        record = json.loads((parent / RECORD).read_text())
+        record = read_json(parent / RECORD)
         record.setdefault("jobs", []).append(job)
         write_json(parent / RECORD, record)
 
@@ -120,7 +134,7 @@ def write_state(parent: Path, name: str, state: dict) -> None:
 
 def read_state(parent: Path, name: str) -> dict | None:
     path = Path(parent) / "points" / f"{name}.json"
-    return json.loads(path.read_text()) if path.is_file() else None
+    return read_json(path) if path.is_file() else None
 
 
 def last_line(log: Path) -> str:

@@ -13,7 +13,6 @@ dev and test metrics; the best point on dev (`eval.metric`) is marked.
 from __future__ import annotations
 
 import itertools
-import json
 import os
 import re
 import time
@@ -99,7 +98,7 @@ def run_points(
         run_dir = Path(config.output_dir)
         if (run_dir / "metrics.json").is_file() and not overwrite:
             print(f"{name}: finished earlier, kept ({run_dir})")
-            results.append((name, run_dir, json.loads((run_dir / "metrics.json").read_text())))
+            results.append((name, run_dir, study_record.read_run_metrics(run_dir)))
             continue
         print(f"{name}: training into {run_dir}")
         interrupted = resume and (run_dir / "config.yaml").is_file()
@@ -120,7 +119,7 @@ def write_summary(parent: Path, record: dict) -> str:
     grid, metric = record["grid"], record["eval_metric"]
     summary = []
     for entry in record["points"]:
-        metrics = json.loads((Path(entry["run_dir"]) / "metrics.json").read_text())
+        metrics = study_record.read_run_metrics(Path(entry["run_dir"]))
         summary.append(
             {
                 "name": entry["name"],

@@ -475,27 +475,3 @@ def cpu_peak_bytes(fn) -> int:
     return max(fields.total_allocated for _, fields in events) - (
         first.total_allocated - first.alloc_size
     )
-
-
-def shape_from_run_config(config, answer_tokens: int = 4) -> RunShape:
-    """The RunShape of an emoscale RunConfig: the longest batch is data.max_length prompt tokens
-    plus the answer (label words + EOS). Logits: at most `answer_tokens` columns per example (the
-    union over a batch whose prompts end at different columns)."""
-    model, lora = config.model, config.lora
-    return RunShape(
-        batch_size=config.train.batch_size,
-        seq_len=config.data.max_length + answer_tokens,
-        method=model.method,
-        lora_r=lora.r,
-        lora_alpha=lora.alpha,
-        lora_dropout=lora.dropout,
-        lora_target_modules=lora.target_modules,
-        num_virtual_tokens=config.ptuning.num_virtual_tokens,
-        prefix_projection=config.ptuning.prefix_projection,
-        encoder_hidden_size=config.ptuning.encoder_hidden_size,
-        dtype=model.dtype,
-        quantization="8bit" if model.load_in_8bit else "4bit" if model.load_in_4bit else None,
-        double_quant=model.bnb_4bit_use_double_quant,
-        gradient_checkpointing=config.train.gradient_checkpointing,
-        logit_columns=config.train.batch_size * answer_tokens,
-    )

@@ -2,7 +2,7 @@
 
 <run>/config.yaml            resolved config            <run>/metrics.json       {"dev": {...}, "test": {...}}
 <run>/run.json               versions, git commit, command, trainable parameters, data counts
-<run>/predictions.jsonl      id, split, text, gold, pred, per-label scores
+<run>/predictions.jsonl      id, split, text, gold, pred, per-label scores (+ answer: generate mode)
 <run>/report.md              the run as a row of the papers' tables
 <run>/confusion_matrix.png   <run>/curves.png   <run>/history.jsonl
 <run>/model/                 the adapter (PEFT format) or full weights     <run>/checkpoints/
@@ -21,7 +21,7 @@ from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from emoscale.config import RunConfig, load_config, save_config
+from emoscale.config import RunConfig, save_config
 from emoscale.errors import EmoscaleError
 from emoscale.evaluation import plots
 from emoscale.evaluation.metrics import HEADLINE
@@ -217,36 +217,6 @@ def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "-
         raise EmoscaleError(f"{flag} {out} exists and is not an empty folder")
 
 
-def check_resume(run_dir: Path, config: RunConfig) -> None:
-    """A resumed run must be the same run: its config (the scheduler, the data order and the
-    checkpoint's tensors depend on it) and its base model; and its latest checkpoint must be
-    readable. Read-only, before any model loads."""
-    from emoscale.models import base_model
-    from emoscale.training import checkpoints
-
-    saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
-    given = _flat(config.model_dump(mode="json"))
-    for key, value in given.items():
-        # output_dir may have been named automatically; keys newer than the run keep defaults
-        if key != "output_dir" and saved.get(key, value) != value:
-            raise EmoscaleError(
-                f"--resume: config key {key!r} is {value!r} but the run used {saved[key]!r}; "
-                f"resume with --config {run_dir / 'config.yaml'}"
-            )
-    base = config.model.path or config.model.audio_path
-    if base is not None:
-        base_model.check(run_dir, base)
-    checkpoints.check_readable(checkpoints.latest(run_dir))  # the user's mistakes above first
-
-
-def _flat(dump: dict) -> dict:
-    return {
-        f"{section}.{key}" if isinstance(values, dict) else section: value
-        for section, values in dump.items()
-        for key, value in (values.items() if isinstance(values, dict) else [(None, values)])
-    }
-
-
 def create(run_dir: Path, resume: bool) -> None:
     """Main process only, once the model has loaded: nothing is written for a run that fails earlier.
     A fresh start removes only what emoscale wrote (check() refused a folder holding anything else)
@@ -312,6 +282,10 @@ def write_start(
         create(run_dir, resume)
     accelerator.wait_for_everyone()
     accelerator.init_trackers("tensorboard")
+    if resume and accelerator.is_main_process:
+        from emoscale.training.resuming import record_resume
+
+        record_resume(run_dir, config, accelerator)
     if not accelerator.is_main_process or resume:
         return
     save_config(config, run_dir / "config.yaml")
@@ -337,7 +311,7 @@ def write_start(
 def refuse_nonfinite_scores(results: dict, splits: dict, model_dir: Path | None) -> None:
     """A NaN label score would be written as a prediction and as invalid JSON (`NaN`) in
     predictions.jsonl: one line instead, naming the example; trained weights stay for a look."""
-    for split, (_, _, scores) in results.items():
+    for split, (_, _, scores, _) in results.items():
         for example, label_scores in zip(splits[split], scores, strict=True):
             bad = next((score for score in label_scores if not math.isfinite(score)), None)
             if bad is not None:
@@ -358,7 +332,7 @@ def write_results(
     seconds: float,
     skipped_nonfinite: int = 0,
 ) -> None:
-    metrics = {split: values for split, (values, _, _) in results.items()}
+    metrics = {split: result[0] for split, result in results.items()}
     run = json.loads((run_dir / "run.json").read_text())
     run["train_seconds"] = round(seconds, 2)
     run["skipped_nonfinite_batches"] = skipped_nonfinite  # train.skip_nonfinite
@@ -370,18 +344,12 @@ def write_results(
     (run_dir / "run.json").write_text(json.dumps(run, indent=2))
     (run_dir / "metrics.json").write_text(json.dumps(metrics, indent=2))
     with open(run_dir / "predictions.jsonl", "w") as handle:
-        for split, (_, predictions, scores) in results.items():
-            for example, predicted, label_scores in zip(
-                corpus.split(split), predictions, scores, strict=True
-            ):
-                record = {
-                    "id": example.id,
-                    "split": split,
-                    "text": example.text,
-                    "gold": family.label_names[example.label],
-                    "pred": family.label_names[predicted] if predicted >= 0 else None,
-                    "scores": dict(zip(family.label_names, label_scores, strict=True)),
-                }
+        for split, (_, predictions, scores, answers) in results.items():
+            for index, example in enumerate(corpus.split(split)):
+                record = prediction_record(
+                    example, split, family.label_names, predictions[index], scores[index],
+                    answers[index] if answers is not None else None,
+                )  # fmt: skip
                 handle.write(json.dumps(record, ensure_ascii=False) + "\n")
     with open(run_dir / "history.jsonl", "w") as handle:
         handle.writelines(json.dumps(record) + "\n" for record in history)
@@ -390,6 +358,27 @@ def write_results(
         metrics["test"]["confusion_matrix"], family.label_names, run_dir / "confusion_matrix.png"
     )
     plots.curves(history, config.eval.metric, run_dir / "curves.png")
+
+
+def prediction_record(
+    example,
+    split: str,
+    names: tuple[str, ...],
+    predicted: int,
+    scores: list[float],
+    answer: str | None = None,
+) -> dict:
+    """One line of predictions.jsonl (train and `emoscale eval --out`). In generate mode the
+    model's own answer text is kept as `answer`: an invalid one (pred null) can be read back."""
+    record = {
+        "id": example.id,
+        "split": split,
+        "text": example.text,
+        "gold": names[example.label],
+        "pred": names[predicted] if predicted >= 0 else None,
+        "scores": dict(zip(names, scores, strict=True)),
+    }
+    return record if answer is None else record | {"answer": answer}
 
 
 def report_row(config: RunConfig, corpus, metrics: dict) -> str:

@@ -198,10 +198,7 @@ def train(
     with_invalid = config.eval.mode == "generate"
     results = {}
     for split, loader in (("dev", dev_loader), ("test", test_loader)):
-        metrics, predictions, scores = evaluate(
-            accelerator, family, model, loader, splits[split], with_invalid
-        )
-        results[split] = (metrics, predictions, scores)
+        results[split] = evaluate(accelerator, family, model, loader, splits[split], with_invalid)
     state_dict = accelerator.get_state_dict(model) if trainable else None  # collective under ZeRO-3
     if accelerator.is_main_process and trainable:
         family.save_model(accelerator.unwrap_model(model), run_dir / "model", state_dict)
@@ -226,4 +223,4 @@ def train(
     accelerator.free_memory()
     gc.collect()
     accelerator.end_training()
-    return {split: metrics for split, (metrics, _, _) in results.items()}
+    return {split: result[0] for split, result in results.items()}

@@ -14,7 +14,9 @@ import pytest
 import yaml
 
 from emoscale import cli
-from emoscale.studies import published, recipes, report
+from emoscale.config import load_config
+from emoscale.errors import DataError
+from emoscale.studies import cv, published, recipes, report, sweep
 from emoscale.tiny import demo
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
@@ -274,3 +276,51 @@ def test_a_targets_file_with_a_yaml_mistake_names_its_line(seeded_runs, tmp_path
     )
     assert code == 2
     assert capsys.readouterr().err.strip().startswith(f"error: {targets}:2: not valid YAML (")
+
+
+DAMAGED_METRICS = {  # metrics.json as written -> what the one line says after the file's name
+    '{"dev": {"accuracy": 0.5}, "test": {"accuracy": 1e400}}': "key 'test.accuracy' is 1e400",
+    '{"dev": {"accuracy": NaN}, "test": {}}': "key 'dev.accuracy' is NaN",
+    '{"dev": {"per_class": [{"f1": -Infinity}]}}': "key 'dev.per_class[0].f1' is -Infinity",
+}
+
+
+@pytest.mark.parametrize("written", list(DAMAGED_METRICS))
+def test_cv_sweep_and_report_read_metrics_strictly(seeded_runs, tmp_path, capsys, written):
+    """A point's or run's metrics.json holding a number that is not finite (1e400 reads as inf in
+    Python's json) is one line naming the file and key, in cv's and sweep's summaries, a sweep's
+    finished point and `emoscale report` (exit 2); a damaged file names its line."""
+    run = tmp_path / "run"
+    shutil.copytree(seeded_runs[0], run)
+    (run / "metrics.json").write_text(written)
+    expected = f"{run / 'metrics.json'}: {DAMAGED_METRICS[written]} (not a finite number)"
+    points = [{"name": "fold0", "run_dir": str(run), "assignments": {"lora.r": "8"}}]
+    with pytest.raises(DataError) as refused:
+        cv.write_summary(tmp_path, {"points": points, "title": "cv"})
+    assert str(refused.value) == expected
+    with pytest.raises(DataError) as refused:
+        sweep.write_summary(tmp_path, {"points": points, "grid": ["lora.r"], "eval_metric": "ua"})
+    assert str(refused.value) == expected
+    config = load_config(run / "config.yaml", [f"output_dir={run}"])
+    with pytest.raises(DataError) as refused:
+        sweep.run_points([("lora.r=8", config)])  # finished earlier: read, not rerun
+    assert str(refused.value) == expected
+    assert not (tmp_path / "cv.json").exists() and not (tmp_path / "sweep.json").exists()
+    capsys.readouterr()
+    assert cli.main(["report", str(run)]) == 2
+    assert capsys.readouterr().err.strip() == f"error: {expected}"
+
+
+def test_a_cv_point_without_results_or_with_damaged_json_is_one_line(seeded_runs, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(seeded_runs[0], run)
+    points = [{"name": "fold0", "run_dir": str(run)}]
+    for written, problem in (
+        ('{"dev": {"accuracy": 0.5}}', "expected a JSON object with dev and test results"),
+        ('{"dev": {"accuracy": 0.5},', "1: not valid JSON (Expecting property name enclosed in double quotes)"),
+    ):  # fmt: skip
+        (run / "metrics.json").write_text(written)
+        with pytest.raises(DataError) as refused:
+            cv.write_summary(tmp_path, {"points": points, "title": "cv"})
+        separator = ":" if problem[0].isdigit() else ": "
+        assert str(refused.value) == f"{run / 'metrics.json'}{separator}{problem}"

@@ -113,3 +113,25 @@ def test_zero2_run_resumes_from_its_checkpoint(run_overrides, tmp_path):
     resumed = json.loads((run_dir / "metrics.json").read_text())
     assert resumed["test"]["accuracy"] == pytest.approx(first["test"]["accuracy"], abs=1e-6)
     assert resumed["dev"]["macro_f1"] == pytest.approx(first["dev"]["macro_f1"], abs=1e-6)
+
+
+@pytest.mark.slow
+@pytest.mark.multiprocess
+def test_two_process_generate_mode_keeps_each_answer_with_its_example(run_overrides, tmp_path):
+    """Generated answer texts cannot ride the tensor gather: they are gathered as objects and
+    must land on their own examples. One process re-evaluating the saved run gives the same
+    answer for every test example."""
+    from emoscale.inference import predict
+
+    overrides = run_overrides + ["eval.mode=generate"] + STEPS
+    launch("ddp", overrides, tmp_path / "record")
+    run_dir = tmp_path / "run"
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    test = [row for row in rows if row["split"] == "test"]
+    assert len(test) == 96 and all(isinstance(row["answer"], str) for row in rows)
+    predict.evaluate_run(run_dir, out=tmp_path / "one")
+    alone = [json.loads(line) for line in (tmp_path / "one/predictions.jsonl").open()]
+    assert [(row["id"], row["answer"]) for row in alone] == [
+        (row["id"], row["answer"]) for row in test
+    ]
+    assert len({row["answer"] for row in test}) > 1  # not one answer for every example

@@ -12,6 +12,7 @@ import signal
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 from training_process import REPO, TrainingProcess, latest_step
 
@@ -59,6 +60,61 @@ def test_a_run_killed_at_a_random_step_resumes_exactly(run_overrides, tmp_path, 
     assert train.main(overrides + ["--resume"]) == 0
     assert f"resumed from step {killed_at} " in capsys.readouterr().out
     assert outcome(run_dir) == outcome(tmp_path / "uninterrupted"), f"killed after step {target}"
+
+
+@pytest.mark.slow  # ~25 s: two runs and a killed child
+def test_a_ptuning_v2_run_killed_at_a_random_step_resumes_exactly(run_overrides, tmp_path):
+    """P-Tuning v2 with its default starting prefix (ptuning.init=tokens: the frozen model runs
+    once over the init prompt): on --resume that init runs again while the model is built, and
+    the checkpoint's trained prefix must replace it, with no random draw left out of step."""
+    overrides = run_overrides + RESUMABLE
+    overrides += ["model.method=ptuning_v2", "ptuning.num_virtual_tokens=8", "train.lr=3e-2"]
+    overrides += ["train.max_steps=40", "eval.every_steps=20"]  # crosses the epoch at step 30
+    uninterrupted = tmp_path / "uninterrupted"
+    assert train.main(overrides + [f"output_dir={uninterrupted}"]) == 0
+
+    run_dir = tmp_path / "run"
+    target = kill_at_a_random_step(overrides, run_dir, last=32)
+    assert train.main(overrides + ["--resume"]) == 0
+    assert outcome(run_dir) == outcome(uninterrupted), f"killed after step {target}"
+    prefixes = [
+        load_file(str(folder / "model/adapter_model.safetensors"))
+        for folder in (run_dir, uninterrupted)
+    ]
+    assert prefixes[0].keys() == prefixes[1].keys() == {"prompt_embeddings"}
+    assert torch.equal(prefixes[0]["prompt_embeddings"], prefixes[1]["prompt_embeddings"])
+
+
+@pytest.mark.slow  # ~25 s: two runs and a killed child
+def test_a_resume_may_change_result_neutral_keys_and_records_them(run_overrides, tmp_path, capsys):
+    """Worker count, audio cache and checkpoint cadence change nothing a run computes: --resume
+    takes new values (run.json records them) and ends as the uninterrupted run; any other key
+    is still refused (tests/test_bad_input_catalogue.py)."""
+    overrides = run_overrides + RESUMABLE + ["train.max_steps=12", "eval.every_steps=6"]
+    assert train.main(overrides + [f"output_dir={tmp_path / 'uninterrupted'}"]) == 0
+
+    run_dir = tmp_path / "run"
+    target = kill_at_a_random_step(overrides, run_dir, last=8)
+    killed_at = latest_step(run_dir)
+    changed = ["train.num_workers=1", "data.audio_cache_mb=0", "train.save_every_steps=2"]
+    changed += ["train.keep_checkpoints=3"]
+    capsys.readouterr()
+    assert train.main(overrides + changed + ["--resume"]) == 0
+    said = capsys.readouterr().out
+    assert "--resume: train.num_workers changed 0 -> 1 (only how many processes prepare " in said
+    assert outcome(run_dir) == outcome(tmp_path / "uninterrupted"), f"killed after step {target}"
+    assert json.loads((run_dir / "run.json").read_text())["resumes"] == [
+        {
+            "checkpoint": f"step-{killed_at:08d}",
+            "changed": {
+                "data.audio_cache_mb": {"was": 512.0, "now": 0.0},
+                "train.save_every_steps": {"was": 1, "now": 2},
+                "train.keep_checkpoints": {"was": 2, "now": 3},
+                "train.num_workers": {"was": 0, "now": 1},
+            },
+        }
+    ]
+    assert "train_seconds" in json.loads((run_dir / "run.json").read_text())  # results added
 
 
 def test_checkpoints_hold_trainable_tensors_only_and_keep_the_newest_and_the_best(

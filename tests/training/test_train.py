@@ -6,6 +6,8 @@ import json
 
 from emoscale import train
 from emoscale.config import load_config
+from emoscale.inference import predict
+from emoscale.models.answer_parsing import AnswerParser
 
 
 def test_lora_learns_far_above_chance(run_overrides, tmp_path):
@@ -39,11 +41,34 @@ def test_lora_learns_far_above_chance(run_overrides, tmp_path):
 def test_zero_shot_evaluates_without_training(run_overrides):
     run_dir, metrics = train.run(load_config(overrides=run_overrides + ["model.method=none"]))
     assert metrics["test"]["num_examples"] == 96
+    first = json.loads((run_dir / "predictions.jsonl").read_text().splitlines()[0])
+    assert "answer" not in first  # score mode generates nothing
     assert not (run_dir / "checkpoints").exists()
     assert json.loads((run_dir / "run.json").read_text())["trainable_parameters"]["trainable"] == 0
 
 
-def test_generate_mode_reports_invalid_rate(run_overrides):
-    _, metrics = train.run(load_config(overrides=run_overrides + ["eval.mode=generate"]))
+def test_generate_mode_reports_invalid_rate(run_overrides, tmp_path):
+    run_dir, metrics = train.run(load_config(overrides=run_overrides + ["eval.mode=generate"]))
     assert metrics["test"]["invalid_rate"] < 0.1  # a trained model answers with a label word
     assert metrics["test"]["accuracy"] >= 0.8
+
+    # Each prediction keeps the generated answer text, and that text parses to its `pred`, so an
+    # invalid answer (pred null) can be read back: in train's, eval's and predict's output.
+    parse = AnswerParser(("positive", "negative", "neutral"))  # the demo's label words
+
+    def named(answer: str) -> str | None:
+        index = parse(answer)
+        return ("positive", "negative", "neutral")[index] if index >= 0 else None
+
+    rows = [json.loads(line) for line in (run_dir / "predictions.jsonl").read_text().splitlines()]
+    assert len(rows) == 96 + 96 and all(isinstance(row["answer"], str) for row in rows)
+    assert [row["pred"] for row in rows] == [named(row["answer"]) for row in rows]
+    predict.evaluate_run(run_dir, out=tmp_path / "eval")
+    evaluated = (tmp_path / "eval" / "predictions.jsonl").read_text().splitlines()
+    assert [json.loads(line)["answer"] for line in evaluated] == [
+        row["answer"] for row in rows if row["split"] == "test"
+    ]
+    results = predict.predict(run_dir, [rows[0]["text"], rows[1]["text"]])
+    assert [(r["answer"], r["label"]) for r in results] == [
+        (row["answer"], row["pred"]) for row in rows[:2]
+    ]
