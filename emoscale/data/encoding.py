@@ -12,6 +12,7 @@ declare-lab/MELD#28):
 from __future__ import annotations
 
 import json
+import math
 import re
 from pathlib import Path
 
@@ -81,9 +82,18 @@ def read_json(path: Path, finite: bool = True) -> object:
             raise DataError(f"{path}: {name} is not a number (not valid JSON)")
         return float(name.replace("Infinity", "inf"))
 
+    def number(text: str) -> float:
+        value = float(text)
+        if finite and not math.isfinite(value):  # 1e400: valid JSON, but Python reads it as inf
+            raise DataError(f"{path}: {text} is too large for a number (it would be read as inf)")
+        return value
+
     try:
         return json.loads(
-            text, object_pairs_hook=_no_repeated_keys(path), parse_constant=not_a_number
+            text,
+            object_pairs_hook=_no_repeated_keys(path),
+            parse_constant=not_a_number,
+            parse_float=number,
         )
     except json.JSONDecodeError as error:
         raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None

@@ -119,6 +119,11 @@ def hold_out_dialogues(
 ) -> tuple[list[Example], list[Example]]:
     """(train, dev): dev is the fold-th of `folds` disjoint parts of the dialogues."""
     dialogues = sorted({_group(example, "dialogue_id") for example in examples}, key=natural_key)
+    if len(dialogues) < folds:  # some folds' dev would be empty
+        raise DataError(
+            f"{folds} dialogue folds need at least {folds} training dialogues; the corpus has "
+            f"{len(dialogues)}"
+        )
     random.Random(0).shuffle(dialogues)  # one order for every fold, so the parts never overlap
     held_out = set(dialogues[fold::folds])
     dev = [e for e in examples if e.dialogue_id in held_out]

@@ -12,15 +12,15 @@ fold's dev and test metrics and their mean ± sample standard deviation.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from emoscale.config import load_config
+from emoscale.data import load_corpus
 from emoscale.data.folds import num_folds
 from emoscale.errors import ConfigError
 from emoscale.studies import study_record
 from emoscale.studies.launchers import LaunchOptions
-from emoscale.studies.report import mean_std, percent
+from emoscale.studies.report import mean_std, percent, read_metrics
 from emoscale.studies.sweep import headline, parent_folder, run_study
 
 
@@ -65,7 +65,9 @@ def parse_folds(text: str | None, count: int, dataset: str) -> list[int]:
         folds = [int(part) for part in text.split(",")]
     except ValueError:
         raise ConfigError(f"--folds {text!r}: expected fold numbers, e.g. 0,1,2") from None
-    for fold in folds:
+    for position, fold in enumerate(folds):
+        if fold in folds[:position]:  # trained once, counted twice in mean ± std
+            raise ConfigError(f"--folds {text!r}: fold {fold} given twice")
         if not 0 <= fold < count:
             raise ConfigError(f"--folds: fold {fold} is out of range; {dataset} has {count} folds")
     return folds
@@ -77,7 +79,7 @@ def write_summary(parent: Path, record: dict) -> str:
         (
             entry["name"],
             Path(entry["run_dir"]),
-            json.loads((Path(entry["run_dir"]) / "metrics.json").read_text()),
+            read_metrics(Path(entry["run_dir"])),
         )
         for entry in record["points"]
     ]
@@ -99,12 +101,21 @@ def run(
     options = options or LaunchOptions()
     options.check()
     base = load_config(config_path, overrides)
+    given = [item for item in overrides if item.partition("=")[0].strip() == "data.fold"]
+    if given:  # each fold's data.fold=i replaced it without a word (a recipe's fold: 0 is fine)
+        value = given[-1].partition("=")[2]
+        raise ConfigError(
+            f"override {given[-1]!r}: cv sets data.fold for each fold; choose folds with --folds {value}"
+        )
     chosen = parse_folds(folds, num_folds(base.data.dataset, base.data), base.data.dataset)
     parent = parent_folder(base, "cv")
     points = [
         (f"fold{i}", [*overrides, f"data.fold={i}", f"output_dir={parent / f'fold{i}'}"])
         for i in chosen
     ]
+    # One fold's corpus up front: more folds than speakers (data.num_folds=100000) is refused
+    # here, not after every fold's config was built and the first fold started.
+    load_corpus(load_config(config_path, points[0][1]).data)
     configs = [(name, load_config(config_path, items)) for name, items in points]
     record = {
         "kind": "cv",

@@ -80,20 +80,29 @@ def write_summary_files(parent: Path, stem: str, summary: dict, table: str) -> N
         write_text(parent / f"{stem}.md", table)
 
 
+def refuse_another(parent: Path, record: dict) -> dict:
+    """The parent's earlier record (or {}), unless it is another study's: then one line."""
+    path = Path(parent) / RECORD
+    if not path.is_file():
+        return {}
+    earlier = json.loads(path.read_text())
+    if _base(earlier) != _base(record):
+        kind, config, overrides = _base(earlier)
+        raise EmoscaleError(
+            f"output_dir {parent} holds another study ({kind} of "
+            f"{config or 'no config file'} with {' '.join(overrides) or 'no overrides'}); "
+            "choose a new output_dir"
+        )
+    return earlier
+
+
 def claim(parent: Path, record: dict) -> dict:
     """Write the study record, or refuse a parent folder that holds another study. A rerun of the
     same study keeps its submitted jobs; a changed grid or fold list replaces the point list."""
     parent = Path(parent)
     with locked(parent):
         if (parent / RECORD).is_file():
-            earlier = json.loads((parent / RECORD).read_text())
-            if _base(earlier) != _base(record):
-                kind, config, overrides = _base(earlier)
-                raise EmoscaleError(
-                    f"output_dir {parent} holds another study ({kind} of "
-                    f"{config or 'no config file'} with {' '.join(overrides) or 'no overrides'}); "
-                    "choose a new output_dir"
-                )
+            earlier = refuse_another(parent, record)
             record = {**record, "jobs": earlier.get("jobs", [])}
         write_json(parent / RECORD, record)
     return record

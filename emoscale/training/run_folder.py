@@ -196,9 +196,10 @@ def _written_by_a_study(path: Path) -> bool:
     return not names or (names <= OWN_NAMES and _made_by_emoscale(path))
 
 
-def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
-    """A folder for a command's results (eval --out): new or empty, writable, apart from the run
-    and from every folder the command reads."""
+def check_apart(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
+    """What a command writes from a finished run (eval --out, export --out, predict --output) is
+    apart from the run folder and from every folder the run reads (its corpus, its base model):
+    a merged model or a predictions file inside them is a name the run or the model never had."""
     target = out.resolve()
     source = run_dir.resolve()
     if target == source or source in target.parents or target in source.parents:
@@ -213,6 +214,12 @@ def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "-
         _check_writable(out)
     except EmoscaleError as error:
         raise EmoscaleError(str(error).replace("output_dir ", f"{flag} ", 1)) from None
+
+
+def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
+    """A folder for a command's results (eval --out): new or empty, writable, apart from the run
+    and from every folder the command reads."""
+    check_apart(out, config, run_dir, flag)
     if _entries(out):
         raise EmoscaleError(f"{flag} {out} exists and is not an empty folder")
 
@@ -224,19 +231,29 @@ def check_resume(run_dir: Path, config: RunConfig) -> None:
     from emoscale.models import base_model
     from emoscale.training import checkpoints
 
-    saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
-    given = _flat(config.model_dump(mode="json"))
-    for key, value in given.items():
-        # output_dir may have been named automatically; keys newer than the run keep defaults
-        if key != "output_dir" and saved.get(key, value) != value:
-            raise EmoscaleError(
-                f"--resume: config key {key!r} is {value!r} but the run used {saved[key]!r}; "
-                f"resume with --config {run_dir / 'config.yaml'}"
-            )
+    changed = changed_key(run_dir, config)
+    if changed:
+        key, value, used = changed
+        raise EmoscaleError(
+            f"--resume: config key {key!r} is {value!r} but the run used {used!r}; "
+            f"resume with --config {run_dir / 'config.yaml'}"
+        )
     base = config.model.path or config.model.audio_path
     if base is not None:
         base_model.check(run_dir, base)
     checkpoints.check_readable(checkpoints.latest(run_dir))  # the user's mistakes above first
+
+
+def changed_key(run_dir: Path, config: RunConfig) -> tuple[str, object, object] | None:
+    """The first config key whose value in `config` differs from the run's config.yaml:
+    (key, given, the run's), or None. output_dir aside (it may have been named automatically);
+    keys newer than the run keep their defaults."""
+    saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
+    given = _flat(config.model_dump(mode="json"))
+    for key, value in given.items():
+        if key != "output_dir" and saved.get(key, value) != value:
+            return key, value, saved[key]
+    return None
 
 
 def _flat(dump: dict) -> dict:
