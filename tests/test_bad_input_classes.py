@@ -2059,3 +2059,12 @@ def test_yaml_tags_without_order_or_text(capsys, run_overrides, tmp_path, yaml_t
     assert line == (
         f"error: config file {config}:{problem} has no place in a config (write a list or plain text)"
     )
+
+
+@pytest.mark.parametrize("key", ["train.batch_size", "lora.r", "train.lr", "seed"])
+def test_true_or_false_is_not_a_number(capsys, run_overrides, tmp_path, key):
+    """pydantic's lax mode read `batch_size: true` as 1 and trained with it."""
+    line = refused(capsys, [*run_overrides, f"{key}=true"], tmp_path / "run")
+    assert (
+        line == f"error: config key {key!r}: Input should be a number, not true or false (got True)"
+    )

@@ -40,7 +40,8 @@ def _one_line(error: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"unknown config key {key!r}{_closest(key)}"
     given = first.get("input")
-    return f"config key {key!r}: {first['msg']} (got {given!r})"
+    message = first["msg"].removeprefix("Value error, ")  # our validators' own words
+    return f"config key {key!r}: {message} (got {given!r})"
 
 
 class ConfigLoader(yaml.SafeLoader):

@@ -119,11 +119,6 @@ def hold_out_dialogues(
 ) -> tuple[list[Example], list[Example]]:
     """(train, dev): dev is the fold-th of `folds` disjoint parts of the dialogues."""
     dialogues = sorted({_group(example, "dialogue_id") for example in examples}, key=natural_key)
-    if len(dialogues) < folds:  # some folds' dev would be empty
-        raise DataError(
-            f"{folds} dialogue folds need at least {folds} training dialogues; the corpus has "
-            f"{len(dialogues)}"
-        )
     random.Random(0).shuffle(dialogues)  # one order for every fold, so the parts never overlap
     held_out = set(dialogues[fold::folds])
     dev = [e for e in examples if e.dialogue_id in held_out]
@@ -153,7 +148,14 @@ def split_fold(corpus: Corpus, data_config) -> Corpus:
     if name == "iemocap":
         splits = leave_one_session_out(_pool(corpus, ("train", "dev", "test")), fold)
     elif name == "mastodon":
-        train, dev = hold_out_dialogues(_pool(corpus, ("train", "dev")), fold, folds)
+        pool = _pool(corpus, ("train", "dev"))
+        dialogues = {_group(example, "dialogue_id") for example in pool}
+        if len(dialogues) < folds:  # some folds' dev would be empty (cv checks fold 0 up front)
+            raise DataError(
+                f"{folds} dialogue folds need at least {folds} training dialogues; the corpus has "
+                f"{len(dialogues)}"
+            )
+        train, dev = hold_out_dialogues(pool, fold, folds)
         splits = {"train": train, "dev": dev, "test": corpus.split("test")}
         check_disjoint(splits, "dialogue_id")
     else:

@@ -206,7 +206,8 @@ def check_adapters(config: RunConfig) -> None:
                     f"(its linear layers: {', '.join(sorted(linear)[:20])})"
                 )
     try:
-        get_peft_model(skeleton, peft)
+        with torch.device("meta"):  # the adapter's tensors on the meta device too: no memory
+            get_peft_model(skeleton, peft)
     except ValueError as error:  # e.g. a target that is a block, not a layer LoRA adapts
         raise ConfigError(
             f"model.method={method}: PEFT cannot adapt {path}: {reason(error)}"
