@@ -2068,3 +2068,56 @@ def test_true_or_false_is_not_a_number(capsys, run_overrides, tmp_path, key):
     assert (
         line == f"error: config key {key!r}: Input should be a number, not true or false (got True)"
     )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{broken", "{record}:1: not valid JSON (Expecting property name enclosed in double quotes); "
+      "remove the folder's study.json or choose a new output_dir"),
+     ("[1]", "{record}: not a study record emoscale wrote (expected an object with kind, config, "
+      "overrides and points); remove it or choose a new output_dir")],
+    ids=["not-json", "list"],
+)  # fmt: skip
+def test_a_study_record_written_by_hand(capsys, run_overrides, tmp_path, content, problem):
+    """study.json that does not parse failed with a traceback on every rerun and --status."""
+    parent = tmp_path / "sweep"
+    parent.mkdir()
+    record = parent / "study.json"
+    record.write_text(content)
+    expected = f"error: {problem.format(record=record)}"
+    assert cli_refused(capsys, ["sweep", "--status", str(parent)]) == expected
+    argv = ["sweep", *without_output_dir(run_overrides), f"output_dir={parent}", "--grid", "seed=1"]
+    assert cli_refused(capsys, argv) == expected
+    assert record.read_text() == content
+
+
+def test_a_finished_runs_records_edited_by_hand(capsys, lora_run, tmp_path):
+    """An adapter_config.json whose rank is not the saved tensors' (PEFT's size-mismatch
+    traceback after the base loaded); run.json or progress.json damaged before --resume."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    adapter_config = run_dir / "model" / "adapter_config.json"
+    values = json.loads(adapter_config.read_text())
+    values["r"] = 4096
+    adapter_config.write_text(json.dumps(values))
+    line = cli_refused(capsys, ["export", str(run_dir), "--out", str(tmp_path / "merged")])
+    assert line.startswith(f"error: {adapter_config}: r is 4096 but adapter_model.safetensors ")
+    assert line.endswith(" of rank 8; the adapter config does not belong to these weights")
+    assert not (tmp_path / "merged").exists()
+
+    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
+    (run_dir / "run.json").write_text("{oops")
+    kept = digest(run_dir)
+    assert refused(capsys, resume) == (
+        f"error: {run_dir / 'run.json'}:1: not valid JSON (Expecting property name enclosed in "
+        "double quotes)"
+    )
+    assert digest(run_dir) == kept
+    shutil.copy(lora_run / "run.json", run_dir / "run.json")
+    checkpoint = (run_dir / "checkpoints").resolve() / "step-00000001"
+    (checkpoint / "progress.json").write_text("[]")
+    kept = digest(run_dir)
+    assert refused(capsys, resume).startswith(
+        f"error: checkpoint {checkpoint} (progress.json) is damaged (ValueError: not a progress "
+        "record (an object with the step and epoch));"
+    )
+    assert digest(run_dir) == kept

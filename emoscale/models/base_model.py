@@ -14,7 +14,8 @@ import hashlib
 import json
 from pathlib import Path
 
-from emoscale.errors import EmoscaleError
+from emoscale.data.encoding import read_json
+from emoscale.errors import DataError, EmoscaleError
 
 FIELDS = (
     "model_type",
@@ -52,7 +53,10 @@ def _recorded(run_dir: Path) -> tuple[dict | None, str]:
     adapter_config.json names (runs from before run.json recorded it)."""
     run_json = run_dir / "run.json"
     if run_json.is_file():
-        recorded = json.loads(run_json.read_text()).get("base_model")
+        record = read_json(run_json, finite=False)  # one line for a damaged or hand-written file
+        if not isinstance(record, dict):
+            raise DataError(f"{run_json}: expected a JSON object")
+        recorded = record.get("base_model")
         if recorded:
             return recorded["fingerprint"], recorded["path"]
     adapter_config = run_dir / "model" / "adapter_config.json"

@@ -21,7 +21,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from emoscale.errors import EmoscaleError
+from emoscale.data.encoding import read_json
+from emoscale.errors import DataError, EmoscaleError
 
 RECORD = "study.json"
 
@@ -56,11 +57,32 @@ def read(parent: Path, kind: str | None = None) -> dict:
     path = Path(parent) / RECORD
     if not path.is_file():
         raise EmoscaleError(f"{parent} is not a study's parent folder (no {RECORD})")
-    record = json.loads(path.read_text())
+    record = _load(path)
     if kind is not None and record["kind"] != kind:
         raise EmoscaleError(
             f"{parent} holds a {record['kind']} study, not a {kind}; "
             f"use emoscale {record['kind']} --status {parent}"
+        )
+    return record
+
+
+def _load(path: Path) -> dict:
+    """study.json, strictly: emoscale writes it whole (a temporary name, then a rename), so a
+    file that does not parse, or holds no kind, config, overrides and points, was written or
+    edited by hand: one line, not a traceback on every rerun and --status."""
+    try:
+        record = read_json(path)
+    except DataError as error:
+        raise EmoscaleError(
+            f"{error}; remove the folder's study.json or choose a new output_dir"
+        ) from None
+    fields = {"kind": str, "config": (str, type(None)), "overrides": list, "points": list}
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(key), kinds) for key, kinds in fields.items()
+    ):
+        raise EmoscaleError(
+            f"{path}: not a study record emoscale wrote (expected an object with kind, config, "
+            "overrides and points); remove it or choose a new output_dir"
         )
     return record
 
@@ -85,7 +107,7 @@ def refuse_another(parent: Path, record: dict) -> dict:
     path = Path(parent) / RECORD
     if not path.is_file():
         return {}
-    earlier = json.loads(path.read_text())
+    earlier = _load(path)
     if _base(earlier) != _base(record):
         kind, config, overrides = _base(earlier)
         raise EmoscaleError(
@@ -110,7 +132,7 @@ def claim(parent: Path, record: dict) -> dict:
 
 def add_job(parent: Path, job: dict) -> None:
     with locked(parent):
-        record = json.loads((parent / RECORD).read_text())
+        record = _load(parent / RECORD)
         record.setdefault("jobs", []).append(job)
         write_json(parent / RECORD, record)
 
