@@ -100,7 +100,7 @@ Parser = OneLineParser  # usage mistakes: one line and exit code 2
 
 def _config_path(args: argparse.Namespace) -> str | None:
     """The base config: a recipe's file or --config (one of them at most), or none."""
-    if args.recipe:
+    if args.recipe is not None:  # `--recipe ""` is an unknown recipe, not no recipe (the demo)
         from emoscale.studies import recipes
 
         return str(recipes.path(args.recipe))
@@ -114,7 +114,7 @@ def _train(args: argparse.Namespace) -> int:
     from emoscale import train
 
     path = _config_path(args)
-    argv = (["--config", path] if path else []) + args.overrides
+    argv = (["--config", path] if path is not None else []) + args.overrides
     argv += ["--resume"] * args.resume + ["--overwrite"] * args.overwrite
     return train.main(argv)
 
@@ -308,7 +308,9 @@ def _make_tiny(args: argparse.Namespace) -> int:
     text_file = Path(args.text)
     if not text_file.is_file():
         raise EmoscaleError(f"--text {text_file} does not exist")
-    texts = [line for line in text_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    from emoscale.data.encoding import read_utf8  # strict: one line for Latin-1 or a NUL byte
+
+    texts = [line for line in read_utf8(text_file).splitlines() if line.strip()]
     if not texts:
         raise EmoscaleError(f"--text {text_file} holds no text")
     out = make_tiny(

@@ -8,6 +8,7 @@ no parent folders made for it. Used by make-tiny, the tiny encoders, convert and
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -18,9 +19,23 @@ from emoscale.errors import EmoscaleError
 
 
 def refuse_existing(out: Path, what: str) -> None:
-    """One line if `out` is a file or a folder with anything in it; an empty folder is fine."""
+    """One line if `out` is a file or a folder with anything in it; an empty folder is fine. Also
+    refused up front, before any work: a symbolic link (the folder is renamed into place, which
+    would replace the link, not fill its target: give the target's own path), and a path below a
+    file or in a folder emoscale cannot write in (they failed with a traceback at the end)."""
+    if out.is_symlink():
+        raise EmoscaleError(
+            f"{what} {out} is a symbolic link (to {os.readlink(out)}); give the folder's own path"
+        )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EmoscaleError(f"{what} {out} exists and is not empty")
+    existing = out.absolute().parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise EmoscaleError(f"{what} {out} is inside {existing}, which is a file")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise EmoscaleError(f"{what} {out}: cannot write in {existing} (permission denied)")
 
 
 @contextmanager

@@ -1484,15 +1484,17 @@ def test_an_empty_split_names_what_emptied_that_split(tmp_path):
     )
 
 
-def test_a_split_emptied_by_a_fold_says_so(tmp_path):
-    """A one-dialogue Mastodon train split re-split into 2 folds: each fold empties a split."""
+def test_too_few_dialogues_for_the_folds_says_so(tmp_path):
+    """A one-dialogue Mastodon train split re-split into 2 folds would leave one fold's dev split
+    empty: refused for every fold, before any split is made."""
     folder = write_mastodon(tmp_path / "m", ["0 +_I good", "1 -_I bad"], ["0 +_I ok", "1 -_I no"])
-    with pytest.raises(DataError) as refused_split:
-        load_corpus(data_config("mastodon", folder, fold=1, num_folds=2))
-    assert str(refused_split.value) == (
-        f"data.path {folder}: the dev split holds no examples (mastodon: train 2, dev 0, test 2): "
-        "data.fold=1 leaves it none; every split needs at least one"
-    )
+    for fold in (0, 1):
+        with pytest.raises(DataError) as refused:
+            load_corpus(data_config("mastodon", folder, fold=fold, num_folds=2))
+        assert str(refused.value) == (
+            f"data.path {folder}: 2 dialogue folds (data.num_folds) need at least 2 dialogues in "
+            "train and dev; the corpus has 1"
+        )
 
 
 @pytest.mark.parametrize("dataset", ["sst2", "friends", "mastodon", "m3ed"])
@@ -1766,3 +1768,407 @@ def test_make_tiny_numbers_are_checked(capsys, tmp_path, flag, value, expected):
         "(see emoscale make-tiny --help)"
     )
     assert not (tmp_path / "m").exists()
+
+
+# --- 12. round 5: outputs, studies, configs, model roles (held-out probing) ------------------------
+
+
+@pytest.mark.parametrize("how", ["link to an empty folder", "broken link", "below a file"])
+def test_a_new_model_folder_is_never_a_link_or_below_a_file(capsys, tmp_path, how):
+    """make-tiny, convert and export rename a finished folder into --out: a link was replaced, not
+    filled, and a path below a file failed after the work, with a traceback."""
+    text = tmp_path / "text.txt"
+    text.write_text("a fine film\n")
+    target = tmp_path / "target"
+    out = tmp_path / "out"
+    if how == "link to an empty folder":
+        target.mkdir()
+        out.symlink_to(target)
+        problem = f"is a symbolic link (to {target}); give the folder's own path"
+    elif how == "broken link":
+        out.symlink_to(target)
+        problem = f"is a symbolic link (to {target}); give the folder's own path"
+    else:
+        out = text / "model"
+        problem = f"is inside {text}, which is a file"
+    line = cli_refused(capsys, ["make-tiny", "--text", str(text), "--out", str(out)])
+    assert line == f"error: make-tiny: --out {out} {problem}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        {"text.txt", "out", "target"} & {p.name for p in tmp_path.iterdir()}
+    )  # no temporary folder left beside it
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"caf\xe9 noir\n", "1: not UTF-8 (byte 0xe9); save the file as UTF-8"),
+     (b"good\nba\x00d\n", "2: a NUL byte (0x00); a text file holds none")],
+    ids=["latin-1", "nul"],
+)  # fmt: skip
+def test_make_tiny_text_is_strict_utf8(capsys, tmp_path, content, problem):
+    text = tmp_path / "text.txt"
+    text.write_bytes(content)
+    line = cli_refused(capsys, ["make-tiny", "--text", str(text), "--out", str(tmp_path / "m")])
+    assert line == f"error: {text}:{problem}"
+    assert not (tmp_path / "m").exists()
+
+
+def test_export_and_predict_write_apart_from_the_run_and_its_base(capsys, lora_run, tiny_llama):
+    """eval --out's rule for every command that writes from a finished run: a merged model or a
+    predictions file inside the run folder or inside the base model's folder is refused."""
+    before = digest(tiny_llama)
+    merged = lora_run / "merged"
+    assert cli_refused(capsys, ["export", str(lora_run), "--out", str(merged)]) == (
+        f"error: export: --out {merged} is inside the run folder {lora_run}; choose a folder "
+        "apart from it"
+    )
+    into_base = tiny_llama / "merged"
+    assert cli_refused(capsys, ["export", str(lora_run), "--out", str(into_base)]) == (
+        f"error: export: --out {into_base} is inside model.path {tiny_llama}; "
+        "a run folder must be apart from the folders it reads"
+    )
+    inputs = lora_run.parent / "inputs.txt"
+    inputs.write_text("a fine film\n")
+    output = tiny_llama / "labels.jsonl"
+    argv = ["predict", str(lora_run), "--input", str(inputs), "--output"]
+    assert cli_refused(capsys, [*argv, str(output)]) == (
+        f"error: --output {output} is inside model.path {tiny_llama}; "
+        "a run folder must be apart from the folders it reads"
+    )
+    assert cli_refused(capsys, [*argv, "/"]) == (
+        "error: --output / is a folder; give a file to write, e.g. /predictions.jsonl"
+    )
+    below = inputs / "labels.jsonl"
+    assert cli_refused(capsys, [*argv, str(below)]) == (
+        f"error: --output {below} is inside {inputs}, which is a file, not a folder"
+    )
+    assert digest(tiny_llama) == before
+    assert not merged.exists() and not (lora_run / "labels.jsonl.parts").exists()
+
+
+def test_predict_parts_folder_with_a_foreign_job_json(capsys, lora_run, tmp_path):
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("a fine film\n")
+    output = tmp_path / "labels.jsonl"
+    parts = tmp_path / "labels.jsonl.parts"
+    parts.mkdir()
+    (parts / "job.json").write_text("my own notes, not JSON")
+    argv = ["predict", str(lora_run), "--input", str(inputs), "--output", str(output)]
+    assert cli_refused(capsys, argv) == (
+        f"error: {parts} holds a job.json that emoscale did not write; remove it or choose "
+        "another --output"
+    )
+    assert (parts / "job.json").read_text() == "my own notes, not JSON"
+
+
+@pytest.mark.parametrize("where", ["corpus", "text model", "file"])
+def test_the_text_feature_cache_is_apart_from_the_inputs(
+    capsys, fusion_overrides, tone_corpus, tiny_roberta, tmp_path, where
+):
+    cache = {"corpus": tone_corpus, "text model": tiny_roberta, "file": tmp_path / "notes.txt"}[
+        where
+    ]
+    if where == "file":
+        cache.write_text("mine")
+    before = digest(tone_corpus), digest(tiny_roberta)
+    line = refused(capsys, [*fusion_overrides, f"fusion.text_cache_dir={cache}"])
+    problem = {
+        "corpus": f"is data.path {tone_corpus}; the cache must be apart from the folders the run reads",
+        "text model": f"is model.text_path {tiny_roberta}; the cache must be apart from the "
+        "folders the run reads",
+        "file": "is a file, not a folder",
+    }[where]
+    assert line == f"error: config key 'fusion.text_cache_dir': {cache} {problem}"
+    assert (digest(tone_corpus), digest(tiny_roberta)) == before
+
+
+@pytest.mark.parametrize(
+    ("grid", "problem"),
+    [
+        (["seed=1,1"], "point 'seed=1' comes twice; give each value once"),
+        (["train.lr=1e-3,0.001"],
+         "points 'train.lr=1e-3' and 'train.lr=0.001' are the same config; give each value once"),
+        (["prompt.template=a/b {text},a?b {text}"],
+         "points 'prompt.template=a-b--text-' and 'prompt.template=a-b--text-' would share the run "
+         "folder {parent}/prompt.template=a-b--text-; give values that differ in letters or digits"),
+    ],
+    ids=["same-value", "same-number", "same-folder-name"],
+)  # fmt: skip
+def test_every_sweep_point_is_its_own_run(capsys, run_overrides, tmp_path, grid, problem):
+    """A repeated point trained once and counted twice in mean ± std (or kept the first point's
+    run for the second, different one)."""
+    parent = tmp_path / "sweep"
+    argv = ["sweep", *without_output_dir(run_overrides), f"output_dir={parent}", "--grid", *grid]
+    assert cli_refused(capsys, argv) == f"error: --grid: {problem.format(parent=parent)}"
+    assert not parent.exists()
+
+
+@pytest.fixture
+def speaker_corpus(demo_corpus, tmp_path):
+    """The demo corpus with a speaker column (6 speakers): cv folds of whole speakers."""
+    folder = tmp_path / "speakers"
+    folder.mkdir()
+    for split in ("train", "dev", "test"):
+        rows = (demo_corpus / f"{split}.csv").read_text().splitlines()
+        lines = [rows[0] + ",speaker"] + [f"{row},s{n % 6}" for n, row in enumerate(rows[1:])]
+        (folder / f"{split}.csv").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+@pytest.mark.parametrize(
+    ("extra", "problem"),
+    [
+        (["--folds", "0,0"], "--folds '0,0': fold 0 given twice"),
+        (["data.fold=1"], "override 'data.fold=1': cv sets data.fold for each fold; choose folds "
+         "with --folds 1"),
+        (["data.num_folds=100000"],
+         "100000 speaker folds need at least 100000 speakers; the corpus has 6"),
+    ],
+    ids=["fold-twice", "data.fold", "more-folds-than-speakers"],
+)  # fmt: skip
+def test_cv_folds_that_would_repeat_or_be_replaced(
+    capsys, run_overrides, speaker_corpus, tmp_path, extra, problem
+):
+    """data.num_folds=100000 built 100000 configs (minutes) before the first fold failed."""
+    parent = tmp_path / "cv"
+    overrides = [o for o in without_output_dir(run_overrides) if not o.startswith("data.path=")]
+    argv = ["cv", *overrides, f"data.path={speaker_corpus}", f"output_dir={parent}", *extra]
+    assert cli_refused(capsys, argv) == f"error: {problem}"
+    assert not parent.exists()
+
+
+def test_a_kept_study_point_must_have_the_studys_config(capsys, run_overrides, tmp_path):
+    """A config file edited between two starts of a sweep (the same path: the same study) kept
+    the finished points of the old config beside new ones in one mean ± std."""
+    config = tmp_path / "run.yaml"
+    config.write_text("train:\n  lr: 0.001\n")
+    parent = tmp_path / "sweep"
+    overrides = [o for o in without_output_dir(run_overrides) if not o.startswith("train.lr=")] + [
+        f"output_dir={parent}",
+        "train.max_steps=1",
+    ]
+    from emoscale import cli
+
+    assert cli.main(["sweep", "--config", str(config), *overrides, "--grid", "seed=1"]) == 0
+    capsys.readouterr()
+    config.write_text("train:\n  lr: 0.005\n")
+    kept = digest(parent)
+    argv = ["sweep", "--config", str(config), *overrides, "--grid", "seed=1,2"]
+    assert cli_refused(capsys, argv) == (
+        f"error: point 'seed=1' finished earlier in {parent / 'seed=1'} with config key "
+        "'train.lr' 0.001; the study now gives 0.005. Pass --overwrite to redo every point, or "
+        "choose a new output_dir"
+    )
+    assert digest(parent) == kept
+
+
+def test_a_section_given_as_a_mapping_keeps_its_other_keys(tmp_path):
+    """`train={lr: 0.5}` replaced the whole train section: train.max_steps=1 before it was lost
+    and the run trained 90 steps. It now sets train.lr, as a config file's section would; an
+    empty YAML section (`train:`) is an empty section."""
+    from emoscale.config import load_config
+
+    config = load_config(overrides=["train.max_steps=1", "train={lr: 0.5}"])
+    assert (config.train.max_steps, config.train.lr) == (1, 0.5)
+    empty = tmp_path / "run.yaml"
+    empty.write_text("train:\neval:\n")
+    config = load_config(empty, ["train.lr=0.1"])
+    assert (config.train.lr, config.eval.batch_size) == (0.1, 32)
+
+
+@pytest.mark.parametrize(
+    ("argv", "problem"),
+    [(["train", "--config", ""], "config file '': an empty path; give a YAML file"),
+     (["train", "--recipe", ""], "unknown recipe ''; `emoscale recipes` lists them"),
+     (["estimate", "--config", ""], "config file '': an empty path; give a YAML file")],
+    ids=["config", "recipe", "estimate"],
+)  # fmt: skip
+def test_an_empty_config_path_is_not_the_demo(capsys, argv, problem):
+    """`--config ""` (an unset shell variable) ran the built-in demo for a minute."""
+    assert cli_refused(capsys, argv) == f"error: {problem}"
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        (None, "DeepSpeed config {ds} (deepspeed_config_file) does not exist"),
+        ("{not json", "DeepSpeed config {ds}:1: not valid JSON (Expecting property name enclosed "
+         "in double quotes)"),
+        ("[1, 2]", "DeepSpeed config {ds}: expected a JSON object, got list"),
+        ('{"zero_optimization": {"stage": 7}}',
+         "DeepSpeed config {ds}: zero_optimization.stage is 7; DeepSpeed's ZeRO stages are 0, 1, 2 "
+         "and 3"),
+        ('{"gradient_accumulation_steps": "four"}',
+         "DeepSpeed config {ds}: gradient_accumulation_steps is 'four'; expected a whole number of "
+         "at least 1, or \"auto\" (the run config's)"),
+        ('{"zero_optimization": {"stage": 2}, "train_micro_batch_size_per_gpu": 8}',
+         "config key 'train.batch_size': is 16 but the DeepSpeed config sets "
+         "train_micro_batch_size_per_gpu 8; set it in the run config only (\"auto\" in the "
+         "DeepSpeed config)"),
+    ],
+    ids=["missing", "not-json", "list", "stage-7", "count-text", "micro-batch"],
+)  # fmt: skip
+def test_a_deepspeed_config_file_is_read_strictly(
+    capsys, run_overrides, tmp_path, monkeypatch, content, problem
+):
+    """The JSON `accelerate launch` hands over: Accelerate or DeepSpeed failed on it with a
+    traceback, or (a micro-batch size of its own) silently won over train.batch_size."""
+    ds = tmp_path / "ds.json"
+    if content is not None:
+        ds.write_text(content)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "true")
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_CONFIG_FILE", str(ds))
+    assert refused(capsys, run_overrides, tmp_path / "run") == f"error: {problem.format(ds=ds)}"
+
+
+def test_model_folders_in_the_wrong_role(capsys, run_overrides, tiny_roberta, tiny_wavlm, tmp_path):
+    """A sentence encoder as model.path loaded with a random LM head and trained; estimate failed
+    with a traceback. A GGUF file names the command that converts it."""
+    base = [o for o in run_overrides if not o.startswith(("model.path=", "lora.target_modules="))]
+    for folder, kind in ((tiny_roberta, "RobertaModel"), (tiny_wavlm, "WavLMModel")):
+        line = refused(capsys, [*base, f"model.path={folder}", "lora.target_modules=[all-linear]"])
+        assert line == (
+            f"error: config key 'model.path': {folder} holds a {kind}, not a causal LM "
+            "(config.json's architectures name no ...ForCausalLM class); the prompt classifier "
+            "needs a model that generates text"
+        )
+    assert cli_refused(capsys, ["estimate", f"model.path={tiny_roberta}"]).startswith(
+        f"error: config key 'model.path': {tiny_roberta} holds a RobertaModel, not a causal LM"
+    )
+    gguf = tmp_path / "model.Q4_1.gguf"
+    gguf.write_bytes(b"GGUF")
+    assert refused(capsys, [*base, f"model.path={gguf}"]) == (
+        f"error: config key 'model.path': {gguf} is a file, not a model folder; convert it "
+        f"first: emoscale convert gguf {gguf} --out DIR"
+    )
+
+
+def test_a_tokenizer_without_eos(capsys, run_overrides, tiny_llama, tmp_path):
+    model = shutil.copytree(tiny_llama, tmp_path / "no_eos")
+    for name in ("tokenizer_config.json", "special_tokens_map.json"):
+        if (model / name).is_file():
+            values = json.loads((model / name).read_text())
+            values.pop("eos_token", None)
+            (model / name).write_text(json.dumps(values))
+    base = [o for o in run_overrides if not o.startswith("model.path=")]
+    assert refused(capsys, [*base, f"model.path={model}"], tmp_path / "run") == (
+        f"error: config key 'model.path': the tokenizer of {model} has no EOS token "
+        "(eos_token in tokenizer_config.json); a causal LM's answer ends with one"
+    )
+
+
+@pytest.mark.parametrize(
+    ("template", "problem"),
+    [("{{ raise_exception('no system role') }}", "TemplateError: no system role"),
+     ("{{ foo.bar }}", "UndefinedError: 'foo' is undefined"),
+     ("{{ messages[0]['content'] }", "TemplateSyntaxError: unexpected '}'")],
+    ids=["raises", "undefined", "syntax"],
+)  # fmt: skip
+def test_a_chat_template_that_fails(capsys, run_overrides, tmp_path, template, problem):
+    line = refused(capsys, [*run_overrides, f"prompt.chat_template={template}"], tmp_path / "run")
+    assert line == (
+        "error: config key 'prompt.chat_template': the template fails on a user message "
+        f"({problem})"
+    )
+
+
+def test_a_size_key_too_large_for_memory(capsys, run_overrides, tmp_path):
+    line = refused(capsys, [*run_overrides, "lora.r=1000000000000"], tmp_path / "run")
+    assert line.startswith("error: building the lora model ran out of memory (")
+    assert line.endswith(
+        " GB at once); check the size keys (lora.r, ptuning.num_virtual_tokens, fusion.dim, ...) "
+        "and model.dtype"
+    )
+
+
+def test_metrics_that_are_not_numbers(capsys, lora_run, tmp_path):
+    """metrics.json edited by hand: report (and cv/sweep summaries) failed inside mean ± std."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    metrics["test"]["accuracy"] = "high"
+    (run_dir / "metrics.json").write_text(json.dumps(metrics))
+    assert cli_refused(capsys, ["report", str(run_dir), "--out", str(tmp_path / "r")]) == (
+        f"error: {run_dir / 'metrics.json'}: test.accuracy is 'high', expected a number"
+    )
+    (run_dir / "metrics.json").write_text('{"dev": {"accuracy": 1e400}, "test": {}}')
+    assert cli_refused(capsys, ["report", str(run_dir), "--out", str(tmp_path / "r")]) == (
+        f"error: {run_dir / 'metrics.json'}: key 'dev.accuracy' is 1e400 (not a finite number)"
+    )
+    assert not (tmp_path / "r").exists()
+
+
+@pytest.mark.parametrize(
+    ("yaml_text", "problem"),
+    [("data:\n  labels: !!set {negative: null, positive: null}\n", "2:11: the tag !!set"),
+     ("prompt:\n  template: !!binary e3RleHR9\n", "2:13: the tag !!binary")],
+    ids=["set", "binary"],
+)  # fmt: skip
+def test_yaml_tags_without_order_or_text(capsys, run_overrides, tmp_path, yaml_text, problem):
+    """A `!!set` of labels has no order: label ids changed with the process's hash seed."""
+    config = tmp_path / "run.yaml"
+    config.write_text(yaml_text)
+    line = refused(capsys, ["--config", str(config), *run_overrides], tmp_path / "run")
+    assert line == (
+        f"error: config file {config}:{problem} has no place in a config (write a list or plain text)"
+    )
+
+
+@pytest.mark.parametrize("key", ["train.batch_size", "lora.r", "train.lr", "seed"])
+def test_true_or_false_is_not_a_number(capsys, run_overrides, tmp_path, key):
+    """pydantic's lax mode read `batch_size: true` as 1 and trained with it."""
+    line = refused(capsys, [*run_overrides, f"{key}=true"], tmp_path / "run")
+    assert (
+        line == f"error: config key {key!r}: Input should be a number, not true or false (got True)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [("{broken", "{record}:1: not valid JSON (Expecting property name enclosed in double quotes); "
+      "remove the folder's study.json or choose a new output_dir"),
+     ("[1]", "{record}: not a study record emoscale wrote (expected an object with kind, config, "
+      "overrides and points); remove it or choose a new output_dir")],
+    ids=["not-json", "list"],
+)  # fmt: skip
+def test_a_study_record_written_by_hand(capsys, run_overrides, tmp_path, content, problem):
+    """study.json that does not parse failed with a traceback on every rerun and --status."""
+    parent = tmp_path / "sweep"
+    parent.mkdir()
+    record = parent / "study.json"
+    record.write_text(content)
+    expected = f"error: {problem.format(record=record)}"
+    assert cli_refused(capsys, ["sweep", "--status", str(parent)]) == expected
+    argv = ["sweep", *without_output_dir(run_overrides), f"output_dir={parent}", "--grid", "seed=1"]
+    assert cli_refused(capsys, argv) == expected
+    assert record.read_text() == content
+
+
+def test_a_finished_runs_records_edited_by_hand(capsys, lora_run, tmp_path):
+    """An adapter_config.json whose rank is not the saved tensors' (PEFT's size-mismatch
+    traceback after the base loaded); run.json or progress.json damaged before --resume."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    adapter_config = run_dir / "model" / "adapter_config.json"
+    values = json.loads(adapter_config.read_text())
+    values["r"] = 4096
+    adapter_config.write_text(json.dumps(values))
+    line = cli_refused(capsys, ["export", str(run_dir), "--out", str(tmp_path / "merged")])
+    assert line.startswith(f"error: {adapter_config}: r is 4096 but adapter_model.safetensors ")
+    assert line.endswith(" of rank 8; the adapter config does not belong to these weights")
+    assert not (tmp_path / "merged").exists()
+
+    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
+    (run_dir / "run.json").write_text("{oops")
+    kept = digest(run_dir)
+    assert refused(capsys, resume) == (
+        f"error: {run_dir / 'run.json'}:1: not valid JSON (Expecting property name enclosed in "
+        "double quotes)"
+    )
+    assert digest(run_dir) == kept
+    shutil.copy(lora_run / "run.json", run_dir / "run.json")
+    checkpoint = (run_dir / "checkpoints").resolve() / "step-00000001"
+    (checkpoint / "progress.json").write_text("[]")
+    kept = digest(run_dir)
+    assert refused(capsys, resume).startswith(
+        f"error: checkpoint {checkpoint} (progress.json) is damaged (ValueError: not a progress "
+        "record (an object with the step and epoch));"
+    )
+    assert digest(run_dir) == kept

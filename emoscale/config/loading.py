@@ -40,7 +40,8 @@ def _one_line(error: ValidationError) -> str:
     if first["type"] == "extra_forbidden":
         return f"unknown config key {key!r}{_closest(key)}"
     given = first.get("input")
-    return f"config key {key!r}: {first['msg']} (got {given!r})"
+    message = first["msg"].removeprefix("Value error, ")  # our validators' own words
+    return f"config key {key!r}: {message} (got {given!r})"
 
 
 class ConfigLoader(yaml.SafeLoader):
@@ -109,6 +110,20 @@ ConfigLoader.add_constructor(
 )
 
 
+def _unordered_or_binary(loader: ConfigLoader, node: yaml.Node):
+    """`!!set` has no order (data.labels from a set: label ids that change with the process's hash
+    seed, so ranks and runs disagree) and `!!binary` is bytes, which pydantic took as text."""
+    raise yaml.constructor.ConstructorError(
+        problem=f"the tag {node.tag.replace('tag:yaml.org,2002:', '!!')} has no place in a config "
+        "(write a list or plain text)",
+        problem_mark=node.start_mark,
+    )
+
+
+for _tag in ("set", "binary", "omap", "pairs"):
+    ConfigLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _unordered_or_binary)
+
+
 def read_yaml(text: str) -> Any:
     """YAML 1.2 booleans, no duplicate keys; errors are yaml.YAMLError (see yaml_problem)."""
     return yaml.load(text, Loader=ConfigLoader)  # noqa: S506 (a SafeLoader)
@@ -152,15 +167,27 @@ def parse_value(text: str, key: str = "") -> Any:
     return text if value is None and text.lower() not in ("null", "none", "~") else value
 
 
+SECTIONS = frozenset(
+    name for name, field in RunConfig.model_fields.items() if isinstance(field.default, BaseModel)
+)
+
+
 def apply_override(raw: dict, dotted_key: str, value: Any) -> None:
     parts = dotted_key.split(".")
     node = raw
     for part in parts[:-1]:
-        child = node.setdefault(part, {})
+        if node.get(part) is None:  # a YAML section left empty (`train:`) holds nothing yet
+            node[part] = {}
+        child = node[part]
         if not isinstance(child, dict):
             raise ConfigError(f"config key {dotted_key!r}: {part!r} is a value, not a section")
         node = child
-    node[parts[-1]] = value
+    if isinstance(value, dict) and isinstance(node.get(parts[-1]), dict):
+        # `train={lr: 0.5}` sets train.lr, as a config file's `train:` section would: replacing
+        # the section dropped every train.* key given before it without a word
+        node[parts[-1]] = _merge(node[parts[-1]], value)
+    else:
+        node[parts[-1]] = value
 
 
 def load_config(
@@ -169,9 +196,13 @@ def load_config(
     """Build the run config from an optional YAML file (or `base` dict) and `key=value` overrides."""
     raw: dict = dict(base or {})
     if path is not None:
+        if not str(path).strip():  # Path("") is ".", the working directory
+            raise ConfigError("config file '': an empty path; give a YAML file")
         path = Path(path)
         if path.is_dir():
             raise ConfigError(f"config file {path} is a folder, not a YAML file")
+        if path.exists() and not path.is_file():
+            raise ConfigError(f"config file {path} is not a regular file (a pipe or a device)")
         if not path.is_file():
             raise ConfigError(f"config file {path} does not exist")
         try:
@@ -186,6 +217,10 @@ def load_config(
             raise ConfigError(
                 f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}"
             )
+        # `train:` with nothing under it is an empty section, not a null one
+        loaded = {
+            key: {} if value is None and key in SECTIONS else value for key, value in loaded.items()
+        }
         raw = _merge(raw, loaded)
     for item in overrides:
         key, sep, text = item.partition("=")

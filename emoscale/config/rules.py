@@ -6,14 +6,14 @@ the model for this). Add a rule by writing a function and listing it in RULES.
 
 from __future__ import annotations
 
-import json
 import os
 import string
 from collections.abc import Callable
 from pathlib import Path
 
 from emoscale.config.schema import RunConfig
-from emoscale.errors import ConfigError
+from emoscale.data.encoding import read_json
+from emoscale.errors import ConfigError, DataError
 
 
 def _template_has_text(config: RunConfig) -> str | None:
@@ -248,11 +248,63 @@ def _generate_under_zero3_needs_synced_gpus(config: RunConfig) -> str | None:
     return None
 
 
+DEEPSPEED_COUNTS = (
+    "train_batch_size",
+    "train_micro_batch_size_per_gpu",
+    "gradient_accumulation_steps",
+)
+
+
 def _deepspeed_config() -> dict:
+    """The DeepSpeed JSON that `accelerate launch` was given (deepspeed_config_file), read strictly:
+    a missing or malformed file, a ZeRO stage DeepSpeed lacks, a count that is neither a whole
+    number nor "auto" ended in a traceback from Accelerate or DeepSpeed, after the checks."""
     config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
-    if config_file and Path(config_file).is_file():
-        return json.loads(Path(config_file).read_text())
-    return {}
+    if not config_file:
+        return {}
+    path = Path(config_file)
+    if not path.is_file():
+        raise ConfigError(f"DeepSpeed config {path} (deepspeed_config_file) does not exist")
+    try:
+        value = read_json(path)
+    except DataError as error:
+        raise ConfigError(f"DeepSpeed config {error}") from None
+    if not isinstance(value, dict):
+        raise ConfigError(
+            f"DeepSpeed config {path}: expected a JSON object, got {type(value).__name__}"
+        )
+    zero = value.get("zero_optimization", {})
+    if not isinstance(zero, dict):
+        raise ConfigError(
+            f"DeepSpeed config {path}: zero_optimization must be an object, got {zero!r}"
+        )
+    if zero.get("stage", 0) not in (0, 1, 2, 3, "auto") or isinstance(zero.get("stage"), bool):
+        raise ConfigError(
+            f"DeepSpeed config {path}: zero_optimization.stage is {zero['stage']!r}; "
+            "DeepSpeed's ZeRO stages are 0, 1, 2 and 3"
+        )
+    for key in DEEPSPEED_COUNTS:
+        count = value.get(key, "auto")
+        if count != "auto" and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise ConfigError(
+                f"DeepSpeed config {path}: {key} is {count!r}; expected a whole number of at "
+                'least 1, or "auto" (the run config\'s)'
+            )
+    return value
+
+
+def _one_micro_batch_size(config: RunConfig) -> str | None:
+    # A number in the DeepSpeed JSON wins over train.batch_size; run.json would record the wrong one.
+    if deepspeed_zero_stage() is None:
+        return None
+    micro = _deepspeed_config().get("train_micro_batch_size_per_gpu", "auto")
+    if micro != "auto" and micro != config.train.batch_size:
+        return (
+            f"config key 'train.batch_size': is {config.train.batch_size} but the DeepSpeed config "
+            f"sets train_micro_batch_size_per_gpu {micro}; set it in the run config only "
+            '("auto" in the DeepSpeed config)'
+        )
+    return None
 
 
 def _one_gradient_accumulation(config: RunConfig) -> str | None:
@@ -297,6 +349,7 @@ RULES: list[Callable[[RunConfig], str | None]] = [
     _quantisation_under_zero3,
     _generate_under_zero3_needs_synced_gpus,
     _one_gradient_accumulation,
+    _one_micro_batch_size,
     _skipping_batches_while_accumulating_on_several_ranks,
     _fusion_model_keys,
     _mine_needs_two_modalities,

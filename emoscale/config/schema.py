@@ -6,9 +6,10 @@ Unknown keys, wrong types and impossible values fail with one line naming the ke
 
 from __future__ import annotations
 
+import typing
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 METRICS = ("accuracy", "macro_f1", "weighted_f1", "ua", "wa")
 # A folder key given as `key=` is a mistake, not the current folder (Path("") is ".").
@@ -22,6 +23,24 @@ class Section(BaseModel):
     model_config = ConfigDict(
         extra="forbid", validate_assignment=True, protected_namespaces=(), allow_inf_nan=False
     )
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_boolean_for_a_number(cls, value: object, info: ValidationInfo) -> object:
+        """pydantic's lax mode reads true as 1: `batch_size: true` trained with batch size 1."""
+        if isinstance(value, bool):
+            kinds = _types(cls.model_fields[info.field_name].annotation)
+            if kinds & {int, float} and bool not in kinds:
+                raise ValueError("Input should be a number, not true or false")
+        return value
+
+
+def _types(annotation: object) -> set:
+    """The plain types an annotation admits: int | None -> {int, NoneType}."""
+    arguments = typing.get_args(annotation)
+    if not arguments:
+        return {annotation}
+    return set().union(*(_types(argument) for argument in arguments))
 
 
 class ModelConfig(Section):

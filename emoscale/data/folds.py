@@ -148,7 +148,14 @@ def split_fold(corpus: Corpus, data_config) -> Corpus:
     if name == "iemocap":
         splits = leave_one_session_out(_pool(corpus, ("train", "dev", "test")), fold)
     elif name == "mastodon":
-        train, dev = hold_out_dialogues(_pool(corpus, ("train", "dev")), fold, folds)
+        pool = _pool(corpus, ("train", "dev"))
+        dialogues = {_group(example, "dialogue_id") for example in pool}
+        if len(dialogues) < folds:  # some folds' dev would be empty (cv checks fold 0 up front)
+            raise DataError(
+                f"data.path {data_config.path}: {folds} dialogue folds (data.num_folds) need at "
+                f"least {folds} dialogues in train and dev; the corpus has {len(dialogues)}"
+            )
+        train, dev = hold_out_dialogues(pool, fold, folds)
         splits = {"train": train, "dev": dev, "test": corpus.split("test")}
         check_disjoint(splits, "dialogue_id")
     else:

@@ -21,6 +21,7 @@ from emoscale.inference.predict import check_run_files
 from emoscale.models import base_model, model_folder
 from emoscale.models.adapters import DTYPES, check_model_folder
 from emoscale.output_folder import new_folder, refuse_existing
+from emoscale.training import run_folder
 
 
 def export(run_dir: str | Path, out: str | Path) -> Path:
@@ -41,6 +42,7 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         raise EmoscaleError(f"export: {adapter} holds no adapter (did the run finish?)")
     check_run_files(run_dir)  # a truncated adapter: one line, not a traceback after the base loads
     refuse_existing(out, "export: --out")
+    run_folder.check_apart(out, config, run_dir, "export: --out")  # not into the run or its base
     base_path = check_model_folder(config.model.path)
     model_folder.check(base_path)
     base_model.check(run_dir, base_path)  # the adapter must go into the weights it was trained on

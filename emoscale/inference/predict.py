@@ -76,8 +76,38 @@ def check_run_files(run_dir: Path) -> None:
             if not isinstance(value, expected):
                 kind = "a JSON list" if expected is list else "a JSON object"
                 raise DataError(f"{run_dir / name}: expected {kind}")
-    for path in sorted((run_dir / "model").glob("*.safetensors")):
-        safetensors_header(path, None)
+    headers = {
+        path: safetensors_header(path, None)
+        for path in sorted((run_dir / "model").glob("*.safetensors"))
+    }
+    _check_lora_rank(run_dir / "model", headers)
+
+
+def _check_lora_rank(folder: Path, headers: dict[Path, dict]) -> None:
+    """adapter_config.json's rank `r` is the rank of the saved LoRA tensors (an edited config
+    failed inside PEFT's load with a size-mismatch traceback, after the base model loaded)."""
+    config_file = folder / "adapter_config.json"
+    if not config_file.is_file():
+        return
+    adapter = read_json(config_file)
+    rank = adapter.get("r")
+    if (
+        adapter.get("peft_type") != "LORA"
+        or adapter.get("rank_pattern")
+        or not isinstance(rank, int)
+    ):
+        return
+    for path, header in headers.items():
+        for name, entry in header.items():
+            if (
+                ".lora_A." in name
+                and isinstance(entry, dict)
+                and entry.get("shape", [rank])[0] != rank
+            ):
+                raise DataError(
+                    f"{config_file}: r is {rank} but {path.name} holds {name} of rank "
+                    f"{entry['shape'][0]}; the adapter config does not belong to these weights"
+                )
 
 
 def run_labels(run_dir: Path) -> tuple[str, ...]:

@@ -29,6 +29,7 @@ from pathlib import Path
 import torch
 
 from emoscale.data.audio import check_corpus_audio
+from emoscale.data.encoding import read_json
 from emoscale.data.examples import Corpus, CorpusInfo, Example
 from emoscale.errors import DataError, EmoscaleError
 from emoscale.inference.predict import (
@@ -67,6 +68,20 @@ def check_input_text(source: Path) -> None:
             decode_utf8(raw, source, first_line=number)
 
 
+def check_output_path(output: Path, config, run_dir: Path) -> None:
+    """--output names a file to be, apart from the run and the folders it reads (run_folder's rule
+    for eval --out), in a folder emoscale can write in: a folder, `/`, a path below a file, or the
+    base model's folder failed with a traceback or wrote into the model."""
+    from emoscale.training.run_folder import check_apart
+
+    if output.is_dir() or not output.name:
+        raise EmoscaleError(
+            f"--output {output} is a folder; give a file to write, e.g. {output / 'predictions.jsonl'}"
+        )
+    if not output.exists():  # an existing file: check_parts refuses it or resumes its job
+        check_apart(output, config, run_dir, "--output")
+
+
 def job_record(run_dir: Path, source: Path, size: int, overrides: list[str]) -> dict:
     stat = source.stat()
     return {
@@ -86,7 +101,14 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
     none."""
     manifest = parts / "job.json"
     if manifest.is_file():
-        if json.loads(manifest.read_text()) != record:
+        try:
+            earlier = read_json(manifest)
+        except DataError:  # not a job.json emoscale wrote: the folder is not ours to fill or remove
+            raise EmoscaleError(
+                f"{parts} holds a job.json that emoscale did not write; remove it or choose "
+                "another --output"
+            ) from None
+        if earlier != record:
             raise EmoscaleError(
                 f"{parts} holds a partial prediction of another run, input or overrides; "
                 "remove it or choose another --output"
@@ -145,6 +167,7 @@ def predict_file(
     if not source.is_file():
         raise DataError(f"--input {source} does not exist")
     check_input_text(source)
+    check_output_path(output, config, run_dir)
     parts = output.with_name(output.name + ".parts")
     check_parts(parts, job_record(run_dir, source, chunk_lines, overrides), output)
 

@@ -7,6 +7,7 @@ on-disk format, so an emoscale adapter loads with `PeftModel.from_pretrained`.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import torch
@@ -40,14 +41,47 @@ def check_model_folder(path: str | None) -> Path:
         raise ConfigError("config key 'model.path': required (a local Hugging Face model folder)")
     folder = Path(path)
     if folder.is_file():
-        raise ConfigError(f"config key 'model.path': {folder} is a file, not a model folder")
+        hint = (
+            f"; convert it first: emoscale convert gguf {folder} --out DIR"
+            if folder.suffix.lower() == ".gguf"
+            else ""
+        )
+        raise ConfigError(f"config key 'model.path': {folder} is a file, not a model folder{hint}")
     if not folder.is_dir():
         raise ConfigError(f"config key 'model.path': model folder {folder} does not exist")
     if not (folder / "config.json").is_file():
         raise ConfigError(
             f"config key 'model.path': {folder} has no config.json (not a Hugging Face model folder)"
         )
+    _check_causal_lm(folder)
     return folder
+
+
+CAUSAL_LM_CLASSES = ("ForCausalLM", "LMHeadModel", "ForConditionalGeneration")
+
+
+def _check_causal_lm(folder: Path) -> None:
+    """model.path is a causal LM: config.json's `architectures` names a class that generates
+    text. A sentence encoder (MiniLM's BertModel), a speech encoder or a classifier checkpoint
+    loaded with a fresh random LM head and trained (or, under `estimate`, failed with a
+    traceback). A config.json without `architectures`, or one that does not parse, is left to the
+    checks after this one."""
+    try:
+        hf_config = json.loads((folder / "config.json").read_text())
+        architectures = hf_config.get("architectures")
+        auto_map = hf_config.get("auto_map") or {}
+    except (ValueError, AttributeError, UnicodeDecodeError):
+        return
+    if isinstance(auto_map, dict) and "AutoModelForCausalLM" in auto_map:
+        return  # its own code names the LM class (ChatGLM2's ChatGLMModel folder)
+    if not isinstance(architectures, list) or not all(isinstance(a, str) for a in architectures):
+        return
+    if architectures and not any(a.endswith(CAUSAL_LM_CLASSES) for a in architectures):
+        raise ConfigError(
+            f"config key 'model.path': {folder} holds a {', '.join(architectures)}, not a causal "
+            "LM (config.json's architectures name no ...ForCausalLM class); the prompt "
+            "classifier needs a model that generates text"
+        )
 
 
 def load_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
@@ -60,6 +94,13 @@ def load_tokenizer(config: RunConfig) -> PreTrainedTokenizerBase:
             f"config key 'model.path': transformers cannot load the tokenizer of "
             f"{config.model.path} ({type(error).__name__}: {reason(error)})"
         ) from None
+    if tokenizer.eos_token_id is None:
+        # Every answer ends with EOS (or a chat template's end-of-turn) and it pads when no pad
+        # token is set: without one the label scorer failed with a torch traceback.
+        raise ConfigError(
+            f"config key 'model.path': the tokenizer of {config.model.path} has no EOS token "
+            "(eos_token in tokenizer_config.json); a causal LM's answer ends with one"
+        )
     if tokenizer.pad_token_id is None:
         # Many causal LMs ship without a pad token; padding is masked out, so EOS serves.
         tokenizer.pad_token = tokenizer.eos_token
@@ -165,7 +206,8 @@ def check_adapters(config: RunConfig) -> None:
                     f"(its linear layers: {', '.join(sorted(linear)[:20])})"
                 )
     try:
-        get_peft_model(skeleton, peft)
+        with torch.device("meta"):  # the adapter's tensors on the meta device too: no memory
+            get_peft_model(skeleton, peft)
     except ValueError as error:  # e.g. a target that is a block, not a layer LoRA adapts
         raise ConfigError(
             f"model.method={method}: PEFT cannot adapt {path}: {reason(error)}"

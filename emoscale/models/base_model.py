@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from emoscale.data.encoding import read_json
-from emoscale.errors import EmoscaleError
+from emoscale.errors import DataError, EmoscaleError
 
 FIELDS = (
     "model_type",
@@ -53,8 +53,10 @@ def _recorded(run_dir: Path) -> tuple[dict | None, str]:
     adapter_config.json names (runs from before run.json recorded it)."""
     run_json = run_dir / "run.json"
     if run_json.is_file():
-        recorded = read_json(run_json, finite=False)  # a damaged one: one line naming it
-        recorded = recorded.get("base_model") if isinstance(recorded, dict) else None
+        record = read_json(run_json, finite=False)  # one line for a damaged or hand-written file
+        if not isinstance(record, dict):
+            raise DataError(f"{run_json}: expected a JSON object")
+        recorded = record.get("base_model")
         if recorded:
             return recorded["fingerprint"], recorded["path"]
     adapter_config = run_dir / "model" / "adapter_config.json"

@@ -23,7 +23,7 @@ import importlib.util
 from dataclasses import dataclass
 from pathlib import Path
 
-from emoscale.errors import ConfigError
+from emoscale.errors import ConfigError, reason
 
 # ChatGLM2's build_prompt as a chat template: each round "[Round i]\n\n问：{query}\n\n答：{response}\n\n".
 CHATGLM2_TEMPLATE = (
@@ -118,13 +118,23 @@ def build_pieces(
             stop_ids=[eos],
         )
 
+    import jinja2  # transformers renders chat templates with it
+
     def render(messages: list[dict], generation_prompt: bool) -> str:
-        return tokenizer.apply_chat_template(
-            messages,
-            chat_template=chat_template,
-            tokenize=False,
-            add_generation_prompt=generation_prompt,
-        )
+        try:
+            return tokenizer.apply_chat_template(
+                messages,
+                chat_template=chat_template,
+                tokenize=False,
+                add_generation_prompt=generation_prompt,
+            )
+        except (
+            jinja2.TemplateError
+        ) as error:  # a syntax error, raise_exception(), an undefined name
+            raise ConfigError(
+                f"config key 'prompt.chat_template': the template fails on a user message "
+                f"({type(error).__name__}: {reason(error)})"
+            ) from None
 
     user = [{"role": "user", "content": SENTINEL}]
     prompt_text = render(user, True)

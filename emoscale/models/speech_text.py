@@ -50,7 +50,7 @@ from emoscale.models.speech_encoder import (
     load_speech_encoder,
     receptive_field,
 )
-from emoscale.models.text_features import TextFeatureCache
+from emoscale.models.text_features import TextFeatureCache, check_cache_root
 
 PAPER_MINE_WEIGHT = 0.25  # lambda in LoRA-MER
 # What the model returns for MINE on a batch of one clip: its only "marginal" pair would be the
@@ -344,5 +344,6 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
             raise ConfigError(
                 f"config key 'model.text_path': no loadable tokenizer in {folder} ({error})"
             ) from None
+        check_cache_root(config)  # before the speech encoder loads
         text_cache = TextFeatureCache(folder, config.data.max_length, config.fusion.text_cache_dir)
     return SpeechTextFamily(config, corpus, reader, seconds, text_cache)

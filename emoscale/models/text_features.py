@@ -25,6 +25,8 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from emoscale.errors import ConfigError
+
 CACHE_FORMAT = 1  # bump when the stored layout changes
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
 
@@ -34,6 +36,41 @@ def default_cache_root() -> Path:
         Path(os.environ.get("EMOSCALE_CACHE", Path.home() / ".cache" / "emoscale"))
         / "text_features"
     )
+
+
+def check_cache_root(config) -> None:
+    """fusion.text_cache_dir: a folder (or none yet) apart from every folder the run reads. The
+    cache writes a folder of feature files into it: inside the corpus or an encoder's folder it
+    changed an input (the encoder's model key then hashes one more entry); a file failed with a
+    traceback after the speech encoder loaded."""
+    if config.fusion.text_cache_dir is None:
+        return
+    root = Path(config.fusion.text_cache_dir).expanduser()
+    existing = root
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        where = "is a file" if existing == root else f"is inside {existing}, which is a file"
+        raise ConfigError(f"config key 'fusion.text_cache_dir': {root} {where}, not a folder")
+    target = root.resolve()
+    for key in ("data.path", "model.path", "model.audio_path", "model.text_path"):
+        section, name = key.split(".")
+        value = getattr(getattr(config, section), name)
+        if value is None:
+            continue
+        source = Path(value).expanduser().resolve()
+        if target == source or source in target.parents or target in source.parents:
+            relation = (
+                "is"
+                if target == source
+                else "is inside"
+                if source in target.parents
+                else "contains"
+            )
+            raise ConfigError(
+                f"config key 'fusion.text_cache_dir': {root} {relation} {key} {value}; "
+                "the cache must be apart from the folders the run reads"
+            )
 
 
 def model_key(folder: Path, max_length: int) -> str:

@@ -15,6 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoscale.config import load_config
+from emoscale.data import load_corpus
 from emoscale.data.folds import num_folds
 from emoscale.errors import ConfigError
 from emoscale.studies import study_record
@@ -64,7 +65,9 @@ def parse_folds(text: str | None, count: int, dataset: str) -> list[int]:
         folds = [int(part) for part in text.split(",")]
     except ValueError:
         raise ConfigError(f"--folds {text!r}: expected fold numbers, e.g. 0,1,2") from None
-    for fold in folds:
+    for position, fold in enumerate(folds):
+        if fold in folds[:position]:  # trained once, counted twice in mean ± std
+            raise ConfigError(f"--folds {text!r}: fold {fold} given twice")
         if not 0 <= fold < count:
             raise ConfigError(f"--folds: fold {fold} is out of range; {dataset} has {count} folds")
     return folds
@@ -98,12 +101,21 @@ def run(
     options = options or LaunchOptions()
     options.check()
     base = load_config(config_path, overrides)
+    given = [item for item in overrides if item.partition("=")[0].strip() == "data.fold"]
+    if given:  # each fold's data.fold=i replaced it without a word (a recipe's fold: 0 is fine)
+        value = given[-1].partition("=")[2]
+        raise ConfigError(
+            f"override {given[-1]!r}: cv sets data.fold for each fold; choose folds with --folds {value}"
+        )
     chosen = parse_folds(folds, num_folds(base.data.dataset, base.data), base.data.dataset)
     parent = parent_folder(base, "cv")
     points = [
         (f"fold{i}", [*overrides, f"data.fold={i}", f"output_dir={parent / f'fold{i}'}"])
         for i in chosen
     ]
+    # One fold's corpus up front: more folds than speakers (data.num_folds=100000) is refused
+    # here, not after every fold's config was built and the first fold started.
+    load_corpus(load_config(config_path, points[0][1]).data)
     configs = [(name, load_config(config_path, items)) for name, items in points]
     record = {
         "kind": "cv",

@@ -78,12 +78,28 @@ def percent(value: float | None, std: float | None = None) -> str:
     return f"{value:.2f}" if std is None else f"{value:.2f} ± {std:.2f}"
 
 
+def read_metrics(folder: Path) -> dict:
+    """A finished run's metrics.json, strictly (report, and cv/sweep summaries of kept points):
+    a JSON object whose dev and test hold numbers for the headline metrics. A file edited by hand
+    (a value as text, a split as a list) failed with a TypeError inside mean ± std."""
+    path = Path(folder) / "metrics.json"
+    metrics = read_json(path)  # strict: a NaN is not a result to tabulate
+    if not isinstance(metrics, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    for split in ("dev", "test"):
+        values = metrics.get(split, {})
+        if not isinstance(values, dict):
+            raise DataError(f"{path}: {split!r} is {values!r}, expected an object of metrics")
+        for key in HEADLINE:
+            value = values.get(key)
+            if key in values and (isinstance(value, bool) or not isinstance(value, int | float)):
+                raise DataError(f"{path}: {split}.{key} is {value!r}, expected a number")
+    return metrics
+
+
 def read_run(folder: Path, setting: str = "") -> Run:
     config = read_yaml((folder / "config.yaml").read_text())
-    metrics = read_json(folder / "metrics.json")  # strict: a NaN is not a result to tabulate
-    if not isinstance(metrics, dict):
-        raise DataError(f"{folder / 'metrics.json'}: expected a JSON object")
-    return Run(folder, config, metrics, setting)
+    return Run(folder, config, read_metrics(folder), setting)
 
 
 def _sweep_settings(folder: Path) -> dict[str, str]:

@@ -57,7 +57,7 @@ def read(parent: Path, kind: str | None = None) -> dict:
     path = Path(parent) / RECORD
     if not path.is_file():
         raise EmoscaleError(f"{parent} is not a study's parent folder (no {RECORD})")
-    record = read_json(path)
+    record = _load(path)
     if kind is not None and record["kind"] != kind:
         raise EmoscaleError(
             f"{parent} holds a {record['kind']} study, not a {kind}; "
@@ -66,16 +66,38 @@ def read(parent: Path, kind: str | None = None) -> dict:
     return record
 
 
-def read_run_metrics(run_dir: Path) -> dict:
-    """A finished point's metrics.json, read strictly (data/encoding.read_json): a damaged file or
-    a number that is not finite is one line naming the file (and key), not a traceback or a NaN
-    in the summary table."""
-    path = Path(run_dir) / "metrics.json"
-    metrics = read_json(path)
-    if not isinstance(metrics, dict) or not all(
-        isinstance(metrics.get(split), dict) for split in ("dev", "test")
+def _load(path: Path) -> dict:
+    """study.json, strictly: emoscale writes it whole (a temporary name, then a rename), so a
+    file that does not parse, or holds no kind, config, overrides and points, was written or
+    edited by hand: one line, not a traceback on every rerun and --status."""
+    try:
+        record = read_json(path)
+    except DataError as error:
+        raise EmoscaleError(
+            f"{error}; remove the folder's study.json or choose a new output_dir"
+        ) from None
+    fields = {"kind": str, "config": (str, type(None)), "overrides": list, "points": list}
+    if not isinstance(record, dict) or not all(
+        isinstance(record.get(key), kinds) for key, kinds in fields.items()
     ):
-        raise DataError(f"{path}: expected a JSON object with dev and test results")
+        raise EmoscaleError(
+            f"{path}: not a study record emoscale wrote (expected an object with kind, config, "
+            "overrides and points); remove it or choose a new output_dir"
+        )
+    return record
+
+
+def read_run_metrics(run_dir: Path) -> dict:
+    """A finished point's metrics.json for a cv/sweep summary: read strictly as report reads it
+    (a damaged file, a non-finite number or a metric that is not a number is one line naming the
+    file and key), and holding both dev and test results."""
+    from emoscale.studies.report import read_metrics
+
+    metrics = read_metrics(run_dir)
+    if not all(isinstance(metrics.get(split), dict) for split in ("dev", "test")):
+        raise DataError(
+            f"{Path(run_dir) / 'metrics.json'}: expected a JSON object with dev and test results"
+        )
     return metrics
 
 
@@ -94,20 +116,29 @@ def write_summary_files(parent: Path, stem: str, summary: dict, table: str) -> N
         write_text(parent / f"{stem}.md", table)
 
 
+def refuse_another(parent: Path, record: dict) -> dict:
+    """The parent's earlier record (or {}), unless it is another study's: then one line."""
+    path = Path(parent) / RECORD
+    if not path.is_file():
+        return {}
+    earlier = _load(path)
+    if _base(earlier) != _base(record):
+        kind, config, overrides = _base(earlier)
+        raise EmoscaleError(
+            f"output_dir {parent} holds another study ({kind} of "
+            f"{config or 'no config file'} with {' '.join(overrides) or 'no overrides'}); "
+            "choose a new output_dir"
+        )
+    return earlier
+
+
 def claim(parent: Path, record: dict) -> dict:
     """Write the study record, or refuse a parent folder that holds another study. A rerun of the
     same study keeps its submitted jobs; a changed grid or fold list replaces the point list."""
     parent = Path(parent)
     with locked(parent):
         if (parent / RECORD).is_file():
-            earlier = read_json(parent / RECORD)
-            if _base(earlier) != _base(record):
-                kind, config, overrides = _base(earlier)
-                raise EmoscaleError(
-                    f"output_dir {parent} holds another study ({kind} of "
-                    f"{config or 'no config file'} with {' '.join(overrides) or 'no overrides'}); "
-                    "choose a new output_dir"
-                )
+            earlier = refuse_another(parent, record)
             record = {**record, "jobs": earlier.get("jobs", [])}
         write_json(parent / RECORD, record)
     return record
@@ -115,7 +146,7 @@ def claim(parent: Path, record: dict) -> dict:
 
 def add_job(parent: Path, job: dict) -> None:
     with locked(parent):
-        record = read_json(parent / RECORD)
+        record = _load(parent / RECORD)
         record.setdefault("jobs", []).append(job)
         write_json(parent / RECORD, record)
 

@@ -13,6 +13,7 @@ dev and test metrics; the best point on dev (`eval.metric`) is marked.
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import re
 import time
@@ -36,6 +37,11 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
             raise ConfigError(f"--grid {item!r}: expected key=value1,value2,... e.g. lora.r=4,8,16")
         if key in grid:
             raise ConfigError(f"--grid: key {key!r} given twice")
+        if key == "output_dir":  # every point's folder is named after its values, below the parent
+            raise ConfigError(
+                f"--grid {item!r}: output_dir is the sweep's parent folder, one for all points; "
+                "set it once, outside --grid"
+            )
         values, depth, quote, current = [], 0, None, ""
         for char in text:
             if quote:
@@ -61,6 +67,31 @@ def parse_grid(items: list[str]) -> dict[str, list[str]]:
 def grid_points(grid: dict[str, list[str]]) -> list[dict[str, str]]:
     """The cartesian product, the first key varying slowest."""
     return [dict(zip(grid, values, strict=True)) for values in itertools.product(*grid.values())]
+
+
+def check_distinct_points(configs: list[tuple[str, RunConfig]]) -> None:
+    """Every point its own config and its own run folder. A value given twice (`seed=1,1`, or
+    `train.lr=1e-3,0.001`, equal once read) trained one config twice, or, where the folder names
+    met, kept the first run for the second point: one run counted twice in mean ± std."""
+    names: dict[str, str] = {}
+    settings: dict[str, str] = {}
+    for name, config in configs:
+        setting = json.dumps(config.model_dump(exclude={"output_dir"}), sort_keys=True, default=str)
+        if setting in settings:
+            first = settings[setting]
+            same = (
+                f"point {name!r} comes twice"
+                if first == name
+                else (f"points {first!r} and {name!r} are the same config")
+            )
+            raise ConfigError(f"--grid: {same}; give each value once")
+        if config.output_dir in names:
+            raise ConfigError(
+                f"--grid: points {names[config.output_dir]!r} and {name!r} would share the run "
+                f"folder {config.output_dir}; give values that differ in letters or digits"
+            )
+        names[config.output_dir] = name
+        settings[setting] = name
 
 
 def point_name(assignments: dict[str, str]) -> str:
@@ -183,6 +214,7 @@ def run(
     configs = [
         (name, load_config(config_path, items)) for _, name, items in points
     ]  # all validated first
+    check_distinct_points(configs)
     if any(config.data.train_on_dev for _, config in configs):
         raise ConfigError(
             "config key 'data.train_on_dev': a sweep picks its best point on dev, which would "
@@ -210,6 +242,25 @@ def run(
     )
 
 
+def check_kept_points(configs: list[tuple[str, RunConfig]]) -> None:
+    """A point finished earlier is kept, not rerun: only if the study still gives it the config it
+    was trained with. A recipe or --config file edited between two starts (same path, so the same
+    study) mixed points of the old and the new config in one mean ± std."""
+    from emoscale.training.resuming import changed_key
+
+    for name, config in configs:
+        run_dir = Path(config.output_dir)
+        if (run_dir / "metrics.json").is_file() and (run_dir / "config.yaml").is_file():
+            changed = changed_key(run_dir, config)
+            if changed:
+                key, value, used = changed
+                raise ConfigError(
+                    f"point {name!r} finished earlier in {run_dir} with config key {key!r} "
+                    f"{used!r}; the study now gives {value!r}. Pass --overwrite to redo every "
+                    "point, or choose a new output_dir"
+                )
+
+
 def run_study(
     parent: Path,
     record: dict,
@@ -224,6 +275,9 @@ def run_study(
     the points (`options.launcher`) or train them here and summarise; returns what to print."""
     from accelerate import PartialState  # not at import: `emoscale --help` stays quick
 
+    if not overwrite:
+        study_record.refuse_another(parent, record)  # that message first: it names the cause
+        check_kept_points(configs)
     state = PartialState()
     if state.is_main_process:
         record = study_record.claim(parent, record)

@@ -228,7 +228,9 @@ def check_readable(folder: Path) -> None:
     for path in [folder / "progress.json", *sorted(folder.rglob("*"))]:
         try:
             if path.name == "progress.json":
-                json.loads(path.read_text())
+                progress = json.loads(path.read_text())
+                if not isinstance(progress, dict) or not isinstance(progress.get("step"), int):
+                    raise ValueError("not a progress record (an object with the step and epoch)")
             elif path.suffix == ".safetensors":
                 with safe_open(path, "pt"):
                     pass

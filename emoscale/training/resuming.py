@@ -32,24 +32,38 @@ RESULT_NEUTRAL = {
 }
 
 
-def resume_changes(run_dir: Path, config: RunConfig) -> dict[str, dict]:
-    """{key: {"was": the run's value, "now": the given one}} for every changed result-neutral
-    key (RESULT_NEUTRAL but output_dir); any other changed key is one EmoscaleError line. A key
-    newer than the run (absent from its config.yaml) keeps its default."""
+def changed_keys(run_dir: Path, config: RunConfig) -> list[tuple[str, object, object]]:
+    """(key, given value, the run's value) for every key whose value in `config` differs from the
+    run's config.yaml, in schema order. A key newer than the run (absent from its config.yaml)
+    keeps its default. Also used by sweep/cv to keep a finished point only with its own config."""
     saved = _flat(load_config(run_dir / "config.yaml").model_dump(mode="json"))
     given = _flat(config.model_dump(mode="json"))
+    return [
+        (key, value, saved[key]) for key, value in given.items() if saved.get(key, value) != value
+    ]
+
+
+def changed_key(run_dir: Path, config: RunConfig) -> tuple[str, object, object] | None:
+    """The first changed key that can change results (not RESULT_NEUTRAL), or None."""
+    changed = [
+        change for change in changed_keys(run_dir, config) if change[0] not in RESULT_NEUTRAL
+    ]
+    return changed[0] if changed else None
+
+
+def resume_changes(run_dir: Path, config: RunConfig) -> dict[str, dict]:
+    """{key: {"was": the run's value, "now": the given one}} for every changed result-neutral
+    key (RESULT_NEUTRAL but output_dir); any other changed key is one EmoscaleError line."""
     changes = {}
-    for key, value in given.items():
-        if saved.get(key, value) == value:
-            continue
+    for key, value, used in changed_keys(run_dir, config):
         if key not in RESULT_NEUTRAL:
             raise EmoscaleError(
-                f"--resume: config key {key!r} is {value!r} but the run used {saved[key]!r}; "
+                f"--resume: config key {key!r} is {value!r} but the run used {used!r}; "
                 f"resume with --config {run_dir / 'config.yaml'} (only "
                 f"{', '.join(sorted(set(RESULT_NEUTRAL) - {'output_dir'}))} may change)"
             )
         if key != "output_dir":
-            changes[key] = {"was": saved[key], "now": value}
+            changes[key] = {"was": used, "now": value}
     return changes
 
 

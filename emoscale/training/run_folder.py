@@ -196,9 +196,10 @@ def _written_by_a_study(path: Path) -> bool:
     return not names or (names <= OWN_NAMES and _made_by_emoscale(path))
 
 
-def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
-    """A folder for a command's results (eval --out): new or empty, writable, apart from the run
-    and from every folder the command reads."""
+def check_apart(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
+    """What a command writes from a finished run (eval --out, export --out, predict --output) is
+    apart from the run folder and from every folder the run reads (its corpus, its base model):
+    a merged model or a predictions file inside them is a name the run or the model never had."""
     target = out.resolve()
     source = run_dir.resolve()
     if target == source or source in target.parents or target in source.parents:
@@ -213,6 +214,12 @@ def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "-
         _check_writable(out)
     except EmoscaleError as error:
         raise EmoscaleError(str(error).replace("output_dir ", f"{flag} ", 1)) from None
+
+
+def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
+    """A folder for a command's results (eval --out): new or empty, writable, apart from the run
+    and from every folder the command reads."""
+    check_apart(out, config, run_dir, flag)
     if _entries(out):
         raise EmoscaleError(f"{flag} {out} exists and is not an empty folder")
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 import gc
 import math
 import os
+import re
 import time
 from pathlib import Path
 
@@ -71,7 +72,19 @@ def train(
     resume: bool,
 ):
     set_seed(config.seed)
-    model = family.build_model()
+    try:
+        model = family.build_model()
+    except (torch.OutOfMemoryError, RuntimeError) as error:
+        # A size key far too large (lora.r=100000000, ptuning.num_virtual_tokens=10**8) asks
+        # for tens of GB while the model is built: one line naming the cause, not a traceback.
+        asked = re.search(r"allocate (\d+) bytes", str(error))
+        if not isinstance(error, torch.OutOfMemoryError) and asked is None:
+            raise
+        size = f" ({int(asked.group(1)) / 1e9:.1f} GB at once)" if asked else ""
+        raise EmoscaleError(
+            f"building the {config.method_label} model ran out of memory{size}; check the size "
+            "keys (lora.r, ptuning.num_virtual_tokens, fusion.dim, ...) and model.dtype"
+        ) from None
     trainable = [p for p in model.parameters() if p.requires_grad]
     splits = {name: corpus.split(name) for name in ("train", "dev", "test")}
     train_loader = family.dataloader(splits["train"], train=True, seed=config.seed, split="train")

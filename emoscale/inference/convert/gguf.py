@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from emoscale.errors import EmoscaleError
-from emoscale.output_folder import new_folder
+from emoscale.output_folder import new_folder, refuse_existing
 
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 UNQUANTIZED = ("F32", "F16", "F64", "I8", "I16", "I32", "I64")
@@ -73,6 +73,7 @@ def convert_gguf(gguf_file: str | Path, out: str | Path, dtype: str = "float32")
         raise EmoscaleError(f"--dtype {dtype!r}: expected one of {', '.join(DTYPES)}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):  # never overwrite anything
         raise EmoscaleError(f"--out {out} already exists and is not an empty folder")
+    refuse_existing(out, "--out")  # a symbolic link, a path below a file: before the load
     check_gguf(gguf_file)
 
     folder, name = str(gguf_file.parent), gguf_file.name
