@@ -69,3 +69,21 @@ def new_folder(out: Path, what: str) -> Iterator[Path]:
                 folder.rmdir()
             except OSError:  # something else was put there meanwhile: not ours to remove
                 break
+
+
+def overlap_with_inputs(target: Path, inputs: dict[str, str | None]) -> tuple[str, str, str] | None:
+    """The first input folder (config key -> path) that `target` is, is inside, or contains:
+    (relation, key, path as given), or None. Both sides resolved, so links count where they lead;
+    `target` as it will be written (a `~` in it is a folder named so), the inputs as read."""
+    target = Path(target).resolve()
+    for key, value in inputs.items():
+        if value is None:
+            continue
+        source = Path(value).expanduser().resolve()
+        if target == source:
+            return "is", key, value
+        if source in target.parents:
+            return "is inside", key, value
+        if target in source.parents:
+            return "contains", key, value
+    return None

@@ -26,6 +26,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from emoscale.errors import ConfigError
+from emoscale.output_folder import overlap_with_inputs
 
 CACHE_FORMAT = 1  # bump when the stored layout changes
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
@@ -52,25 +53,17 @@ def check_cache_root(config) -> None:
     if not existing.is_dir():
         where = "is a file" if existing == root else f"is inside {existing}, which is a file"
         raise ConfigError(f"config key 'fusion.text_cache_dir': {root} {where}, not a folder")
-    target = root.resolve()
-    for key in ("data.path", "model.path", "model.audio_path", "model.text_path"):
-        section, name = key.split(".")
-        value = getattr(getattr(config, section), name)
-        if value is None:
-            continue
-        source = Path(value).expanduser().resolve()
-        if target == source or source in target.parents or target in source.parents:
-            relation = (
-                "is"
-                if target == source
-                else "is inside"
-                if source in target.parents
-                else "contains"
-            )
-            raise ConfigError(
-                f"config key 'fusion.text_cache_dir': {root} {relation} {key} {value}; "
-                "the cache must be apart from the folders the run reads"
-            )
+    inputs = {
+        key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1])
+        for key in ("data.path", "model.path", "model.audio_path", "model.text_path")
+    }
+    found = overlap_with_inputs(root, inputs)
+    if found:
+        relation, key, value = found
+        raise ConfigError(
+            f"config key 'fusion.text_cache_dir': {root} {relation} {key} {value}; "
+            "the cache must be apart from the folders the run reads"
+        )
 
 
 def model_key(folder: Path, max_length: int) -> str:

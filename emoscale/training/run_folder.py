@@ -25,6 +25,7 @@ from emoscale.config import RunConfig, save_config
 from emoscale.errors import EmoscaleError
 from emoscale.evaluation import plots
 from emoscale.evaluation.metrics import HEADLINE
+from emoscale.output_folder import overlap_with_inputs
 from emoscale.training import removal
 
 LIBRARIES = ("emoscale", "torch", "transformers", "peft", "accelerate", "deepspeed", "bitsandbytes")
@@ -104,22 +105,13 @@ def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
             "model.text_path": config.model.text_path,
             "fusion.text_cache_dir": config.fusion.text_cache_dir,
         }
-        for key, value in inputs.items():
-            if value is None:
-                continue
-            source = Path(value).expanduser().resolve()
-            if target == source or target in source.parents or source in target.parents:
-                relation = (
-                    "is"
-                    if target == source
-                    else "contains"
-                    if target in source.parents
-                    else "is inside"
-                )
-                raise EmoscaleError(
-                    f"output_dir {run_dir} {relation} {key} {value}; "
-                    "a run folder must be apart from the folders it reads"
-                )
+        found = overlap_with_inputs(target, inputs)
+        if found:
+            relation, key, value = found
+            raise EmoscaleError(
+                f"output_dir {run_dir} {relation} {key} {value}; "
+                "a run folder must be apart from the folders it reads"
+            )
     for name, folder in (("the working directory", Path.cwd()), ("the home folder", Path.home())):
         folder = folder.resolve()
         if target == folder or target in folder.parents:
