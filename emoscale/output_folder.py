@@ -31,6 +31,11 @@ def refuse_existing(out: Path, what: str) -> None:
         raise EmoscaleError(f"{what} {out} exists and is not empty")
     existing = out.absolute().parent
     while not existing.exists() and existing != existing.parent:
+        if existing.is_symlink():  # a dangling link: mkdir would fail on it with a traceback
+            raise EmoscaleError(
+                f"{what} {out} is inside {existing}, a symbolic link to a missing "
+                f"{os.readlink(existing)}"
+            )
         existing = existing.parent
     if not existing.is_dir():
         raise EmoscaleError(f"{what} {out} is inside {existing}, which is a file")
@@ -71,8 +76,11 @@ def new_folder(out: Path, what: str) -> Iterator[Path]:
                 break
 
 
-def overlap_with_inputs(target: Path, inputs: dict[str, str | None]) -> tuple[str, str, str] | None:
-    """The first input folder (config key -> path) that `target` is, is inside, or contains:
+def overlap_with_inputs(
+    target: Path, inputs: dict[str, str | None], contains: bool = True
+) -> tuple[str, str, str] | None:
+    """The first input folder (config key -> path) that `target` is, is inside, or (with
+    `contains`) contains:
     (relation, key, path as given), or None. Both sides resolved, so links count where they lead;
     `target` as it will be written (a `~` in it is a folder named so), the inputs as read."""
     target = Path(target).resolve()
@@ -84,6 +92,6 @@ def overlap_with_inputs(target: Path, inputs: dict[str, str | None]) -> tuple[st
             return "is", key, value
         if source in target.parents:
             return "is inside", key, value
-        if target in source.parents:
+        if contains and target in source.parents:
             return "contains", key, value
     return None

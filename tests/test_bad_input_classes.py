@@ -1773,7 +1773,9 @@ def test_make_tiny_numbers_are_checked(capsys, tmp_path, flag, value, expected):
 # --- 12. round 5: outputs, studies, configs, model roles (held-out probing) ------------------------
 
 
-@pytest.mark.parametrize("how", ["link to an empty folder", "broken link", "below a file"])
+@pytest.mark.parametrize(
+    "how", ["link to an empty folder", "broken link", "below a file", "below a broken link"]
+)
 def test_a_new_model_folder_is_never_a_link_or_below_a_file(capsys, tmp_path, how):
     """make-tiny, convert and export rename a finished folder into --out: a link was replaced, not
     filled, and a path below a file failed after the work, with a traceback."""
@@ -1788,6 +1790,10 @@ def test_a_new_model_folder_is_never_a_link_or_below_a_file(capsys, tmp_path, ho
     elif how == "broken link":
         out.symlink_to(target)
         problem = f"is a symbolic link (to {target}); give the folder's own path"
+    elif how == "below a broken link":  # mkdir of its parents failed with a traceback
+        (tmp_path / "out").symlink_to(target)
+        out = tmp_path / "out" / "model"
+        problem = f"is inside {tmp_path / 'out'}, a symbolic link to a missing {target}"
     else:
         out = text / "model"
         problem = f"is inside {text}, which is a file"
@@ -1879,6 +1885,16 @@ def test_the_text_feature_cache_is_apart_from_the_inputs(
     }[where]
     assert line == f"error: config key 'fusion.text_cache_dir': {cache} {problem}"
     assert (digest(tone_corpus), digest(tiny_roberta)) == before
+
+
+def test_a_text_feature_cache_may_hold_the_corpus(fusion_overrides, tone_corpus, tmp_path):
+    """The cache writes only into root/<hash>/: a project folder holding the corpus is fine."""
+    from emoscale.config import load_config
+    from emoscale.models.text_features import check_cache_root
+
+    project = tone_corpus.parent
+    config = load_config(overrides=[*fusion_overrides, f"fusion.text_cache_dir={project}"])
+    check_cache_root(config)  # no error
 
 
 @pytest.mark.parametrize(
@@ -2112,7 +2128,9 @@ def test_yaml_tags_without_order_or_text(capsys, run_overrides, tmp_path, yaml_t
     )
 
 
-@pytest.mark.parametrize("key", ["train.batch_size", "lora.r", "train.lr", "seed"])
+@pytest.mark.parametrize(
+    "key", ["train.batch_size", "lora.r", "train.lr", "seed", "fusion.classifier_layers"]
+)
 def test_true_or_false_is_not_a_number(capsys, run_overrides, tmp_path, key):
     """pydantic's lax mode read `batch_size: true` as 1 and trained with it."""
     line = refused(capsys, [*run_overrides, f"{key}=true"], tmp_path / "run")

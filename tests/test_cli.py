@@ -165,6 +165,11 @@ def test_estimate_without_a_tokenizer_assumes_four_answer_tokens(tiny_llama, tmp
         "answer: 4 tokens assumed (the labels of data.dataset=csv come from its train split: "
         "give data.labels or data.path)" in capsys.readouterr().out
     )
+    # estimate reads no data: a generic folder it cannot read gives the fallback and why.
+    empty = tmp_path / "no_corpus"
+    empty.mkdir()
+    assert cli.main(generic + [f"data.path={empty}"]) == 0
+    assert "answer: 4 tokens assumed (the labels could not be read: " in capsys.readouterr().out
 
 
 @pytest.fixture

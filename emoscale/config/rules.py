@@ -260,7 +260,7 @@ def _deepspeed_config() -> dict:
     a missing or malformed file, a ZeRO stage DeepSpeed lacks, a count that is neither a whole
     number nor "auto" ended in a traceback from Accelerate or DeepSpeed, after the checks."""
     config_file = os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE")
-    if not config_file:
+    if not config_file or config_file == "none":  # accelerate's own word for "no file"
         return {}
     path = Path(config_file)
     if not path.is_file():

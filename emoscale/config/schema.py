@@ -38,6 +38,8 @@ class Section(BaseModel):
 def _types(annotation: object) -> set:
     """The plain types an annotation admits: int | None -> {int, NoneType}."""
     arguments = typing.get_args(annotation)
+    if typing.get_origin(annotation) is Literal:  # Literal[1, 2] admits ints, not its values
+        return {type(argument) for argument in arguments}
     if not arguments:
         return {annotation}
     return set().union(*(_types(argument) for argument in arguments))

@@ -102,7 +102,7 @@ def _check_lora_rank(folder: Path, headers: dict[Path, dict]) -> None:
             if (
                 ".lora_A." in name
                 and isinstance(entry, dict)
-                and entry.get("shape", [rank])[0] != rank
+                and (entry.get("shape") or [rank])[0] != rank
             ):
                 raise DataError(
                     f"{config_file}: r is {rank} but {path.name} holds {name} of rank "

@@ -57,7 +57,9 @@ def check_cache_root(config) -> None:
         key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1])
         for key in ("data.path", "model.path", "model.audio_path", "model.text_path")
     }
-    found = overlap_with_inputs(root, inputs)
+    # the cache writes only into root/<hash>/: a root that holds the corpus (a project folder)
+    # harms nothing; a root that is, or is inside, an input folder writes into it
+    found = overlap_with_inputs(root, inputs, contains=False)
     if found:
         relation, key, value = found
         raise ConfigError(

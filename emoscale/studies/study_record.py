@@ -23,6 +23,7 @@ from pathlib import Path
 
 from emoscale.data.encoding import read_json
 from emoscale.errors import DataError, EmoscaleError
+from emoscale.evaluation.metrics import HEADLINE
 
 RECORD = "study.json"
 
@@ -93,11 +94,16 @@ def read_run_metrics(run_dir: Path) -> dict:
     file and key), and holding both dev and test results."""
     from emoscale.studies.report import read_metrics
 
+    path = Path(run_dir) / "metrics.json"
     metrics = read_metrics(run_dir)
     if not all(isinstance(metrics.get(split), dict) for split in ("dev", "test")):
-        raise DataError(
-            f"{Path(run_dir) / 'metrics.json'}: expected a JSON object with dev and test results"
-        )
+        raise DataError(f"{path}: expected a JSON object with dev and test results")
+    for split in ("dev", "test"):  # the summary tables read every headline metric of both
+        missing = [key for key in HEADLINE if key not in metrics[split]]
+        if missing:
+            raise DataError(
+                f"{path}: {split} has no {', '.join(missing)}; expected {', '.join(HEADLINE)}"
+            )
     return metrics
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from emoscale.config import RunConfig
+from emoscale.errors import DataError
 from emoscale.training.estimate import RunShape
 
 # Label words + end of answer for most English labels on a BPE/SentencePiece vocabulary.
@@ -39,7 +40,13 @@ def answer_tokens(config: RunConfig) -> tuple[int, str]:
             f"{config.data.dataset} come from its train split: give data.labels or data.path)"
         )
     if info is None:  # a generic corpus: its labels are its train split's
-        info = registry.load_corpus(config.data).info
+        try:
+            info = registry.load_corpus(config.data).info
+        except DataError as error:  # estimate needs no data: say why the count is assumed
+            return FALLBACK_ANSWER_TOKENS, (
+                f"answer: {FALLBACK_ANSWER_TOKENS} tokens assumed (the labels could not be read:"
+                f" {error})"
+            )
     family = PromptLMFamily(config, info, adapters.load_tokenizer(config))
     longest = max(range(len(family.answers)), key=lambda index: len(family.answers[index]))
     count = len(family.answers[longest])

@@ -318,6 +318,7 @@ def test_a_cv_point_without_results_or_with_damaged_json_is_one_line(seeded_runs
     for written, problem in (
         ('{"dev": {"accuracy": 0.5}}', "expected a JSON object with dev and test results"),
         ('{"dev": {"accuracy": 0.5},', "1: not valid JSON (Expecting property name enclosed in double quotes)"),
+        ('{"dev": {"accuracy": 0.5}, "test": {}}', "dev has no macro_f1, weighted_f1, ua, wa; expected accuracy, macro_f1, weighted_f1, ua, wa"),
     ):  # fmt: skip
         (run / "metrics.json").write_text(written)
         with pytest.raises(DataError) as refused:
