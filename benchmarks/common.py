@@ -161,6 +161,15 @@ class Clock:
             self.end = now()
         return self.family.predict(model, batch)
 
+    def predict_answers(self, model, batch):
+        """What the trainer's evaluation calls (models.family.predict_with_answers): the end of
+        training too."""
+        from emoscale.models.family import predict_with_answers
+
+        if self.end is None:
+            self.end = now()
+        return predict_with_answers(self.family, model, batch)
+
     def measure(self, skip: int = 0, count: int | None = None) -> dict:
         """Whole steps from the (skip+1)-th loss to the end of training; rates are of `count`
         (default: the steps)."""
