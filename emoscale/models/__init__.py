@@ -14,7 +14,6 @@ def build_family(config, corpus):
     """The family that `model.family` names, with every input check that needs no weights done."""
     if config.model.family == "prompt_lm":
         from emoscale.models import adapters, base_model, model_folder
-        from emoscale.models.class_weights import training_class_weights
         from emoscale.models.label_scoring import check_label_scoring, check_label_words
         from emoscale.models.prompt_lm import PromptLMFamily
 
@@ -26,13 +25,7 @@ def build_family(config, corpus):
             check_label_scoring(config.model.path, config.model.trust_remote_code)
         tokenizer = adapters.load_tokenizer(config)
         model_folder.check_vocabulary(config.model.path, tokenizer, hf_config)
-        family = PromptLMFamily(
-            config,
-            corpus.info,
-            tokenizer,
-            corpus.context_only,
-            training_class_weights(config, corpus),
-        )
+        family = PromptLMFamily(config, corpus.info, tokenizer, corpus.context_only)
         check_label_words(family.label_names, family.label_words, family.answers)
         return family
     if config.model.family == "fusion":

@@ -25,7 +25,7 @@ from emoscale.data.examples import CorpusInfo, Example
 from emoscale.errors import ConfigError, reason
 from emoscale.models import adapters
 from emoscale.models.answer_parsing import AnswerParser
-from emoscale.models.class_weights import weighted_mean
+from emoscale.models.class_weights import weighted_loss
 from emoscale.models.label_scoring import LabelScorer
 from emoscale.models.prefix_init import init_prefix_from_tokens
 from emoscale.models.prompt_tokens import SENTINEL, build_pieces, resolve_chat_template
@@ -52,10 +52,10 @@ class PromptLMFamily:
         info: CorpusInfo,
         tokenizer,
         context_only: dict[str, list[Example]] | None = None,
-        class_weights: torch.Tensor | None = None,
     ):
         self.config = config
-        self.class_weights = class_weights  # [k] per label, or None (models/class_weights.py)
+        # [k] per answer token of each label, or None; training sets it (train.prepare_inputs)
+        self.class_weights: torch.Tensor | None = None
         self.context_only = context_only or {}  # split -> unlabelled turns (Corpus.context_only)
         self.tokenizer = tokenizer
         self.label_names = info.label_names
@@ -306,5 +306,6 @@ def answer_loss(
     per_token = F.cross_entropy(
         logits.flatten(0, 1).float(), kept.flatten(), ignore_index=-100, reduction="none"
     ).view_as(kept)
-    weights = class_weights.to(per_token.device)[batch["labels"]][:, None] * (kept != -100)
-    return weighted_mean(per_token, weights)
+    answer = kept != -100
+    weights = class_weights.to(per_token.device)[batch["labels"]][:, None] * answer
+    return weighted_loss(per_token, weights, answer.sum())

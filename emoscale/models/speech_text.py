@@ -41,7 +41,7 @@ from emoscale.data.examples import Corpus, Example
 from emoscale.data.transcripts import apply_transcripts
 from emoscale.errors import ConfigError
 from emoscale.models import model_folder
-from emoscale.models.class_weights import training_class_weights, weighted_mean
+from emoscale.models.class_weights import weighted_loss
 from emoscale.models.fusion import ATFusion, classifier
 from emoscale.models.mine import MINE
 from emoscale.models.pooling import AttentiveStatsPooling
@@ -161,10 +161,10 @@ class SpeechTextFamily:
         reader: AudioReader | None,
         audio_seconds: dict[str, float],
         text_cache: TextFeatureCache | None,
-        class_weights: torch.Tensor | None = None,
     ):
         self.config = config
-        self.class_weights = class_weights  # [k] per label, or None (models/class_weights.py)
+        # [k] per label, or None; training sets it (train.prepare_inputs)
+        self.class_weights: torch.Tensor | None = None
         self.label_names = corpus.info.label_names
         self.reader = reader  # None without the audio modality
         self.audio_seconds = audio_seconds  # resolved path -> duration, from the header check
@@ -245,7 +245,7 @@ class SpeechTextFamily:
         else:
             weights = self.class_weights.to(logits.device)[batch["labels"]]
             per_example = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
-            cross_entropy = weighted_mean(per_example, weights)
+            cross_entropy = weighted_loss(per_example, weights, len(per_example))
         if mutual_information is None:
             return cross_entropy
         skipped = isinstance(mutual_information, str)  # NO_MARGINAL_PAIR: CE alone, counted
@@ -354,6 +354,4 @@ def build_speech_text_family(config: RunConfig, corpus: Corpus) -> SpeechTextFam
             ) from None
         check_cache_root(config)  # before the speech encoder loads
         text_cache = TextFeatureCache(folder, config.data.max_length, config.fusion.text_cache_dir)
-    return SpeechTextFamily(
-        config, corpus, reader, seconds, text_cache, training_class_weights(config, corpus)
-    )
+    return SpeechTextFamily(config, corpus, reader, seconds, text_cache)
