@@ -239,7 +239,12 @@ def same_loss_check(config, family, examples) -> float:
     set_seed(config.seed)
     model = family.build_model().eval()
     items = [
-        {"prompt": family.prompt_ids(e.text), "answer": family.answers[e.label], "index": i}
+        {
+            "prompt": family.prompt_ids(e.text),
+            "answer": family.answers[e.label],
+            "label": e.label,
+            "index": i,
+        }
         for i, e in enumerate(examples)
     ]
     tokenizer = AutoTokenizer.from_pretrained(config.model.path, padding_side="right")

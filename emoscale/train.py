@@ -49,10 +49,15 @@ def prepare_inputs(config: RunConfig):
     """All input checks that need files but no model weights: model folder, corpus, tokenizer."""
     from emoscale.data import load_corpus
     from emoscale.models import build_family
+    from emoscale.models.class_weights import training_class_weights
 
     corpus = load_corpus(config.data)
     _check_train_classes(config, corpus)
-    return corpus, build_family(config, corpus)
+    family = build_family(config, corpus)
+    # only training weighs its loss: eval and predict build the family from the same config
+    # without a train split
+    family.class_weights = training_class_weights(config, corpus, getattr(family, "answers", None))
+    return corpus, family
 
 
 def _check_train_classes(config: RunConfig, corpus) -> None:

@@ -142,8 +142,8 @@ def test_emodb_factors_quick_measures_both_selections(tmp_path, monkeypatch):
 
 def test_meld_text_branch_quick(tmp_path, monkeypatch):
     bench = load("meld_text_branch", monkeypatch)
-    argv = ["--quick", "--out", str(tmp_path / "run"), "--cache", str(tmp_path / "feats"),
-            "--json", str(tmp_path / "meld.json")]  # fmt: skip
+    argv = ["--quick", "--balanced", "--out", str(tmp_path / "run"), "--cache",
+            str(tmp_path / "feats"), "--json", str(tmp_path / "meld.json")]  # fmt: skip
     returned = bench.main(argv)
     written = json.loads((tmp_path / "meld.json").read_text())
     assert written["benchmark"] == returned["benchmark"] == "meld_text_branch"
@@ -154,6 +154,13 @@ def test_meld_text_branch_quick(tmp_path, monkeypatch):
     assert regression["encoder_calls"] == -(-regression["encoded_texts"] // 32)
     for row in (written["emoscale"]["test"], regression["test"]):
         assert 0 <= row["weighted_f1"] <= 1 and 0 <= row["ua"] <= 1
+    # --balanced: both models again with class-balanced losses, in their own run folder
+    balanced = written["balanced"]
+    assert balanced["overrides"][-1] == "train.class_weights=balanced"
+    config = (Path(balanced["emoscale"]["run_dir"]) / "config.yaml").read_text()
+    assert "class_weights: balanced" in config
+    assert balanced["logistic_regression"]["encoded_texts"] == 0  # the features were cached
+    assert written["table"].count("class-balanced") == 2
     assert written["table"].startswith("| model |")
 
 

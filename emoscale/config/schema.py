@@ -211,6 +211,10 @@ class TrainConfig(Section):
     # A batch whose loss is nan/inf: false stops the run naming the step and examples; true skips
     # the batch (no gradient from it) and counts it in run.json.
     skip_nonfinite: bool = False
+    # Cross-entropy weights per class. "balanced": N / (K * n_k) over the training split's labels
+    # (scikit-learn's convention; 1 for every class of a balanced split), so each class weighs the
+    # same in the loss, as it does in UA and macro-F1. Neither paper weights its classes: "none".
+    class_weights: Literal["none", "balanced"] = "none"
 
 
 class EvalConfig(Section):

@@ -18,6 +18,9 @@ from emoscale.data.examples import Example
 
 class ModelFamily(Protocol):
     label_names: tuple[str, ...]
+    # train.class_weights: [k] weights of each label's training targets, or None (plain
+    # cross-entropy); set by train.prepare_inputs from the training labels, read by loss()
+    class_weights: torch.Tensor | None
 
     def build_model(self) -> torch.nn.Module:
         """The model, on CPU, with only the parameters that should train requiring grad."""

@@ -25,6 +25,7 @@ from emoscale.data.examples import CorpusInfo, Example
 from emoscale.errors import ConfigError, reason
 from emoscale.models import adapters
 from emoscale.models.answer_parsing import AnswerParser
+from emoscale.models.class_weights import weighted_loss
 from emoscale.models.label_scoring import LabelScorer
 from emoscale.models.prefix_init import init_prefix_from_tokens
 from emoscale.models.prompt_tokens import SENTINEL, build_pieces, resolve_chat_template
@@ -53,6 +54,8 @@ class PromptLMFamily:
         context_only: dict[str, list[Example]] | None = None,
     ):
         self.config = config
+        # [k] per answer token of each label, or None; training sets it (train.prepare_inputs)
+        self.class_weights: torch.Tensor | None = None
         self.context_only = context_only or {}  # split -> unlabelled turns (Corpus.context_only)
         self.tokenizer = tokenizer
         self.label_names = info.label_names
@@ -109,7 +112,12 @@ class PromptLMFamily:
         ]
         if train:
             items = [
-                {"prompt": prompt, "answer": self.answers[example.label], "index": index}
+                {
+                    "prompt": prompt,
+                    "answer": self.answers[example.label],
+                    "label": example.label,
+                    "index": index,
+                }
                 for index, (prompt, example) in enumerate(zip(prompts, examples, strict=True))
             ]
             lengths = [len(item["prompt"]) + len(item["answer"]) for item in items]
@@ -146,6 +154,7 @@ class PromptLMFamily:
             "input_ids": self._pad(sequences, self.tokenizer.pad_token_id, left=False),
             "attention_mask": self._pad([[1] * len(s) for s in sequences], 0, left=False),
             "targets": self._pad(targets, -100, left=False),
+            "labels": torch.tensor([item["label"] for item in items]),
             "example_index": torch.tensor([item["index"] for item in items]),
         }
 
@@ -182,7 +191,7 @@ class PromptLMFamily:
         return pieces.head + pieces.before_first + pieces.after
 
     def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
-        return answer_loss(model, batch)
+        return answer_loss(model, batch, self.class_weights)
 
     @torch.no_grad()
     def predict(self, model: nn.Module, batch: dict) -> tuple[torch.Tensor, torch.Tensor]:
@@ -280,14 +289,23 @@ class PromptLMFamily:
             self.tokenizer.save_pretrained(folder)
 
 
-def answer_loss(model: nn.Module, batch: dict) -> torch.Tensor:
+def answer_loss(
+    model: nn.Module, batch: dict, class_weights: torch.Tensor | None = None
+) -> torch.Tensor:
     """Cross-entropy of the answer tokens: token t predicts token t+1, and only answer tokens have
     targets (the rest are -100). Only the columns that predict one get logits: the LM head over a
     49k vocabulary at every prompt position was a fifth of a SmolLM2 LoRA step's work, and the
-    largest transient in memory (issue 14; training/estimate.py counts these columns)."""
+    largest transient in memory (issue 14; training/estimate.py counts these columns). With
+    `class_weights`, each answer token weighs its example's class weight (train.class_weights)."""
     targets = batch["targets"][:, 1:]
     columns = (targets != -100).any(0).nonzero().squeeze(-1)
     logits, _, _ = model(batch["input_ids"], batch["attention_mask"], keep_columns=columns)
-    return F.cross_entropy(
-        logits.flatten(0, 1).float(), targets[:, columns].flatten(), ignore_index=-100
-    )
+    kept = targets[:, columns]
+    if class_weights is None:
+        return F.cross_entropy(logits.flatten(0, 1).float(), kept.flatten(), ignore_index=-100)
+    per_token = F.cross_entropy(
+        logits.flatten(0, 1).float(), kept.flatten(), ignore_index=-100, reduction="none"
+    ).view_as(kept)
+    answer = kept != -100
+    weights = class_weights.to(per_token.device)[batch["labels"]][:, None] * answer
+    return weighted_loss(per_token, weights, answer.sum())

@@ -41,6 +41,7 @@ from emoscale.data.examples import Corpus, Example
 from emoscale.data.transcripts import apply_transcripts
 from emoscale.errors import ConfigError
 from emoscale.models import model_folder
+from emoscale.models.class_weights import weighted_loss
 from emoscale.models.fusion import ATFusion, classifier
 from emoscale.models.mine import MINE
 from emoscale.models.pooling import AttentiveStatsPooling
@@ -162,6 +163,8 @@ class SpeechTextFamily:
         text_cache: TextFeatureCache | None,
     ):
         self.config = config
+        # [k] per label, or None; training sets it (train.prepare_inputs)
+        self.class_weights: torch.Tensor | None = None
         self.label_names = corpus.info.label_names
         self.reader = reader  # None without the audio modality
         self.audio_seconds = audio_seconds  # resolved path -> duration, from the header check
@@ -237,7 +240,12 @@ class SpeechTextFamily:
 
     def loss(self, model: nn.Module, batch: dict, terms: dict | None = None) -> torch.Tensor:
         logits, mutual_information = model(**self._inputs(batch))
-        cross_entropy = F.cross_entropy(logits.float(), batch["labels"])
+        if self.class_weights is None:
+            cross_entropy = F.cross_entropy(logits.float(), batch["labels"])
+        else:
+            weights = self.class_weights.to(logits.device)[batch["labels"]]
+            per_example = F.cross_entropy(logits.float(), batch["labels"], reduction="none")
+            cross_entropy = weighted_loss(per_example, weights, len(per_example))
         if mutual_information is None:
             return cross_entropy
         skipped = isinstance(mutual_information, str)  # NO_MARGINAL_PAIR: CE alone, counted

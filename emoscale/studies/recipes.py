@@ -123,6 +123,12 @@ def dataset_label(data: dict) -> str:
 
 
 def method_label(config: dict) -> str:
+    # a class-weighted loss is no paper's: its runs are not averaged with the plain ones
+    balanced = ", class-balanced" if config["train"].get("class_weights") == "balanced" else ""
+    return _method_label(config) + balanced
+
+
+def _method_label(config: dict) -> str:
     model = config["model"]
     if model["family"] != "fusion":
         label = METHOD_LABELS.get(model["method"], model["method"])

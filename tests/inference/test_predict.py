@@ -33,11 +33,13 @@ def saved_test_predictions(run_dir: Path) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def runs(tiny_llama, tmp_path_factory) -> dict[str, Path]:
-    """Two finished runs on a small demo corpus: LoRA and P-Tuning v2 (an adapter of each kind)."""
+    """Two finished runs on a small demo corpus: LoRA and P-Tuning v2 (an adapter of each kind).
+    The LoRA run weighs its loss by class (train.class_weights): eval and predict rebuild its
+    family from its config without a train split, and must not need one."""
     corpus = demo.write_corpus(tmp_path_factory.mktemp("predict_corpus"), SIZES)
     folders = {}
     for method, extra in (
-        ("lora", []),
+        ("lora", ["train.class_weights=balanced"]),
         ("ptuning_v2", ["ptuning.num_virtual_tokens=8", "train.lr=3e-2"]),
     ):
         output = tmp_path_factory.mktemp(f"predict_{method}") / "run"
@@ -145,7 +147,9 @@ def test_a_run_that_needs_remote_code_is_refused(runs, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_fusion_run_predicts_audio_and_transcript_pairs(fusion_overrides, tone_corpus, tmp_path):
-    run_dir, _ = train.run(load_config(overrides=fusion_overrides + ["train.max_steps=2"]))
+    # class-weighted, as the LoRA run of `runs`: predict needs no train split for the weights
+    overrides = fusion_overrides + ["train.max_steps=2", "train.class_weights=balanced"]
+    run_dir, _ = train.run(load_config(overrides=overrides))
     with open(tone_corpus / "test.csv") as handle:
         rows = list(csv.DictReader(handle))[:6]
     lines = [f"{tone_corpus / row['audio_path']}\t{row['text']}" for row in rows]

@@ -313,7 +313,12 @@ def test_training_loss_needs_logits_of_the_answer_columns_only(run_overrides, me
     torch.manual_seed(0)
     model = family.build_model().eval()  # no dropout: both passes see the same network
     items = [
-        {"prompt": family.prompt_ids(e.text), "answer": family.answers[e.label], "index": i}
+        {
+            "prompt": family.prompt_ids(e.text),
+            "answer": family.answers[e.label],
+            "label": e.label,
+            "index": i,
+        }
         for i, e in enumerate(corpus.split("train")[:6])
     ]
     batch = family._collate_train(items)
@@ -360,7 +365,12 @@ def test_models_without_logits_to_keep_get_the_same_loss_and_scores(run_override
     own = PromptedLM(OwnCodeLM(model.lm)).eval()
     assert model.keeps_logits and not own.keeps_logits
     items = [
-        {"prompt": family.prompt_ids(e.text), "answer": family.answers[e.label], "index": i}
+        {
+            "prompt": family.prompt_ids(e.text),
+            "answer": family.answers[e.label],
+            "label": e.label,
+            "index": i,
+        }
         for i, e in enumerate(corpus.split("train")[:6])
     ]
     batch = family._collate_train(items)

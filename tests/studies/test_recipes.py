@@ -391,3 +391,13 @@ def test_a_small_model_recipe_trains_through_the_command_line(run_overrides, tmp
     metrics = json.loads((run_dir / "metrics.json").read_text())
     assert metrics["test"]["num_examples"] == 24
     assert (run_dir / "model" / "adapter_model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("name", ["sst2_lora", "iemocap_fusion_lora_wavlm"])
+def test_a_class_weighted_run_is_a_row_of_its_own(name):
+    """train.class_weights is no paper's choice: report must not average such runs with the
+    recipe's plain ones, as if they were seeds of the paper's method."""
+    plain = recipes.table_row(recipes.load(name))
+    balanced = recipes.table_row(recipes.load(name, ["train.class_weights=balanced"]))
+    assert balanced.method == plain.method + ", class-balanced"
+    assert balanced.dataset == plain.dataset
