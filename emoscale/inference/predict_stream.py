@@ -100,6 +100,11 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
     """The parts folder must belong to this very job (same run, overrides, input and chunking), or
     none."""
     manifest = parts / "job.json"
+    if parts.is_symlink():  # joined, then removed at the end: never through a link
+        raise EmoscaleError(
+            f"{parts} is a symbolic link (to {os.readlink(parts)}); remove it or choose another "
+            "--output"
+        )
     if manifest.is_file():
         try:
             earlier = read_json(manifest)

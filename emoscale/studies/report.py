@@ -24,6 +24,7 @@ from emoscale.data.encoding import read_json
 from emoscale.data.folds import natural_key
 from emoscale.errors import DataError, EmoscaleError
 from emoscale.evaluation.metrics import HEADLINE
+from emoscale.output_folder import check_creatable
 from emoscale.studies import published, recipes
 
 # The columns of each paper's tables: the LLM paper reports accuracy and F1, LoRA-MER UA and WA.
@@ -280,8 +281,7 @@ REPORT_FILES = ("report.csv", "report.png", "papers.csv")
 def _check_report_folder(out: Path) -> None:
     """A report goes into any folder (beside the runs, typically), but replaces a report.md only
     if it is an earlier report: emoscale's start with a '### ' table title (issue 12)."""
-    if out.exists() and not out.is_dir():
-        raise EmoscaleError(f"--out {out} is a file, not a folder")
+    check_creatable(out, "--out")  # a file, a dangling link above it, a read-only place
     earlier = out / "report.md"
     if earlier.is_file() and not earlier.read_bytes().startswith(b"### "):
         raise EmoscaleError(
