@@ -20,6 +20,7 @@ import json
 import os
 import weakref
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,8 +30,9 @@ from accelerate.utils import load as load_safely  # torch.load(weights_only=True
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from emoscale.errors import EmoscaleError, reason
+from emoscale.errors import DataError, EmoscaleError, reason
 from emoscale.training import removal
+from emoscale.training.progress import read as read_progress
 
 PREFIX = "step-"
 # What a failing write raises: OSError from Python, RuntimeError from torch.save's C++ writer,
@@ -205,8 +207,11 @@ def latest(run_dir: Path) -> Path | None:
     pointer = run_dir / "checkpoints" / "latest"
     if not pointer.is_file():
         return None
-    folder = run_dir / "checkpoints" / pointer.read_text().strip()
-    return folder if folder.is_dir() else None
+    # Only the plain name of a checkpoint beside it: a hand-edited `../../x` resumed from a folder
+    # outside the run, and bytes that are not text were a UnicodeDecodeError traceback.
+    name = pointer.read_bytes().decode("utf-8", errors="replace").strip()
+    folder = run_dir / "checkpoints" / name
+    return folder if folder in saved(run_dir) else None
 
 
 def _damaged(folder: Path, error: Exception, file: Path | None = None) -> EmoscaleError:
@@ -214,6 +219,13 @@ def _damaged(folder: Path, error: Exception, file: Path | None = None) -> Emosca
     return EmoscaleError(
         f"checkpoint {where} is damaged ({type(error).__name__}: {reason(error, 120)}); "
         "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
+    )
+
+
+def _damaged_record(folder: Path, error: DataError) -> EmoscaleError:
+    return EmoscaleError(
+        f"{error}; resume from an earlier checkpoint by pointing checkpoints/latest at it, or "
+        "pass --overwrite"
     )
 
 
@@ -228,9 +240,7 @@ def check_readable(folder: Path) -> None:
     for path in [folder / "progress.json", *sorted(folder.rglob("*"))]:
         try:
             if path.name == "progress.json":
-                progress = json.loads(path.read_text())
-                if not isinstance(progress, dict) or not isinstance(progress.get("step"), int):
-                    raise ValueError("not a progress record (an object with the step and epoch)")
+                read_progress(path)
             elif path.suffix == ".safetensors":
                 with safe_open(path, "pt"):
                     pass
@@ -242,7 +252,9 @@ def check_readable(folder: Path) -> None:
                         pass
                 elif not start.startswith(b"\x80"):  # the legacy format is a pickle stream
                     raise ValueError(f"{len(start)} bytes of neither a zip archive nor a pickle")
-        except Exception as error:  # noqa: BLE001 (json, safetensors and zipfile raise their own)
+        except DataError as error:  # progress.json: its own line names the file and key
+            raise _damaged_record(folder, error) from None
+        except Exception as error:  # noqa: BLE001 (safetensors and zipfile raise their own)
             raise _damaged(folder, error, path) from None
 
 
@@ -252,8 +264,10 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     _install_hooks(accelerator)
     kwargs = {"load_module_strict": False} if _deepspeed(accelerator) else {}
     try:  # a truncated or corrupt file is one line naming the checkpoint (issue 12)
-        progress = json.loads((folder / "progress.json").read_text())
+        record = asdict(read_progress(folder / "progress.json"))
         accelerator.load_state(str(folder), **kwargs)
+    except DataError as error:
+        raise _damaged_record(folder, error) from None
     except EmoscaleError:
         raise
     except Exception as error:  # noqa: BLE001 (torch, safetensors and pickle each raise their own)
@@ -262,7 +276,7 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     saved = load_safely(folder / f"random_states_{accelerator.process_index}.pkl")
     if not torch.equal(torch.get_rng_state(), saved["torch_manual_seed"]):
         raise EmoscaleError(f"checkpoint {folder}: its RNG state could not be restored")
-    return progress
+    return record
 
 
 def load_latest(accelerator: Accelerator, run_dir: Path) -> dict:
