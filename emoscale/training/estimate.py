@@ -40,7 +40,6 @@ Known limits:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -52,6 +51,7 @@ from transformers.quantizers.base import get_keys_to_not_convert
 
 from emoscale.config import RunConfig
 from emoscale.models import adapters
+from emoscale.models.model_folder import read_config_json
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -433,7 +433,7 @@ def config_from_folder(model_folder: str | Path) -> PretrainedConfig:
     GlmConfig of the same shape (same parameter count; LoRA targets then q/v instead of its fused
     query_key_value)."""
     folder = Path(model_folder)
-    raw = json.loads((folder / "config.json").read_text())
+    raw = read_config_json(folder, "model.path")
     if raw.get("model_type") == "chatglm":
         return GlmConfig(
             hidden_size=raw["hidden_size"],
