@@ -216,8 +216,14 @@ def latest(run_dir: Path) -> Path | None:
 
 def _damaged(folder: Path, error: Exception, file: Path | None = None) -> EmoscaleError:
     where = f"{folder}" + (f" ({file.relative_to(folder)})" if file else "")
+    missing = getattr(error, "filename", None) if isinstance(error, FileNotFoundError) else None
+    what = (  # the missing file's name, not a path cut off at the limit
+        f"{Path(missing).name} is missing"
+        if missing
+        else f"{type(error).__name__}: {reason(error, 120)}"
+    )
     return EmoscaleError(
-        f"checkpoint {where} is damaged ({type(error).__name__}: {reason(error, 120)}); "
+        f"checkpoint {where} is damaged ({what}); "
         "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
     )
 

@@ -251,16 +251,16 @@ def _git_commit() -> str | None:
 def write_start(
     run_dir: Path,
     config: RunConfig,
-    model,
+    counts: dict,
     accelerator,
     resume: bool,
     truncated: dict | None = None,
     corpus_info=None,
 ) -> None:
+    """The run folder's first files, once the model is built (and on --resume, once the
+    checkpoint has loaded); `counts` from adapters.trainable_parameters."""
     from emoscale.models import base_model
-    from emoscale.models.adapters import trainable_parameters
 
-    counts = trainable_parameters(model)
     accelerator.print(
         f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} ({100 * counts['share']:.4f}%)"
     )
