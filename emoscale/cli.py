@@ -255,6 +255,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from emoscale.config import load_config
     from emoscale.errors import ConfigError
     from emoscale.models.adapters import check_model_folder
+    from emoscale.models.model_folder import check_config_values
     from emoscale.training import estimate, run_shape
 
     config = load_config(_config_path(args), args.overrides)
@@ -266,6 +267,7 @@ def _estimate(args: argparse.Namespace) -> int:
             f"{config.model.method!r} trains nothing"
         )
     folder = check_model_folder(config.model.path)
+    check_config_values(folder, "model.path")  # config.json only: estimate needs no weights
     tokens, source = run_shape.answer_tokens(config)
     shape = run_shape.shape_from_run_config(config, tokens)
     rows = estimate.estimate_from_folder(folder, shape, args.num_gpus)

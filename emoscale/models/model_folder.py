@@ -86,8 +86,20 @@ def safetensors_header(path: Path, key: str | None) -> dict:
     return header
 
 
+def check_config_values(folder: str | Path, key: str) -> None:
+    """config.json's values as transformers' config class of a known model_type takes them (a
+    hidden_size written as text failed with a traceback in the speech encoder, and estimate
+    blamed the tokenizer). A model_type transformers does not know is left to
+    base_model.check_code (it needs the folder's own code)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if read_config_json(folder, key).get("model_type") in CONFIG_MAPPING:
+        read_config(folder, trust_remote_code=False, key=key)
+
+
 def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None:
     config = read_config_json(folder, key)
+    check_config_values(folder, key)
     present = [name for name in WEIGHT_FILES if (folder / name).is_file()]
     shards = sorted(folder.glob("model-*-of-*.safetensors"))
     if not present and not shards:

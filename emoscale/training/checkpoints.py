@@ -235,6 +235,9 @@ def _damaged_record(folder: Path, error: DataError) -> EmoscaleError:
     )
 
 
+# What accelerator.save_state writes for one model, optimizer and scheduler (rank 0's RNG; the
+# others' random_states_<rank>.pkl beside it). DeepSpeed writes a folder of its own shards instead.
+ACCELERATE_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
 ZIP_START = b"PK\x03\x04"  # torch.save's default format; the legacy one is not a zip archive
 
 
@@ -243,6 +246,10 @@ def check_readable(folder: Path) -> None:
     header fits its file, every torch.save zip archive (.bin/.pt/.pkl) has its central directory,
     which a truncated file lacks. Files in torch's legacy format (DeepSpeed with
     `checkpoint_serialization: false`) are left to `load`, as is damage inside the tensors."""
+    if not any(path.is_dir() for path in folder.iterdir()):  # Accelerate's format, not DeepSpeed's
+        for name in ACCELERATE_FILES:
+            if not (folder / name).is_file():
+                raise _damaged(folder, FileNotFoundError(2, "missing", name))
     for path in [folder / "progress.json", *sorted(folder.rglob("*"))]:
         try:
             if path.name == "progress.json":
