@@ -19,7 +19,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoscale.config import read_yaml
+from emoscale.config.loading import read_config_file
 from emoscale.data.encoding import read_json
 from emoscale.data.folds import natural_key
 from emoscale.errors import DataError, EmoscaleError
@@ -99,7 +99,7 @@ def read_metrics(folder: Path) -> dict:
 
 
 def read_run(folder: Path, setting: str = "") -> Run:
-    config = read_yaml((folder / "config.yaml").read_text())
+    config = read_config_file(folder / "config.yaml")  # a damaged one: one line, not a traceback
     return Run(folder, config, read_metrics(folder), setting)
 
 
