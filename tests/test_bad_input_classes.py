@@ -2502,3 +2502,21 @@ def test_report_reads_a_runs_config_yaml_as_train_does(
     line = cli_refused(capsys, ["report", str(run_dir), "--out", str(tmp_path / "report")])
     assert line == f"error: config file {run_dir / 'config.yaml'}{problem}"
     assert not (tmp_path / "report").exists()
+
+
+def test_a_prompt_longer_than_data_max_length(capsys, run_overrides, tmp_path):
+    """A template that alone fills data.max_length cut every text to one token (printed only as
+    `truncated 480 texts`); a 200,000-character one made every sequence that long and the run
+    seemed to hang. Refused when the family is built, before any weights load."""
+    template = "Read this review and answer with one of {labels}. " * 20 + "Review: {text}"
+    line = refused(
+        capsys,
+        [*run_overrides, f"prompt.template={template}", "data.max_length=64"],
+        tmp_path / "run",
+    )
+    assert line.startswith(
+        "error: config key 'data.max_length': 64 tokens leave no room for the text: the prompt "
+        "around it (prompt.template, the label words, the chat template) takes "
+    )
+    assert line.endswith(" tokens with this tokenizer")
+    assert int(line.split(" takes ")[1].split()[0]) >= 64
