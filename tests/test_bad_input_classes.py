@@ -2520,3 +2520,19 @@ def test_a_prompt_longer_than_data_max_length(capsys, run_overrides, tmp_path):
     )
     assert line.endswith(" tokens with this tokenizer")
     assert int(line.split(" takes ")[1].split()[0]) >= 64
+
+
+def test_a_csv_field_past_the_size_limit_is_not_called_a_quoting_error(
+    capsys, run_overrides, demo_corpus, tmp_path
+):
+    """csv's `field larger than field limit` was worded `malformed quoting (...)`."""
+    from emoscale.data.generic import MAX_FIELD_CHARACTERS
+
+    folder = corpus_with_test(
+        tmp_path / "corpus", demo_corpus, HEADER + "x" * (MAX_FIELD_CHARACTERS + 1) + ",positive\n"
+    )
+    line = refused(capsys, [*run_overrides, f"data.path={folder}"], tmp_path / "run")
+    assert line == (
+        f"error: {folder / 'test.csv'}:2: a field longer than 10,000,000 characters (or a quote "
+        "left open that swallowed the rows after it)"
+    )

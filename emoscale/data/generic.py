@@ -85,11 +85,15 @@ def delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
         except StopIteration:
             break
         except csv.Error as error:
-            problem = (
-                "a quoted field is never closed"
-                if "unexpected end of data" in str(error)
-                else f'malformed quoting ({error}); write a quote inside a quoted field as ""'
-            )
+            if "unexpected end of data" in str(error):
+                problem = "a quoted field is never closed"
+            elif "field larger than field limit" in str(error):  # not a quoting problem
+                problem = (
+                    f"a field longer than {MAX_FIELD_CHARACTERS:,} characters (or a quote left "
+                    "open that swallowed the rows after it)"
+                )
+            else:
+                problem = f'malformed quoting ({error}); write a quote inside a quoted field as ""'
             raise DataError(f"{path}:{start}: {problem}") from None
         if not fields:  # a blank line
             continue
