@@ -2536,3 +2536,32 @@ def test_a_csv_field_past_the_size_limit_is_not_called_a_quoting_error(
         f"error: {folder / 'test.csv'}:2: a field longer than 10,000,000 characters (or a quote "
         "left open that swallowed the rows after it)"
     )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [("ACCELERATE_USE_CPU", "maybe", "expected true or false"),
+     ("ACCELERATE_MIXED_PRECISION", "fp77", "accelerate takes no, fp16, bf16, fp8"),
+     ("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "abc", "expected a whole number"),
+     ("WORLD_SIZE", "two", "expected a whole number"),
+     ("ACCELERATE_DEEPSPEED_ZERO_STAGE", "4", "expected 0-3")],
+    ids=["bool", "precision", "accumulation", "world", "stage"],
+)  # fmt: skip
+def test_launcher_variables_with_garbage(
+    capsys, monkeypatch, run_overrides, tmp_path, name, value, problem
+):
+    """accelerate's `invalid truth value` traceback, an int() traceback in the rules, or (mixed
+    precision) a value ignored without a word: one line naming the variable, before any work."""
+    monkeypatch.setenv(name, value)
+    line = refused(capsys, run_overrides, tmp_path / "run")
+    assert line == f"error: environment variable {name} is {value!r}; {problem}"
+
+
+def test_a_rank_outside_the_world(capsys, monkeypatch, run_overrides, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "5")
+    line = refused(capsys, run_overrides, tmp_path / "run")
+    assert line == (
+        "error: environment variable RANK is 5 but WORLD_SIZE is 2; a rank counts from 0 to "
+        "WORLD_SIZE - 1"
+    )

@@ -175,8 +175,8 @@ def predict_file(
 
     run_dir, source, output = Path(run_dir), Path(source), Path(output)
     chunk_lines = chunk_lines or CHUNK_LINES
+    config = run_config(run_dir, overrides)  # first: its rules refuse garbage in RANK/WORLD_SIZE
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    config = run_config(run_dir, overrides)
     if not source.is_file():
         raise DataError(f"--input {source} does not exist")
     check_input_text(source)
