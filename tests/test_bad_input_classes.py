@@ -2565,3 +2565,16 @@ def test_a_rank_outside_the_world(capsys, monkeypatch, run_overrides, tmp_path):
         "error: environment variable RANK is 5 but WORLD_SIZE is 2; a rank counts from 0 to "
         "WORLD_SIZE - 1"
     )
+
+
+def test_estimate_of_a_config_no_model_can_be_built_from(capsys, lora_run, tiny_llama, tmp_path):
+    """vocab_size -5 passes transformers' config class; building the meta model was a traceback."""
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    values = json.loads((model / "config.json").read_text())
+    values["vocab_size"] = -5
+    (model / "config.json").write_text(json.dumps(values))
+    argv = ["estimate", "--config", str(lora_run / "config.yaml"), f"model.path={model}"]
+    line = cli_refused(capsys, argv)
+    assert line.startswith(
+        f"error: config key 'model.path': no model can be built from {model / 'config.json'} ("
+    ), line

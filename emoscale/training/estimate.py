@@ -50,6 +50,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, GlmConfig, Pretrained
 from transformers.quantizers.base import get_keys_to_not_convert
 
 from emoscale.config import RunConfig
+from emoscale.errors import ConfigError, reason
 from emoscale.models import adapters
 from emoscale.models.model_folder import read_config_json
 
@@ -161,7 +162,14 @@ def peft_config(model_config: PretrainedConfig, shape: RunShape):
 def meta_model(model_config: PretrainedConfig, shape: RunShape) -> tuple[torch.nn.Module, ...]:
     """(the trainable model, the bare causal LM inside it), all parameters on the meta device."""
     with init_empty_weights():  # PEFT's new modules must be created inside, too
-        base = AutoModelForCausalLM.from_config(model_config)
+        try:  # a size transformers' config class took but torch refuses (vocab_size -5)
+            base = AutoModelForCausalLM.from_config(model_config)
+        except (RuntimeError, ValueError, TypeError) as error:
+            folder = Path(getattr(model_config, "_name_or_path", "") or ".")
+            raise ConfigError(
+                f"config key 'model.path': no model can be built from {folder / 'config.json'} "
+                f"({type(error).__name__}: {reason(error)})"
+            ) from None
         config = peft_config(model_config, shape)
         model = base if config is None else get_peft_model(base, config)
     return model, base
