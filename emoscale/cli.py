@@ -336,6 +336,24 @@ def _positive(text: str) -> int:
     return int(text)
 
 
+def _tiny_hidden_size(text: str) -> int:
+    """make-tiny's width: its 4 attention heads need a multiple of 8 (RoPE pairs), and a tiny
+    model is small (3 was transformers' traceback; 10**9 a traceback for the memory it asked)."""
+    size = _positive(text)
+    if size % 8 or size > 4096:
+        raise argparse.ArgumentTypeError(
+            f"expected a multiple of 8 (4 attention heads) up to 4096 for a tiny model, got {text!r}"
+        )
+    return size
+
+
+def _tiny_layers(text: str) -> int:
+    layers = _positive(text)  # 100000000 layers ran for hours
+    if layers > 48:
+        raise argparse.ArgumentTypeError(f"expected at most 48 for a tiny model, got {text!r}")
+    return layers
+
+
 def _unit_interval(text: str) -> float:
     """A number in (0, 1]: make-tiny's --init-range (transformers refuses others mid-build)."""
     try:
@@ -485,8 +503,8 @@ def build_parser() -> Parser:
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
     tiny.add_argument("--text", required=True, help="one sentence per line (tokenizer training)")
     tiny.add_argument("--out", required=True, help="folder to write the model into")
-    tiny.add_argument("--hidden-size", type=_positive, default=64)
-    tiny.add_argument("--layers", type=_positive, default=2)
+    tiny.add_argument("--hidden-size", type=_tiny_hidden_size, default=64)
+    tiny.add_argument("--layers", type=_tiny_layers, default=2)
     tiny.add_argument(
         "--init-range", type=_unit_interval, default=0.02,
         help="initializer_range (default 0.02: learns fully fine-tuned; 0.2 suits LoRA on a "

@@ -1757,6 +1757,17 @@ def test_an_abbreviated_option_is_not_taken_for_a_longer_one(capsys, argv, prog)
         ("--layers", "0", "a whole number of at least 1, got '0'"),
         ("--hidden-size", "-64", "a whole number of at least 1, got '-64'"),
         ("--init-range", "nan", "a number above 0 and at most 1, got 'nan'"),
+        (
+            "--hidden-size",
+            "3",
+            "a multiple of 8 (4 attention heads) up to 4096 for a tiny model, got '3'",
+        ),
+        (
+            "--hidden-size",
+            "1000000000",
+            "a multiple of 8 (4 attention heads) up to 4096 for a tiny model, got '1000000000'",
+        ),
+        ("--layers", "100000000", "at most 48 for a tiny model, got '100000000'"),
     ],
 )
 def test_make_tiny_numbers_are_checked(capsys, tmp_path, flag, value, expected):
