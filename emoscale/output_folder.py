@@ -116,11 +116,11 @@ def overlap_with_inputs(
     `contains`) contains:
     (relation, key, path as given), or None. Both sides resolved, so links count where they lead;
     `target` as it will be written (a `~` in it is a folder named so), the inputs as read."""
-    target = Path(target).resolve()
+    target = _resolved(Path(target))
     for key, value in inputs.items():
         if value is None:
             continue
-        source = Path(value).expanduser().resolve()
+        source = _resolved(Path(value).expanduser())
         if target == source:
             return "is", key, value
         if source in target.parents:
@@ -128,3 +128,12 @@ def overlap_with_inputs(
         if contains and target in source.parents:
             return "contains", key, value
     return None
+
+
+def _resolved(path: Path) -> Path:
+    """The path with links followed; a link that loops (resolve() raises on it, RuntimeError in
+    Python 3.11) stays as written: its own check names it in one line."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))
