@@ -362,6 +362,7 @@ def test_tsv_row_with_an_extra_tab(capsys, run_overrides, demo_corpus, tmp_path)
         ({"text": "fine film"}, "missing column 'label' (columns: text)"),
         ('{"text": "fine", "label": "positive", "label": "negative"}', "key 'label' appears twice"),
         ('{"text": "fine", "label": "posi', "not valid JSON (Unterminated string starting at)"),
+        ('{"text": NaN, "label": "positive"}', "NaN is not JSON (Python's json reads it)"),
     ],
     ids=[
         "null_label",
@@ -371,6 +372,7 @@ def test_tsv_row_with_an_extra_tab(capsys, run_overrides, demo_corpus, tmp_path)
         "no_label",
         "repeated_key",
         "broken_json",
+        "nan_text",  # round 6: read as the text "nan"
     ],
 )
 def test_malformed_jsonl_rows(capsys, run_overrides, demo_corpus, tmp_path, row, problem):

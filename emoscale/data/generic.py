@@ -53,13 +53,24 @@ def _no_repeated_keys(path: Path, number: int):
     return build
 
 
+def _not_json(path: Path, number: int):
+    def refuse(constant: str):
+        raise DataError(f"{path}:{number}: {constant} is not JSON (Python's json reads it)")
+
+    return refuse
+
+
 def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line, object_pairs_hook=_no_repeated_keys(path, number))
+            row = json.loads(
+                line,
+                object_pairs_hook=_no_repeated_keys(path, number),
+                parse_constant=_not_json(path, number),  # a text or label read as "nan"
+            )
         except json.JSONDecodeError as error:
             raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
         if not isinstance(row, dict):
