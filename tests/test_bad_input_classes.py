@@ -2591,3 +2591,14 @@ def test_estimate_of_a_config_no_model_can_be_built_from(capsys, lora_run, tiny_
     assert line.startswith(
         f"error: config key 'model.path': no model can be built from {model / 'config.json'} ("
     ), line
+
+
+def test_the_demo_with_an_unwritable_cache(capsys, monkeypatch):
+    """`emoscale train` (the demo) with HOME or EMOSCALE_CACHE where nothing can be written was
+    mkdir's traceback."""
+    monkeypatch.setenv("EMOSCALE_CACHE", "/sys/emoscale-cache")  # sysfs refuses, even to root
+    line = refused(capsys, [])
+    assert line == (
+        "error: the demo's cache folder (EMOSCALE_CACHE or ~/.cache/emoscale) "
+        "/sys/emoscale-cache/demo: cannot write in /sys (Operation not permitted)"
+    )
