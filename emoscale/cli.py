@@ -255,6 +255,7 @@ def _estimate(args: argparse.Namespace) -> int:
     from emoscale.config import load_config
     from emoscale.errors import ConfigError
     from emoscale.models.adapters import check_model_folder
+    from emoscale.models.model_folder import check_config_values
     from emoscale.training import estimate, run_shape
 
     config = load_config(_config_path(args), args.overrides)
@@ -266,6 +267,7 @@ def _estimate(args: argparse.Namespace) -> int:
             f"{config.model.method!r} trains nothing"
         )
     folder = check_model_folder(config.model.path)
+    check_config_values(folder, "model.path")  # config.json only: estimate needs no weights
     tokens, source = run_shape.answer_tokens(config)
     shape = run_shape.shape_from_run_config(config, tokens)
     rows = estimate.estimate_from_folder(folder, shape, args.num_gpus)
@@ -332,6 +334,24 @@ def _positive(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {text!r}")
     return int(text)
+
+
+def _tiny_hidden_size(text: str) -> int:
+    """make-tiny's width: its 4 attention heads need a multiple of 8 (RoPE pairs), and a tiny
+    model is small (3 was transformers' traceback; 10**9 a traceback for the memory it asked)."""
+    size = _positive(text)
+    if size % 8 or size > 4096:
+        raise argparse.ArgumentTypeError(
+            f"expected a multiple of 8 (4 attention heads) up to 4096 for a tiny model, got {text!r}"
+        )
+    return size
+
+
+def _tiny_layers(text: str) -> int:
+    layers = _positive(text)  # 100000000 layers ran for hours
+    if layers > 48:
+        raise argparse.ArgumentTypeError(f"expected at most 48 for a tiny model, got {text!r}")
+    return layers
 
 
 def _unit_interval(text: str) -> float:
@@ -483,8 +503,8 @@ def build_parser() -> Parser:
     tiny.add_argument("--arch", choices=["llama", "qwen2"], default="llama")
     tiny.add_argument("--text", required=True, help="one sentence per line (tokenizer training)")
     tiny.add_argument("--out", required=True, help="folder to write the model into")
-    tiny.add_argument("--hidden-size", type=_positive, default=64)
-    tiny.add_argument("--layers", type=_positive, default=2)
+    tiny.add_argument("--hidden-size", type=_tiny_hidden_size, default=64)
+    tiny.add_argument("--layers", type=_tiny_layers, default=2)
     tiny.add_argument(
         "--init-range", type=_unit_interval, default=0.02,
         help="initializer_range (default 0.02: learns fully fine-tuned; 0.2 suits LoRA on a "

@@ -8,6 +8,7 @@ no parent folders made for it. Used by make-tiny, the tiny encoders, convert and
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import tempfile
@@ -16,6 +17,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from emoscale.errors import EmoscaleError
+
+PROBE_PREFIX = ".emoscale-probe-"  # check_creatable's short-lived test folder
 
 
 def refuse_existing(out: Path, what: str) -> None:
@@ -29,18 +32,48 @@ def refuse_existing(out: Path, what: str) -> None:
         )
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise EmoscaleError(f"{what} {out} exists and is not empty")
-    existing = out.absolute().parent
+    check_creatable(out, what)
+
+
+def nearest_existing(path: Path, what: str) -> Path:
+    """`path` if it exists, else the nearest existing folder above it: where mkdir would start.
+    The walk stops at a symbolic link that leads nowhere (to a missing path, or a loop): `exists()`
+    is False for such a link, so stepping past it checked its parent, and mkdir then failed on the
+    link with a traceback or a bare `File exists`. Every command that makes an output folder walks
+    up through this one function."""
+    path = Path(path)
+    existing = path
     while not existing.exists() and existing != existing.parent:
-        if existing.is_symlink():  # a dangling link: mkdir would fail on it with a traceback
-            raise EmoscaleError(
-                f"{what} {out} is inside {existing}, a symbolic link to a missing "
-                f"{os.readlink(existing)}"
-            )
+        if existing.is_symlink():
+            where = "is" if existing == path else f"is inside {existing},"
+            target = os.readlink(existing)
+            try:
+                os.stat(existing)
+                leads = f"a missing {target}"
+            except OSError as error:
+                loops = error.errno == errno.ELOOP
+                leads = f"{target}, which loops" if loops else f"a missing {target}"
+            raise EmoscaleError(f"{what} {path} {where} a symbolic link to {leads}")
         existing = existing.parent
+    return existing
+
+
+def check_creatable(path: Path, what: str) -> Path:
+    """`path` (a folder or a file to be made) can be made: the nearest existing folder at or
+    above it is a folder, not a file, and emoscale can write in it (tried with a short-lived
+    folder: os.access says yes to root on a read-only mount). Returns that folder."""
+    path = Path(path)
+    existing = nearest_existing(path, what)
     if not existing.is_dir():
-        raise EmoscaleError(f"{what} {out} is inside {existing}, which is a file")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise EmoscaleError(f"{what} {out}: cannot write in {existing} (permission denied)")
+        where = "is a file" if existing == path else f"is inside {existing}, which is a file"
+        raise EmoscaleError(f"{what} {path} {where}, not a folder")
+    try:
+        tempfile.TemporaryDirectory(prefix=PROBE_PREFIX, dir=existing).cleanup()
+    except OSError as error:
+        raise EmoscaleError(
+            f"{what} {path}: cannot write in {existing} ({error.strerror})"
+        ) from None
+    return existing
 
 
 @contextmanager
@@ -83,11 +116,11 @@ def overlap_with_inputs(
     `contains`) contains:
     (relation, key, path as given), or None. Both sides resolved, so links count where they lead;
     `target` as it will be written (a `~` in it is a folder named so), the inputs as read."""
-    target = Path(target).resolve()
+    target = _resolved(Path(target))
     for key, value in inputs.items():
         if value is None:
             continue
-        source = Path(value).expanduser().resolve()
+        source = _resolved(Path(value).expanduser())
         if target == source:
             return "is", key, value
         if source in target.parents:
@@ -95,3 +128,12 @@ def overlap_with_inputs(
         if contains and target in source.parents:
             return "contains", key, value
     return None
+
+
+def _resolved(path: Path) -> Path:
+    """The path with links followed; a link that loops (resolve() raises on it, RuntimeError in
+    Python 3.11) stays as written: its own check names it in one line."""
+    try:
+        return path.resolve()
+    except (RuntimeError, OSError):
+        return Path(os.path.abspath(path))

@@ -113,12 +113,18 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
     return run_dir, metrics
 
 
+def _count(name: str, default: int) -> int:
+    value = os.environ.get(name, "")
+    return int(value) if value.strip().isdigit() else default
+
+
 def report_error(error: EmoscaleError, training: bool) -> int:
     """One line on stderr, exit code 2. Before training an error is bad input, alike on every rank:
     rank 0 says it once. During training it may be one rank's own (an unreadable clip, a full
     disk): every rank says its own, naming itself."""
-    rank, ranks = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    if training or rank == 0:
+    rank, ranks = _count("RANK", 0), _count("WORLD_SIZE", 1)
+    # Garbage in these variables is itself the error (config/rules): no rank 0 may be there to say it.
+    if training or rank == 0 or rank >= ranks:
         prefix = f"[rank {rank}] " if training and ranks > 1 else ""
         print(f"error: {prefix}{error}", file=sys.stderr)
     return 2

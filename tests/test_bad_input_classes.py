@@ -362,6 +362,7 @@ def test_tsv_row_with_an_extra_tab(capsys, run_overrides, demo_corpus, tmp_path)
         ({"text": "fine film"}, "missing column 'label' (columns: text)"),
         ('{"text": "fine", "label": "positive", "label": "negative"}', "key 'label' appears twice"),
         ('{"text": "fine", "label": "posi', "not valid JSON (Unterminated string starting at)"),
+        ('{"text": NaN, "label": "positive"}', "NaN is not JSON (Python's json reads it)"),
     ],
     ids=[
         "null_label",
@@ -371,6 +372,7 @@ def test_tsv_row_with_an_extra_tab(capsys, run_overrides, demo_corpus, tmp_path)
         "no_label",
         "repeated_key",
         "broken_json",
+        "nan_text",  # round 6: read as the text "nan"
     ],
 )
 def test_malformed_jsonl_rows(capsys, run_overrides, demo_corpus, tmp_path, row, problem):
@@ -666,8 +668,10 @@ def test_resume_from_a_damaged_checkpoint(capsys, run_overrides, tmp_path):
     checkpoint = run_dir / "checkpoints" / "step-00000001"
     (checkpoint / "progress.json").write_text('{"step": 1,')
     line = refused(capsys, [*overrides, "--resume"])
-    assert line.startswith(
-        f"error: checkpoint {checkpoint} (progress.json) is damaged (JSONDecodeError: "
+    assert line == (
+        f"error: {checkpoint / 'progress.json'}:1: not valid JSON (Expecting property name "
+        "enclosed in double quotes); resume from an earlier checkpoint by pointing "
+        "checkpoints/latest at it, or pass --overwrite"
     )
     (checkpoint / "progress.json").write_text('{"step": 1}')
     for name, keep in (
@@ -1003,7 +1007,7 @@ def test_eval_out_is_never_a_user_input_or_run_folder(capsys, nan_run, user_fold
     line = cli_refused(capsys, [*run, "--out", str(demo_corpus / "eval")])
     assert line == (
         f"error: --out {demo_corpus / 'eval'} is inside data.path {demo_corpus}; "
-        "a run folder must be apart from the folders it reads"
+        "--out must be apart from the folders the run reads"
     )
     line = cli_refused(capsys, [*run, "--out", str(nan_run / "eval")])
     assert line == (
@@ -1755,6 +1759,17 @@ def test_an_abbreviated_option_is_not_taken_for_a_longer_one(capsys, argv, prog)
         ("--layers", "0", "a whole number of at least 1, got '0'"),
         ("--hidden-size", "-64", "a whole number of at least 1, got '-64'"),
         ("--init-range", "nan", "a number above 0 and at most 1, got 'nan'"),
+        (
+            "--hidden-size",
+            "3",
+            "a multiple of 8 (4 attention heads) up to 4096 for a tiny model, got '3'",
+        ),
+        (
+            "--hidden-size",
+            "1000000000",
+            "a multiple of 8 (4 attention heads) up to 4096 for a tiny model, got '1000000000'",
+        ),
+        ("--layers", "100000000", "at most 48 for a tiny model, got '100000000'"),
     ],
 )
 def test_make_tiny_numbers_are_checked(capsys, tmp_path, flag, value, expected):
@@ -1796,7 +1811,7 @@ def test_a_new_model_folder_is_never_a_link_or_below_a_file(capsys, tmp_path, ho
         problem = f"is inside {tmp_path / 'out'}, a symbolic link to a missing {target}"
     else:
         out = text / "model"
-        problem = f"is inside {text}, which is a file"
+        problem = f"is inside {text}, which is a file, not a folder"
     line = cli_refused(capsys, ["make-tiny", "--text", str(text), "--out", str(out)])
     assert line == f"error: make-tiny: --out {out} {problem}"
     assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
@@ -1830,7 +1845,7 @@ def test_export_and_predict_write_apart_from_the_run_and_its_base(capsys, lora_r
     into_base = tiny_llama / "merged"
     assert cli_refused(capsys, ["export", str(lora_run), "--out", str(into_base)]) == (
         f"error: export: --out {into_base} is inside model.path {tiny_llama}; "
-        "a run folder must be apart from the folders it reads"
+        "--out must be apart from the folders the run reads"
     )
     inputs = lora_run.parent / "inputs.txt"
     inputs.write_text("a fine film\n")
@@ -1838,7 +1853,7 @@ def test_export_and_predict_write_apart_from_the_run_and_its_base(capsys, lora_r
     argv = ["predict", str(lora_run), "--input", str(inputs), "--output"]
     assert cli_refused(capsys, [*argv, str(output)]) == (
         f"error: --output {output} is inside model.path {tiny_llama}; "
-        "a run folder must be apart from the folders it reads"
+        "--output must be apart from the folders the run reads"
     )
     assert cli_refused(capsys, [*argv, "/"]) == (
         "error: --output / is a folder; give a file to write, e.g. /predictions.jsonl"
@@ -2185,8 +2200,405 @@ def test_a_finished_runs_records_edited_by_hand(capsys, lora_run, tmp_path):
     checkpoint = (run_dir / "checkpoints").resolve() / "step-00000001"
     (checkpoint / "progress.json").write_text("[]")
     kept = digest(run_dir)
-    assert refused(capsys, resume).startswith(
-        f"error: checkpoint {checkpoint} (progress.json) is damaged (ValueError: not a progress "
-        "record (an object with the step and epoch));"
+    assert refused(capsys, resume) == (
+        f"error: {checkpoint / 'progress.json'}: expected an object with the step and epoch, got "
+        "a list; resume from an earlier checkpoint by pointing checkpoints/latest at it, or pass "
+        "--overwrite"
     )
     assert digest(run_dir) == kept
+
+
+# --- round 6: links above an output, hand-edited checkpoints, model config.json ----------------
+
+
+def _link_above(tmp_path: Path, kind: str) -> tuple[Path, str]:
+    """A path below a symbolic link that leads nowhere, and how the refusal describes the link."""
+    link = tmp_path / "results"
+    if kind == "dangling":
+        link.symlink_to(tmp_path / "unmounted")
+        return link, f"{link}, a symbolic link to a missing {tmp_path / 'unmounted'}"
+    other = tmp_path / "other"
+    link.symlink_to(other)
+    other.symlink_to(link)
+    return link, f"{link}, a symbolic link to {other}, which loops"
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+@pytest.mark.parametrize(
+    "command", ["train", "sweep", "eval", "export", "predict", "report", "make-tiny"]
+)
+def test_a_link_that_leads_nowhere_above_any_output(capsys, lora_run, tmp_path, command, kind):
+    """Every command that makes a folder walked up to the nearest existing one and stepped past a
+    dangling link (or died on a loop in resolve()): mkdir then failed with a traceback after the
+    model loaded, or with a bare `File exists`. One walk (output_folder.nearest_existing) stops
+    at the link for all of them."""
+    link, described = _link_above(tmp_path, kind)
+    out = link / "new" / "folder"
+    config = ["--config", str(lora_run / "config.yaml")]
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("a fine film\n")
+    argv, what = {
+        "train": (["train", *config, f"output_dir={out}"], "output_dir"),
+        "sweep": (["sweep", *config, f"output_dir={out}", "--grid", "seed=1,2"], "output_dir"),
+        "eval": (["eval", str(lora_run), "--out", str(out)], "--out"),
+        "export": (["export", str(lora_run), "--out", str(out)], "export: --out"),
+        "predict": (
+            ["predict", str(lora_run), "--input", str(inputs), "--output", str(out)],
+            "--output",
+        ),
+        "report": (["report", str(lora_run), "--out", str(out)], "--out"),
+        "make-tiny": (["make-tiny", "--text", str(inputs), "--out", str(out)], "make-tiny: --out"),
+    }[command]
+    assert cli_refused(capsys, argv) == f"error: {what} {out} is inside {described}"
+    assert sorted(path.name for path in tmp_path.iterdir()) == sorted(
+        ["inputs.txt", "results"] + (["other"] if kind == "loop" else [])
+    )
+
+
+@pytest.mark.parametrize("kind", ["dangling", "loop"])
+def test_a_link_that_leads_nowhere_as_the_text_cache(capsys, fusion_overrides, tmp_path, kind):
+    link, described = _link_above(tmp_path, kind)
+    line = refused(capsys, [*fusion_overrides, f"fusion.text_cache_dir={link / 'cache'}"])
+    assert line == (
+        f"error: config key 'fusion.text_cache_dir': {link / 'cache'} is inside {described}"
+    )
+    line = refused(capsys, [*fusion_overrides, f"fusion.text_cache_dir={link}"])
+    assert line == (
+        f"error: config key 'fusion.text_cache_dir': {link} is {described.split(', ', 1)[1]}"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{}", "key 'step' is missing"),
+        ('{"step": true, "epoch": 0, "batches_in_epoch": 0}',
+         "key 'step' is True, expected a whole number of at least 0"),
+        ('{"step": 1, "epoch": 0, "batches_in_epoch": 0, "best_metric": NaN}',
+         "key 'best_metric' is nan, expected a number or -Infinity"),
+        ('{"step": 1, "epoch": 0, "batches_in_epoch": 0, "lr": 0.1}',
+         "unknown key 'lr'; a progress record holds ['batches_in_epoch', 'best_checkpoint', "
+         "'best_metric', 'epoch', 'evals_without_improvement', 'history', 'loss_count', "
+         "'loss_sum', 'skipped_nonfinite', 'step', 'term_sums']"),
+        ('{"step": 1, "epoch": -1, "batches_in_epoch": 0}',
+         "key 'epoch' is -1, expected a whole number of at least 0"),
+        ('{"step": 1, "epoch": 0, "batches_in_epoch": 0, "step": 0}',
+         "key 'step' appears twice in one object"),
+    ],
+    ids=["empty", "bool", "nan", "unknown", "negative", "repeated"],
+)  # fmt: skip
+def test_a_progress_json_edited_by_hand(capsys, lora_run, tmp_path, content, problem):
+    """json.loads took a repeated `step` silently (the last won: the run retrained steps it had
+    and pruned a checkpoint), an unknown key was a TypeError traceback after the model loaded."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    progress = run_dir / "checkpoints" / "step-00000001" / "progress.json"
+    progress.write_text(content)
+    kept = digest(run_dir)
+    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
+    assert refused(capsys, resume) == (
+        f"error: {progress}: {problem}; resume from an earlier checkpoint by pointing "
+        "checkpoints/latest at it, or pass --overwrite"
+    )
+    assert digest(run_dir) == kept
+
+
+@pytest.mark.parametrize(
+    "pointer",
+    [b"../../elsewhere/step-00000001\n", b"\xff\xfe\x00", b""],
+    ids=["outside", "bytes", "empty"],
+)
+def test_a_latest_pointer_names_only_a_checkpoint_beside_it(capsys, lora_run, tmp_path, pointer):
+    """`latest` naming a folder outside the run resumed from it; bytes that are not text were a
+    UnicodeDecodeError traceback."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    shutil.copytree(
+        run_dir / "checkpoints" / "step-00000001", tmp_path / "elsewhere" / "step-00000001"
+    )
+    (run_dir / "checkpoints" / "latest").write_bytes(pointer)
+    kept = digest(run_dir)
+    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
+    assert refused(capsys, resume) == (
+        f"error: --resume: {run_dir / 'checkpoints' / 'latest'} names no saved checkpoint; write "
+        "the name of one of step-00000001 into it"
+    )
+    assert digest(run_dir) == kept
+
+
+@pytest.mark.parametrize("damage", ["repeated", "nan"])
+@pytest.mark.parametrize("command", ["train", "estimate", "eval"])
+def test_a_model_config_json_is_read_strictly(
+    capsys, lora_run, tiny_llama, tmp_path, command, damage
+):
+    """json.loads kept the last of a repeated key and read NaN in every reader of config.json
+    (train, estimate, eval's base-model fingerprint): one strict reader
+    (model_folder.read_config_json) names the file and key."""
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    config_json = model / "config.json"
+    text = config_json.read_text().rstrip().rstrip("}")
+    if damage == "repeated":
+        config_json.write_text(text + ', "hidden_size": 32}')
+        problem = "key 'hidden_size' appears twice in one object"
+    else:
+        config_json.write_text(text + ', "rope_theta": NaN}')
+        problem = "key 'rope_theta' is NaN (not a finite number)"
+    base = ["--config", str(lora_run / "config.yaml"), f"model.path={model}"]
+    argv = {
+        "train": ["train", *base, f"output_dir={tmp_path / 'run'}"],
+        "estimate": ["estimate", *base],
+        "eval": ["eval", str(_run_on(lora_run, model, tmp_path))],
+    }[command]
+    assert cli_refused(capsys, argv) == f"error: config key 'model.path': {config_json}: {problem}"
+
+
+def _run_on(run_dir: Path, model: Path, tmp_path: Path) -> Path:
+    """A copy of a finished run whose config names another base model folder."""
+    copy = shutil.copytree(run_dir, tmp_path / "run_copy")
+    config = copy / "config.yaml"
+    config.write_text(config.read_text().replace(str(yaml_path(run_dir)), str(model)))
+    return copy
+
+
+def yaml_path(run_dir: Path) -> str:
+    import yaml
+
+    return yaml.safe_load((run_dir / "config.yaml").read_text())["model"]["path"]
+
+
+@pytest.mark.parametrize("damage", ["optimizer_missing", "another_model"])
+def test_a_checkpoint_that_fails_to_load_changes_nothing(
+    capsys, lora_run, tmp_path, fusion_overrides, damage
+):
+    """A checkpoint whose damage shows only when it loads (a file missing, another family's
+    tensors) was refused after run.json had recorded the resume and a TensorBoard file was made:
+    the run folder now stays as it was (run_folder.write_start runs after the load)."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    checkpoint = run_dir / "checkpoints" / "step-00000001"
+    if damage == "optimizer_missing":
+        (checkpoint / "optimizer.bin").unlink()
+        problem = "is damaged (optimizer.bin is missing); resume from an earlier one"
+    else:
+        fusion_run = tmp_path / "fusion"
+        argv = [*fusion_overrides, f"output_dir={fusion_run}", "train.max_steps=1"]
+        assert train.main(argv) == 0
+        shutil.rmtree(checkpoint)
+        shutil.copytree(fusion_run / "checkpoints" / "step-00000001", checkpoint)
+        problem = "does not fit the model"
+    kept = digest(run_dir)
+    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
+    line = refused(capsys, resume)
+    assert line.startswith(f"error: checkpoint {checkpoint} {problem}"), line
+    assert digest(run_dir) == kept
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [
+        ("{}", "key 'name' is missing"),
+        ('{"name": "csv", "label_names": ["a", "b", "c"], "label_words": ["A", "B"]}',
+         "3 label_names but 2 label_words"),
+        ('{"name": "csv", "label_names": ["a", 2], "label_words": ["A", "B"]}',
+         'key \'label_names\' is ["a", 2], expected a list of at least two strings'),
+        ('{"name": "csv", "label_names": ["a", "b"], "label_words": ["A", "B"], "x": 1}',
+         "unknown key 'x'; corpus.json holds ['label_names', 'label_words', 'language', 'name', "
+         "'paper_metric', 'template']"),
+    ],
+    ids=["empty", "lengths", "types", "unknown"],
+)  # fmt: skip
+def test_a_corpus_json_edited_by_hand(capsys, lora_run, tmp_path, content, problem):
+    """predict reads the labels and prompt from corpus.json: `{}` was a KeyError traceback."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    (run_dir / "corpus.json").write_text(content)
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("a fine film\n")
+    line = cli_refused(capsys, ["predict", str(run_dir), "--input", str(inputs)])
+    assert line == f"error: {run_dir / 'corpus.json'}: {problem}"
+
+
+@pytest.fixture(scope="module")
+def fusion_run(tone_corpus, tiny_wavlm, tiny_roberta, tmp_path_factory):
+    from emoscale.tiny import demo_fusion
+
+    root = tmp_path_factory.mktemp("fusion_run")
+    overrides = demo_fusion.overrides(tone_corpus, tiny_wavlm, tiny_roberta)
+    run_dir = root / "run"
+    argv = [*overrides, f"output_dir={run_dir}", f"fusion.text_cache_dir={root / 'cache'}"]
+    assert train.main([*argv, "train.max_steps=1"]) == 0
+    return run_dir
+
+
+def test_fusion_predict_input_mistakes_name_the_file_and_leave_nothing(
+    capsys, fusion_run, tmp_path
+):
+    """`input line 1: ...` named no file; a missing clip in the first chunk of a --output job
+    left a <OUT>.parts folder with its job.json (the parts folder is now made with the first
+    chunk)."""
+    inputs = tmp_path / "clips.tsv"
+    inputs.write_text("just a transcript\n")
+    line = cli_refused(capsys, ["predict", str(fusion_run), "--input", str(inputs)])
+    assert line == f"error: {inputs}:1: expected audio_path<TAB>transcript"
+    inputs.write_text("missing.wav\tsome words\n")
+    output = tmp_path / "labels.jsonl"
+    argv = ["predict", str(fusion_run), "--input", str(inputs), "--output", str(output)]
+    assert cli_refused(capsys, argv) == f"error: {tmp_path / 'missing.wav'}: audio file not found"
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["clips.tsv"]
+
+
+@pytest.mark.parametrize("content", ['["happy"]', '["happy", 3]'])
+def test_a_fusion_runs_labels_json_edited_by_hand(capsys, fusion_run, tmp_path, content):
+    run_dir = shutil.copytree(fusion_run, tmp_path / "run")
+    (run_dir / "corpus.json").unlink()  # a run from before corpus.json: labels.json is read
+    (run_dir / "model" / "labels.json").write_text(content)
+    inputs = tmp_path / "clips.tsv"
+    inputs.write_text("a.wav\tsome words\n")
+    line = cli_refused(capsys, ["predict", str(run_dir), "--input", str(inputs)])
+    assert line == (
+        f"error: {run_dir / 'model' / 'labels.json'}: expected a list of at least two labels "
+        "(strings)"
+    )
+
+
+@pytest.mark.parametrize("key", ["model.path", "model.audio_path"])
+def test_config_json_values_transformers_refuses(
+    capsys, lora_run, fusion_overrides, tiny_llama, tiny_wavlm, tmp_path, key
+):
+    """A hidden_size written as text: a traceback from the speech encoder's config class, and
+    `estimate` blamed the tokenizer. Every model folder now goes through transformers' config
+    class of its model_type before anything else loads (model_folder.check_config_values)."""
+    source = tiny_llama if key == "model.path" else tiny_wavlm
+    model = shutil.copytree(source, tmp_path / "model")
+    values = json.loads((model / "config.json").read_text())
+    values["hidden_size"] = "sixty-four"
+    (model / "config.json").write_text(json.dumps(values))
+    if key == "model.path":
+        argv = ["estimate", "--config", str(lora_run / "config.yaml"), f"model.path={model}"]
+        line = cli_refused(capsys, argv)
+    else:
+        line = refused(capsys, [*fusion_overrides, f"model.audio_path={model}"])
+    assert line.startswith(
+        f"error: config key {key!r}: transformers cannot read {model / 'config.json'} "
+        "(StrictDataclassFieldValidationError: Validation error for field 'hidden_size': "
+    )
+
+
+@pytest.mark.parametrize("missing", ["adapter_config.json", "adapter_model.safetensors"])
+@pytest.mark.parametrize("command", ["eval", "predict", "export"])
+def test_a_finished_run_without_its_trained_files(capsys, lora_run, tmp_path, command, missing):
+    """A LoRA run's model/ without adapter_config.json: PEFT's `Can't find 'adapter_config.json'`
+    traceback after the base model loaded (eval, predict)."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    (run_dir / "model" / missing).unlink()
+    inputs = tmp_path / "inputs.txt"
+    inputs.write_text("a fine film\n")
+    argv = {
+        "eval": ["eval", str(run_dir)],
+        "predict": ["predict", str(run_dir), "--input", str(inputs)],
+        "export": ["export", str(run_dir), "--out", str(tmp_path / "merged")],
+    }[command]
+    assert cli_refused(capsys, argv) == (
+        f"error: {run_dir / 'model'}: no {missing} (did the run finish?)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("content", "problem"),
+    [(b"model: [\n", ":2:1: expected the node content, but found '<stream end>'"),
+     (b"seed: 1 # caf\xe9\n", ": not UTF-8 text (byte 13: invalid continuation byte)"),
+     (b"- 1\n", ": expected a mapping of sections, got list")],
+    ids=["yaml", "latin-1", "list"],
+)  # fmt: skip
+def test_report_reads_a_runs_config_yaml_as_train_does(
+    capsys, lora_run, tmp_path, content, problem
+):
+    """report read a finished run's config.yaml with read_text() + YAML: a traceback for each."""
+    run_dir = shutil.copytree(lora_run, tmp_path / "run")
+    (run_dir / "config.yaml").write_bytes(content)
+    line = cli_refused(capsys, ["report", str(run_dir), "--out", str(tmp_path / "report")])
+    assert line == f"error: config file {run_dir / 'config.yaml'}{problem}"
+    assert not (tmp_path / "report").exists()
+
+
+def test_a_prompt_longer_than_data_max_length(capsys, run_overrides, tmp_path):
+    """A template that alone fills data.max_length cut every text to one token (printed only as
+    `truncated 480 texts`); a 200,000-character one made every sequence that long and the run
+    seemed to hang. Refused when the family is built, before any weights load."""
+    template = "Read this review and answer with one of {labels}. " * 20 + "Review: {text}"
+    line = refused(
+        capsys,
+        [*run_overrides, f"prompt.template={template}", "data.max_length=64"],
+        tmp_path / "run",
+    )
+    assert line.startswith(
+        "error: config key 'data.max_length': 64 tokens leave no room for the text: the prompt "
+        "around it (prompt.template, the label words, the chat template) takes "
+    )
+    assert line.endswith(" tokens with this tokenizer")
+    assert int(line.split(" takes ")[1].split()[0]) >= 64
+
+
+def test_a_csv_field_past_the_size_limit_is_not_called_a_quoting_error(
+    capsys, run_overrides, demo_corpus, tmp_path
+):
+    """csv's `field larger than field limit` was worded `malformed quoting (...)`."""
+    from emoscale.data.generic import MAX_FIELD_CHARACTERS
+
+    folder = corpus_with_test(
+        tmp_path / "corpus", demo_corpus, HEADER + "x" * (MAX_FIELD_CHARACTERS + 1) + ",positive\n"
+    )
+    line = refused(capsys, [*run_overrides, f"data.path={folder}"], tmp_path / "run")
+    assert line == (
+        f"error: {folder / 'test.csv'}:2: a field longer than 10,000,000 characters (or a quote "
+        "left open that swallowed the rows after it)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "problem"),
+    [("ACCELERATE_USE_CPU", "maybe", "expected true or false"),
+     ("ACCELERATE_MIXED_PRECISION", "fp77", "accelerate takes no, fp16, bf16, fp8"),
+     ("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "abc", "expected a whole number"),
+     ("WORLD_SIZE", "two", "expected a whole number"),
+     ("ACCELERATE_DEEPSPEED_ZERO_STAGE", "4", "expected 0-3")],
+    ids=["bool", "precision", "accumulation", "world", "stage"],
+)  # fmt: skip
+def test_launcher_variables_with_garbage(
+    capsys, monkeypatch, run_overrides, tmp_path, name, value, problem
+):
+    """accelerate's `invalid truth value` traceback, an int() traceback in the rules, or (mixed
+    precision) a value ignored without a word: one line naming the variable, before any work."""
+    monkeypatch.setenv(name, value)
+    line = refused(capsys, run_overrides, tmp_path / "run")
+    assert line == f"error: environment variable {name} is {value!r}; {problem}"
+
+
+def test_a_rank_outside_the_world(capsys, monkeypatch, run_overrides, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "5")
+    line = refused(capsys, run_overrides, tmp_path / "run")
+    assert line == (
+        "error: environment variable RANK is 5 but WORLD_SIZE is 2; a rank counts from 0 to "
+        "WORLD_SIZE - 1"
+    )
+
+
+def test_estimate_of_a_config_no_model_can_be_built_from(capsys, lora_run, tiny_llama, tmp_path):
+    """vocab_size -5 passes transformers' config class; building the meta model was a traceback."""
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    values = json.loads((model / "config.json").read_text())
+    values["vocab_size"] = -5
+    (model / "config.json").write_text(json.dumps(values))
+    argv = ["estimate", "--config", str(lora_run / "config.yaml"), f"model.path={model}"]
+    line = cli_refused(capsys, argv)
+    assert line.startswith(
+        f"error: config key 'model.path': no model can be built from {model / 'config.json'} ("
+    ), line
+
+
+def test_the_demo_with_an_unwritable_cache(capsys, monkeypatch):
+    """`emoscale train` (the demo) with HOME or EMOSCALE_CACHE where nothing can be written was
+    mkdir's traceback."""
+    monkeypatch.setenv("EMOSCALE_CACHE", "/sys/emoscale-cache")  # sysfs refuses, even to root
+    line = refused(capsys, [])
+    assert line == (
+        "error: the demo's cache folder (EMOSCALE_CACHE or ~/.cache/emoscale) "
+        "/sys/emoscale-cache/demo: cannot write in /sys (Operation not permitted)"
+    )

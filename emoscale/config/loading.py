@@ -190,38 +190,44 @@ def apply_override(raw: dict, dotted_key: str, value: Any) -> None:
         node[parts[-1]] = value
 
 
+def read_config_file(path: str | Path) -> dict:
+    """A YAML run config as a mapping of sections, before validation (report reads a finished
+    run's config.yaml with it): a path that is no file, bytes that are not UTF-8, a YAML error
+    or a document that is not a mapping is one line naming the file."""
+    if not str(path).strip():  # Path("") is ".", the working directory
+        raise ConfigError("config file '': an empty path; give a YAML file")
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"config file {path} is a folder, not a YAML file")
+    if path.exists() and not path.is_file():
+        raise ConfigError(f"config file {path} is not a regular file (a pipe or a device)")
+    if not path.is_file():
+        raise ConfigError(f"config file {path} does not exist")
+    try:
+        loaded = read_yaml(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config file {path}:{yaml_problem(error)}") from None
+    except UnicodeDecodeError as error:
+        raise ConfigError(
+            f"config file {path}: not UTF-8 text (byte {error.start}: {error.reason})"
+        ) from None
+    if not isinstance(loaded, dict):
+        raise ConfigError(
+            f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}"
+        )
+    # `train:` with nothing under it is an empty section, not a null one
+    return {
+        key: {} if value is None and key in SECTIONS else value for key, value in loaded.items()
+    }
+
+
 def load_config(
     path: str | Path | None = None, overrides: list[str] = (), base: dict | None = None
 ) -> RunConfig:
     """Build the run config from an optional YAML file (or `base` dict) and `key=value` overrides."""
     raw: dict = dict(base or {})
     if path is not None:
-        if not str(path).strip():  # Path("") is ".", the working directory
-            raise ConfigError("config file '': an empty path; give a YAML file")
-        path = Path(path)
-        if path.is_dir():
-            raise ConfigError(f"config file {path} is a folder, not a YAML file")
-        if path.exists() and not path.is_file():
-            raise ConfigError(f"config file {path} is not a regular file (a pipe or a device)")
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist")
-        try:
-            loaded = read_yaml(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as error:
-            raise ConfigError(f"config file {path}:{yaml_problem(error)}") from None
-        except UnicodeDecodeError as error:
-            raise ConfigError(
-                f"config file {path}: not UTF-8 text (byte {error.start}: {error.reason})"
-            ) from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(
-                f"config file {path}: expected a mapping of sections, got {type(loaded).__name__}"
-            )
-        # `train:` with nothing under it is an empty section, not a null one
-        loaded = {
-            key: {} if value is None and key in SECTIONS else value for key, value in loaded.items()
-        }
-        raw = _merge(raw, loaded)
+        raw = _merge(raw, read_config_file(path))
     for item in overrides:
         key, sep, text = item.partition("=")
         if not sep or not key:

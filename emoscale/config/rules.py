@@ -159,9 +159,46 @@ def _train_on_dev_selects_nothing_on_dev(config: RunConfig) -> str | None:
 PROMPT_LEARNING = ("ptuning_v2", "prompt_tuning", "p_tuning")
 
 
+TRUE, FALSE = ("y", "yes", "t", "true", "on", "1"), ("n", "no", "f", "false", "off", "0")
+# The variables `accelerate launch` sets (or a user exports) that emoscale or accelerate parse:
+# a garbage value was accelerate's `invalid truth value` traceback, an int() traceback in the
+# rules below, or (ACCELERATE_MIXED_PRECISION) silently ignored.
+LAUNCHER_FLAGS = ("ACCELERATE_USE_CPU", "ACCELERATE_USE_DEEPSPEED", "ACCELERATE_USE_FSDP",
+                  "ACCELERATE_USE_MEGATRON_LM", "ACCELERATE_DEBUG_MODE")  # fmt: skip
+LAUNCHER_COUNTS = ("WORLD_SIZE", "RANK", "LOCAL_RANK", "ACCELERATE_GRADIENT_ACCUMULATION_STEPS")
+MIXED_PRECISION = ("no", "fp16", "bf16", "fp8")
+
+
+def _launcher_environment(config: RunConfig) -> str | None:
+    for name in LAUNCHER_FLAGS:
+        value = os.environ.get(name)
+        if value is not None and value.lower() not in TRUE + FALSE:
+            return f"environment variable {name} is {value!r}; expected true or false"
+    precision = os.environ.get("ACCELERATE_MIXED_PRECISION")
+    if precision is not None and precision.lower() not in MIXED_PRECISION:
+        return (
+            f"environment variable ACCELERATE_MIXED_PRECISION is {precision!r}; accelerate takes "
+            f"{', '.join(MIXED_PRECISION)}"
+        )
+    for name in LAUNCHER_COUNTS:
+        value = os.environ.get(name)
+        auto = value == "auto" and name == "ACCELERATE_GRADIENT_ACCUMULATION_STEPS"
+        if value is not None and not (value.strip().isdigit() or auto):
+            return f"environment variable {name} is {value!r}; expected a whole number"
+    stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
+    if stage not in (None, "", "auto") and stage not in ("0", "1", "2", "3"):
+        return f"environment variable ACCELERATE_DEEPSPEED_ZERO_STAGE is {stage!r}; expected 0-3"
+    if int(os.environ.get("RANK", "0")) >= int(os.environ.get("WORLD_SIZE", "1")):
+        return (
+            f"environment variable RANK is {os.environ['RANK']} but WORLD_SIZE is "
+            f"{os.environ.get('WORLD_SIZE', '1')}; a rank counts from 0 to WORLD_SIZE - 1"
+        )
+    return None
+
+
 def deepspeed_zero_stage() -> int | None:
     """The ZeRO stage `accelerate launch` set up for this process, or None without DeepSpeed."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() != "true":
+    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() not in TRUE:  # accelerate's
         return None
     stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
     stage = _deepspeed_config().get("zero_optimization", {}).get("stage", stage)
@@ -336,6 +373,7 @@ def _skipping_batches_while_accumulating_on_several_ranks(config: RunConfig) -> 
 
 
 RULES: list[Callable[[RunConfig], str | None]] = [
+    _launcher_environment,  # first: the rules after it parse these variables
     _known_dataset,
     _template_has_text,
     _label_lists,

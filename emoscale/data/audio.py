@@ -48,6 +48,8 @@ def _reason(error: Exception) -> str:
 
 def audio_problem(path: Path) -> tuple[str | None, float]:
     """(what is wrong, or None; duration in seconds) from the file's header alone."""
+    if path.is_dir():  # was "not found": the name is there
+        return "a folder, not an audio file", 0.0
     if not path.is_file():
         return "audio file not found", 0.0
     if path.stat().st_size == 0:

@@ -83,21 +83,27 @@ def read_json(path: Path, finite: bool = True) -> object:
     number that is not finite (NaN, Infinity, 1e400), named by file and key. A damaged one is one
     line, never a traceback."""
     path = Path(path)
-    text = read_utf8(path)
+    try:
+        return parse_json(read_utf8(path), path, finite)
+    except json.JSONDecodeError as error:
+        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+
+
+def parse_json(text: str, path: Path, finite: bool = True) -> object:
+    """read_json's rules for text already read: a repeated key or (with `finite`) a non-finite
+    number is a DataError naming `path` and the key; a syntax error is json's JSONDecodeError, for
+    callers that word it their own way (model folders name the config key)."""
 
     def number(written: str) -> float | _NonFinite:
         value = float(written.replace("Infinity", "inf"))
         return value if not finite or math.isfinite(value) else _NonFinite(written)
 
-    try:
-        value = json.loads(
-            text,
-            object_pairs_hook=_no_repeated_keys(path),
-            parse_constant=number,
-            parse_float=number,
-        )
-    except json.JSONDecodeError as error:
-        raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
+    value = json.loads(
+        text,
+        object_pairs_hook=_no_repeated_keys(path),
+        parse_constant=number,
+        parse_float=number,
+    )
     if finite:
         _refuse_non_finite(value, path, "")
     return value

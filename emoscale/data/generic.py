@@ -53,13 +53,24 @@ def _no_repeated_keys(path: Path, number: int):
     return build
 
 
+def _not_json(path: Path, number: int):
+    def refuse(constant: str):
+        raise DataError(f"{path}:{number}: {constant} is not JSON (Python's json reads it)")
+
+    return refuse
+
+
 def _jsonl_rows(path: Path, text: str) -> list[tuple[str, dict]]:
     rows = []
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
-            row = json.loads(line, object_pairs_hook=_no_repeated_keys(path, number))
+            row = json.loads(
+                line,
+                object_pairs_hook=_no_repeated_keys(path, number),
+                parse_constant=_not_json(path, number),  # a text or label read as "nan"
+            )
         except json.JSONDecodeError as error:
             raise DataError(f"{path}:{number}: not valid JSON ({error.msg})") from None
         if not isinstance(row, dict):
@@ -85,11 +96,15 @@ def delimited_rows(path: Path, text: str) -> list[tuple[str, dict]]:
         except StopIteration:
             break
         except csv.Error as error:
-            problem = (
-                "a quoted field is never closed"
-                if "unexpected end of data" in str(error)
-                else f'malformed quoting ({error}); write a quote inside a quoted field as ""'
-            )
+            if "unexpected end of data" in str(error):
+                problem = "a quoted field is never closed"
+            elif "field larger than field limit" in str(error):  # not a quoting problem
+                problem = (
+                    f"a field longer than {MAX_FIELD_CHARACTERS:,} characters (or a quote left "
+                    "open that swallowed the rows after it)"
+                )
+            else:
+                problem = f'malformed quoting ({error}); write a quote inside a quoted field as ""'
             raise DataError(f"{path}:{start}: {problem}") from None
         if not fields:  # a blank line
             continue

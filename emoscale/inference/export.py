@@ -38,9 +38,7 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
         raise EmoscaleError(
             f"export: only LoRA/DoRA adapters merge into weights; this run used {config.model.method!r}"
         )
-    if not (adapter / "adapter_config.json").is_file():
-        raise EmoscaleError(f"export: {adapter} holds no adapter (did the run finish?)")
-    check_run_files(run_dir)  # a truncated adapter: one line, not a traceback after the base loads
+    check_run_files(run_dir, config)  # no adapter, a truncated one: one line, before the base loads
     refuse_existing(out, "export: --out")
     run_folder.check_apart(out, config, run_dir, "export: --out")  # not into the run or its base
     base_path = check_model_folder(config.model.path)

@@ -14,6 +14,7 @@ executed: trust_remote_code stays off, and a run trained with it is refused.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import sys
@@ -43,13 +44,22 @@ def run_config(run_dir: Path, overrides: list[str] = ()) -> RunConfig:
                 f"override {item!r}: only data.* and eval.* keys can change; the model is the run's"
             )
     config = load_config(run_dir / "config.yaml", list(overrides))
-    check_run_files(run_dir)
     if config.model.trust_remote_code:
         raise EmoscaleError(
             f"{run_dir} was trained with model.trust_remote_code=true; "
             "predict and eval never run code from a model folder"
         )
+    check_run_files(run_dir, config)
     return config
+
+
+def _trained_files(config: RunConfig) -> tuple[str, ...]:
+    """What <run>/model holds for the run's method (load_trained reads them)."""
+    if config.model.family == "fusion" or config.model.method == "full":
+        return ("model.safetensors",)
+    if config.model.method == "none":
+        return ()
+    return ("adapter_config.json", "adapter_model.safetensors")
 
 
 # The JSON files of a finished run that eval, predict and export read (run_folder.py lists them).
@@ -62,12 +72,20 @@ RUN_JSON = (
 )
 
 
-def check_run_files(run_dir: Path) -> None:
+def check_run_files(run_dir: Path, config: RunConfig) -> None:
     """A damaged run folder (a file truncated by a full disk, edited by hand) is one line before
-    any model loads: every JSON file it holds parses (labels.json to a list, the others to an
-    object), every safetensors file holds the bytes its header names. PEFT, safetensors and json
-    failed with tracebacks."""
+    any model loads: the trained weights the config's method saves are there (a missing
+    adapter_config.json was PEFT's traceback), every JSON file it holds parses (labels.json to a
+    list, the others to an object), every safetensors file holds the bytes its header names.
+    PEFT, safetensors and json failed with tracebacks."""
     from emoscale.models.model_folder import safetensors_header
+
+    for name in _trained_files(config):
+        if (
+            not (run_dir / "model" / name).is_file()
+            and not (run_dir / "model" / f"{name}.index.json").is_file()
+        ):
+            raise DataError(f"{run_dir / 'model'}: no {name} (did the run finish?)")
 
     for name in RUN_JSON:
         if (run_dir / name).is_file():
@@ -252,7 +270,7 @@ def read_inputs(
     modalities: str | None,
     base: Path,
     numbers: list[int] | None = None,
-    source: Path | None = None,
+    source: str | Path | None = None,
 ) -> list[Example]:
     """Examples from input lines: a text per line (prompt LM, fusion text-only); for fusion with
     audio, `audio_path<TAB>transcript` (audio only: `audio_path`), paths relative to `base`.
@@ -277,16 +295,45 @@ def read_inputs(
     return examples
 
 
+def read_corpus_info(path: Path) -> CorpusInfo:
+    """A run's corpus.json as train wrote it: CorpusInfo's keys, the label lists of strings and of
+    one length, the rest text. An edited one (`{}`, a key dropped) was a KeyError traceback."""
+    saved = read_json(path)  # an object: check_run_files saw to it
+    fields = {item.name for item in dataclasses.fields(CorpusInfo)}
+    unknown = sorted(set(saved) - fields)
+    if unknown:
+        raise DataError(f"{path}: unknown key {unknown[0]!r}; corpus.json holds {sorted(fields)}")
+    for key in ("name", "label_names", "label_words"):
+        if key not in saved:
+            raise DataError(f"{path}: key {key!r} is missing")
+    for key, value in saved.items():
+        is_list = key in ("label_names", "label_words")
+        good = (
+            isinstance(value, list) and len(value) >= 2 and all(isinstance(v, str) for v in value)
+            if is_list
+            else isinstance(value, str)
+        )
+        if not good:
+            expected = "a list of at least two strings" if is_list else "a string"
+            raise DataError(f"{path}: key {key!r} is {json.dumps(value)[:60]}, expected {expected}")
+    if len(saved["label_names"]) != len(saved["label_words"]):
+        raise DataError(
+            f"{path}: {len(saved['label_names'])} label_names but "
+            f"{len(saved['label_words'])} label_words"
+        )
+    return CorpusInfo(**saved | {key: tuple(saved[key]) for key in ("label_names", "label_words")})
+
+
 def corpus_info(run_dir: Path, config: RunConfig) -> CorpusInfo:
     """Labels, label words and prompt template, as the run saved them in corpus.json; runs made
     before it existed read them from the corpus (data.path), fusion runs from model/labels.json."""
     if (run_dir / "corpus.json").is_file():
-        saved = read_json(run_dir / "corpus.json")
-        for key in ("label_names", "label_words"):
-            saved[key] = tuple(saved[key])
-        return CorpusInfo(**saved)
+        return read_corpus_info(run_dir / "corpus.json")
     if config.model.family == "fusion":
-        labels = tuple(read_json(run_dir / "model" / "labels.json"))
+        path = run_dir / "model" / "labels.json"
+        labels = tuple(read_json(path))
+        if len(labels) < 2 or not all(isinstance(label, str) for label in labels):
+            raise DataError(f"{path}: expected a list of at least two labels (strings)")
         return CorpusInfo(config.data.dataset, labels, labels)
     from emoscale.data import load_corpus
 
@@ -321,7 +368,7 @@ def predict(
         lines, base = read_lines(source)
         where = "stdin" if source in (None, "-") else str(source)
     modalities = config.model.modalities if config.model.family == "fusion" else None
-    examples = read_inputs(lines, modalities, base)
+    examples = read_inputs(lines, modalities, base, source=where if where != "input" else None)
     corpus = Corpus(corpus_info(run_dir, config), {"predict": examples})
     family, model, accelerator = build(run_dir, config, corpus)
     examples = corpus.split("predict")  # unchanged unless data.skip_bad_audio dropped some

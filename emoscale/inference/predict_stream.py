@@ -100,6 +100,11 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
     """The parts folder must belong to this very job (same run, overrides, input and chunking), or
     none."""
     manifest = parts / "job.json"
+    if parts.is_symlink():  # joined, then removed at the end: never through a link
+        raise EmoscaleError(
+            f"{parts} is a symbolic link (to {os.readlink(parts)}); remove it or choose another "
+            "--output"
+        )
     if manifest.is_file():
         try:
             earlier = read_json(manifest)
@@ -121,6 +126,14 @@ def check_parts(parts: Path, record: dict, output: Path) -> None:
         raise EmoscaleError(
             f"{parts} exists and is not emoscale's; remove it or choose another --output"
         )
+
+
+def start_parts(parts: Path, record: dict) -> None:
+    """The parts folder and its job.json, made when the first chunk is written: a refusal before
+    that (a missing clip in chunk 0) leaves no parts folder behind."""
+    manifest = parts / "job.json"
+    if manifest.is_file():
+        return
     parts.mkdir(parents=True, exist_ok=True)
     temporary = manifest.with_name(f".job.json.{os.getpid()}.tmp")
     temporary.write_text(json.dumps(record))
@@ -162,14 +175,15 @@ def predict_file(
 
     run_dir, source, output = Path(run_dir), Path(source), Path(output)
     chunk_lines = chunk_lines or CHUNK_LINES
+    config = run_config(run_dir, overrides)  # first: its rules refuse garbage in RANK/WORLD_SIZE
     rank, world = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
-    config = run_config(run_dir, overrides)
     if not source.is_file():
         raise DataError(f"--input {source} does not exist")
     check_input_text(source)
     check_output_path(output, config, run_dir)
     parts = output.with_name(output.name + ".parts")
-    check_parts(parts, job_record(run_dir, source, chunk_lines, overrides), output)
+    record = job_record(run_dir, source, chunk_lines, overrides)
+    check_parts(parts, record, output)
 
     info = corpus_info(run_dir, config)
     modalities = config.model.modalities if config.model.family == "fusion" else None
@@ -209,6 +223,7 @@ def predict_file(
             examples = readable
         found = answers(family, model, examples, config.seed, device) if examples else {}
         rows = result_rows(kept, examples, found, family.label_names, source)
+        start_parts(parts, record)
         temporary = target.with_name(f".{target.name}.{rank}.tmp")
         with open(temporary, "w", encoding="utf-8") as handle:
             handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
@@ -235,5 +250,5 @@ def join(parts: Path, output: Path, count: int, poll: float = 0.2) -> None:
     leftovers = [*parts.glob(".chunk-*.tmp"), *parts.glob(".job.json.*.tmp")]
     for file in [*files, parts / "job.json", *leftovers]:
         file.unlink(missing_ok=True)
-    if not any(parts.iterdir()):  # anything else in it is not ours to remove
+    if parts.is_dir() and not any(parts.iterdir()):  # anything else in it is not ours to remove
         parts.rmdir()

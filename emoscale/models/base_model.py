@@ -11,11 +11,11 @@ with it before predict, eval or a resume loads anything heavy.
 from __future__ import annotations
 
 import hashlib
-import json
 from pathlib import Path
 
 from emoscale.data.encoding import read_json
 from emoscale.errors import DataError, EmoscaleError
+from emoscale.models.model_folder import read_config_json
 
 FIELDS = (
     "model_type",
@@ -43,7 +43,7 @@ def weights_digest(folder: Path) -> str | None:
 
 def fingerprint(folder: str | Path) -> dict:
     folder = Path(folder)
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config_json(folder, "model.path")
     found = {key: config[key] for key in FIELDS if key in config}
     return found | {"weights": weights_digest(folder)}
 
@@ -94,7 +94,7 @@ def check_code(folder: str | Path, trust_remote_code: bool) -> None:
     (A known model_type loads with transformers' own classes; auto_map is then ignored.)"""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    config = json.loads((Path(folder) / "config.json").read_text())
+    config = read_config_json(folder, "model.path")
     model_type = config.get("model_type")
     if trust_remote_code or model_type in CONFIG_MAPPING:
         return

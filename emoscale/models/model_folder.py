@@ -11,7 +11,8 @@ import struct
 import zipfile
 from pathlib import Path
 
-from emoscale.errors import ConfigError, reason
+from emoscale.data.encoding import parse_json
+from emoscale.errors import ConfigError, DataError, reason
 
 WEIGHT_FILES = (
     "model.safetensors",
@@ -24,8 +25,10 @@ EMBEDDINGS = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight")
 
 
 def _json(path: Path, key: str) -> object:
+    """A model folder's JSON file, as strict as a run's own (data/encoding.parse_json): a key
+    written twice (json kept the last without a word) or a NaN is one line naming the file."""
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return parse_json(path.read_text(encoding="utf-8"), path)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         where = (
             f"line {error.lineno} column {error.colno}: {error.msg}"
@@ -33,6 +36,22 @@ def _json(path: Path, key: str) -> object:
             else "not UTF-8"
         )
         raise ConfigError(f"config key {key!r}: {path} is not valid JSON ({where})") from None
+    except DataError as error:
+        raise ConfigError(f"config key {key!r}: {error}") from None
+
+
+def read_config_json(folder: str | Path, key: str) -> dict:
+    """A model folder's config.json as a dict, for every reader of it (the checks, estimate, the
+    encoders' sizes, the base-model fingerprint): one strict reader, one line for a damaged file."""
+    path = Path(folder) / "config.json"
+    if not path.is_file():
+        raise ConfigError(
+            f"config key {key!r}: {folder} has no config.json (not a Hugging Face model folder)"
+        )
+    config = _json(path, key)
+    if not isinstance(config, dict):
+        raise ConfigError(f"config key {key!r}: {path} is not a JSON object")
+    return config
 
 
 def safetensors_header(path: Path, key: str | None) -> dict:
@@ -67,10 +86,20 @@ def safetensors_header(path: Path, key: str | None) -> dict:
     return header
 
 
+def check_config_values(folder: str | Path, key: str) -> None:
+    """config.json's values as transformers' config class of a known model_type takes them (a
+    hidden_size written as text failed with a traceback in the speech encoder, and estimate
+    blamed the tokenizer). A model_type transformers does not know is left to
+    base_model.check_code (it needs the folder's own code)."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING
+
+    if read_config_json(folder, key).get("model_type") in CONFIG_MAPPING:
+        read_config(folder, trust_remote_code=False, key=key)
+
+
 def check(folder: Path, key: str = "model.path", tokenizer: bool = True) -> None:
-    config = _json(folder / "config.json", key)
-    if not isinstance(config, dict):
-        raise ConfigError(f"config key {key!r}: {folder / 'config.json'} is not a JSON object")
+    config = read_config_json(folder, key)
+    check_config_values(folder, key)
     present = [name for name in WEIGHT_FILES if (folder / name).is_file()]
     shards = sorted(folder.glob("model-*-of-*.safetensors"))
     if not present and not shards:

@@ -66,6 +66,14 @@ class PromptLMFamily:
         )
         chat_template = resolve_chat_template(tokenizer, config.prompt.chat_template)
         self.pieces = build_pieces(tokenizer, instruction, self.label_words, chat_template)
+        fixed = len(self.pieces.head) + len(self.pieces.before_first) + len(self.pieces.after)
+        if fixed >= config.data.max_length:  # every text was cut to one token (or a 200,000-
+            # character template made every sequence that long: the run seemed to hang)
+            raise ConfigError(
+                f"config key 'data.max_length': {config.data.max_length} tokens leave no room for "
+                f"the text: the prompt around it (prompt.template, the label words, the chat "
+                f"template) takes {fixed} tokens with this tokenizer"
+            )
         self.answers = self.pieces.answers
         self.answer_parser = AnswerParser(self.label_words)
         self.scorer = LabelScorer(

@@ -26,7 +26,6 @@ modules therefore get `attention_through_projections`, the same computation with
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import types
 from pathlib import Path
@@ -37,6 +36,7 @@ from torch import nn
 
 from emoscale.config import RunConfig
 from emoscale.errors import ConfigError
+from emoscale.models.model_folder import read_config_json
 
 
 def check_speech_folder(path: str | None, key: str = "model.audio_path") -> Path:
@@ -58,7 +58,7 @@ def check_speech_folder(path: str | None, key: str = "model.audio_path") -> Path
         raise ConfigError(
             f"config key {key!r}: {folder} has no preprocessor_config.json (its feature extractor)"
         )
-    config = json.loads((folder / "config.json").read_text())
+    config = read_config_json(folder, key)
     if "conv_kernel" not in config:
         raise ConfigError(
             f"config key {key!r}: {folder} holds a {config.get('model_type')!r} model, not a speech encoder "

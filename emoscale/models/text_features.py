@@ -15,7 +15,6 @@ temporary name and renamed, so concurrent ranks or runs never read half a file.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import socket
 from collections.abc import Sequence
@@ -25,8 +24,9 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from emoscale.errors import ConfigError
-from emoscale.output_folder import overlap_with_inputs
+from emoscale.errors import ConfigError, EmoscaleError
+from emoscale.models.model_folder import read_config_json
+from emoscale.output_folder import nearest_existing, overlap_with_inputs
 
 CACHE_FORMAT = 1  # bump when the stored layout changes
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".h5", ".msgpack")
@@ -47,12 +47,14 @@ def check_cache_root(config) -> None:
     if config.fusion.text_cache_dir is None:
         return
     root = Path(config.fusion.text_cache_dir).expanduser()
-    existing = root
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
+    what = "config key 'fusion.text_cache_dir':"
+    try:  # not check_creatable: a complete cache on a read-only disk is read, not written
+        existing = nearest_existing(root, what)
+    except EmoscaleError as error:  # a dangling link on the way: mkdir failed with a traceback
+        raise ConfigError(str(error)) from None
     if not existing.is_dir():
         where = "is a file" if existing == root else f"is inside {existing}, which is a file"
-        raise ConfigError(f"config key 'fusion.text_cache_dir': {root} {where}, not a folder")
+        raise ConfigError(f"{what} {root} {where}, not a folder")
     inputs = {
         key: getattr(getattr(config, key.split(".")[0]), key.split(".")[1])
         for key in ("data.path", "model.path", "model.audio_path", "model.text_path")
@@ -100,9 +102,7 @@ class TextFeatureCache:
         self.max_length = max_length
         self.batch_size = batch_size
         self.folder = Path(root or default_cache_root()) / model_key(self.model_folder, max_length)
-        self.hidden_size = json.loads((self.model_folder / "config.json").read_text())[
-            "hidden_size"
-        ]
+        self.hidden_size = read_config_json(self.model_folder, "model.text_path")["hidden_size"]
         self.forward_passes = 0  # encoder calls made by this object: 0 when everything was cached
         self.encoded_texts = 0
 

@@ -19,11 +19,12 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from emoscale.config import read_yaml
+from emoscale.config.loading import read_config_file
 from emoscale.data.encoding import read_json
 from emoscale.data.folds import natural_key
 from emoscale.errors import DataError, EmoscaleError
 from emoscale.evaluation.metrics import HEADLINE
+from emoscale.output_folder import check_creatable
 from emoscale.studies import published, recipes
 
 # The columns of each paper's tables: the LLM paper reports accuracy and F1, LoRA-MER UA and WA.
@@ -98,7 +99,7 @@ def read_metrics(folder: Path) -> dict:
 
 
 def read_run(folder: Path, setting: str = "") -> Run:
-    config = read_yaml((folder / "config.yaml").read_text())
+    config = read_config_file(folder / "config.yaml")  # a damaged one: one line, not a traceback
     return Run(folder, config, read_metrics(folder), setting)
 
 
@@ -280,8 +281,7 @@ REPORT_FILES = ("report.csv", "report.png", "papers.csv")
 def _check_report_folder(out: Path) -> None:
     """A report goes into any folder (beside the runs, typically), but replaces a report.md only
     if it is an earlier report: emoscale's start with a '### ' table title (issue 12)."""
-    if out.exists() and not out.is_dir():
-        raise EmoscaleError(f"--out {out} is a file, not a folder")
+    check_creatable(out, "--out")  # a file, a dangling link above it, a read-only place
     earlier = out / "report.md"
     if earlier.is_file() and not earlier.read_bytes().startswith(b"### "):
         raise EmoscaleError(

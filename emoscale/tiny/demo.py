@@ -130,9 +130,13 @@ def tokenizer_texts() -> list[str]:
 
 def prepare(root: Path | None = None) -> tuple[Path, Path]:
     """Write the demo corpus and tiny model once (reused later); returns (data folder, model folder)."""
+    from emoscale.output_folder import check_creatable
     from emoscale.tiny.lm import make_tiny
 
     root = root or cache_dir() / "demo"
+    if not (root / "data").is_dir() or not (root / "tiny-llama-v2").is_dir():  # to be written
+        # An unwritable HOME (or EMOSCALE_CACHE) was mkdir's traceback.
+        check_creatable(root, "the demo's cache folder (EMOSCALE_CACHE or ~/.cache/emoscale)")
     # "-v2": the tokenizer's training texts changed (tokenizer_texts); an older cached model is not reused.
     data, model = root / "data", root / "tiny-llama-v2"
     texts = tokenizer_texts()

@@ -4,9 +4,8 @@ Kept beside the loop (trainer.py) so that the loop itself reads top to bottom.""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -17,25 +16,7 @@ from emoscale.config import RunConfig
 from emoscale.data.examples import Example
 from emoscale.evaluation.metrics import HEADLINE
 from emoscale.training import checkpoints
-
-
-@dataclass
-class Progress:
-    """What a checkpoint must remember besides weights, optimizer, scheduler and RNG."""
-
-    step: int = 0  # optimizer steps done
-    epoch: int = 0
-    batches_in_epoch: int = 0  # batches of `epoch` already trained on
-    best_metric: float = -math.inf
-    best_checkpoint: str | None = None
-    evals_without_improvement: int = 0
-    loss_sum: float = 0.0  # training loss since the last log line, so a resume logs the same mean
-    loss_count: int = 0
-    term_sums: dict = field(default_factory=dict)  # the family's named loss terms, summed likewise
-    skipped_nonfinite: int = 0  # batches skipped for a nan/inf loss (train.skip_nonfinite)
-    history: list = field(
-        default_factory=list
-    )  # {"step", "train_loss"} and {"step", "dev"} records
+from emoscale.training.progress import Progress
 
 
 def mean_over_ranks(accelerator: Accelerator, values: dict[str, float]) -> dict[str, float]:

@@ -20,6 +20,7 @@ import json
 import os
 import weakref
 import zipfile
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
@@ -29,8 +30,9 @@ from accelerate.utils import load as load_safely  # torch.load(weights_only=True
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 
-from emoscale.errors import EmoscaleError, reason
+from emoscale.errors import DataError, EmoscaleError, reason
 from emoscale.training import removal
+from emoscale.training.progress import read as read_progress
 
 PREFIX = "step-"
 # What a failing write raises: OSError from Python, RuntimeError from torch.save's C++ writer,
@@ -205,18 +207,37 @@ def latest(run_dir: Path) -> Path | None:
     pointer = run_dir / "checkpoints" / "latest"
     if not pointer.is_file():
         return None
-    folder = run_dir / "checkpoints" / pointer.read_text().strip()
-    return folder if folder.is_dir() else None
+    # Only the plain name of a checkpoint beside it: a hand-edited `../../x` resumed from a folder
+    # outside the run, and bytes that are not text were a UnicodeDecodeError traceback.
+    name = pointer.read_bytes().decode("utf-8", errors="replace").strip()
+    folder = run_dir / "checkpoints" / name
+    return folder if folder in saved(run_dir) else None
 
 
 def _damaged(folder: Path, error: Exception, file: Path | None = None) -> EmoscaleError:
     where = f"{folder}" + (f" ({file.relative_to(folder)})" if file else "")
+    missing = getattr(error, "filename", None) if isinstance(error, FileNotFoundError) else None
+    what = (  # the missing file's name, not a path cut off at the limit
+        f"{Path(missing).name} is missing"
+        if missing
+        else f"{type(error).__name__}: {reason(error, 120)}"
+    )
     return EmoscaleError(
-        f"checkpoint {where} is damaged ({type(error).__name__}: {reason(error, 120)}); "
+        f"checkpoint {where} is damaged ({what}); "
         "resume from an earlier one by pointing checkpoints/latest at it, or pass --overwrite"
     )
 
 
+def _damaged_record(folder: Path, error: DataError) -> EmoscaleError:
+    return EmoscaleError(
+        f"{error}; resume from an earlier checkpoint by pointing checkpoints/latest at it, or "
+        "pass --overwrite"
+    )
+
+
+# What accelerator.save_state writes for one model, optimizer and scheduler (rank 0's RNG; the
+# others' random_states_<rank>.pkl beside it). DeepSpeed writes a folder of its own shards instead.
+ACCELERATE_FILES = ("model.safetensors", "optimizer.bin", "scheduler.bin", "random_states_0.pkl")
 ZIP_START = b"PK\x03\x04"  # torch.save's default format; the legacy one is not a zip archive
 
 
@@ -225,12 +246,14 @@ def check_readable(folder: Path) -> None:
     header fits its file, every torch.save zip archive (.bin/.pt/.pkl) has its central directory,
     which a truncated file lacks. Files in torch's legacy format (DeepSpeed with
     `checkpoint_serialization: false`) are left to `load`, as is damage inside the tensors."""
+    if not any(path.is_dir() for path in folder.iterdir()):  # Accelerate's format, not DeepSpeed's
+        for name in ACCELERATE_FILES:
+            if not (folder / name).is_file():
+                raise _damaged(folder, FileNotFoundError(2, "missing", name))
     for path in [folder / "progress.json", *sorted(folder.rglob("*"))]:
         try:
             if path.name == "progress.json":
-                progress = json.loads(path.read_text())
-                if not isinstance(progress, dict) or not isinstance(progress.get("step"), int):
-                    raise ValueError("not a progress record (an object with the step and epoch)")
+                read_progress(path)
             elif path.suffix == ".safetensors":
                 with safe_open(path, "pt"):
                     pass
@@ -242,7 +265,9 @@ def check_readable(folder: Path) -> None:
                         pass
                 elif not start.startswith(b"\x80"):  # the legacy format is a pickle stream
                     raise ValueError(f"{len(start)} bytes of neither a zip archive nor a pickle")
-        except Exception as error:  # noqa: BLE001 (json, safetensors and zipfile raise their own)
+        except DataError as error:  # progress.json: its own line names the file and key
+            raise _damaged_record(folder, error) from None
+        except Exception as error:  # noqa: BLE001 (safetensors and zipfile raise their own)
             raise _damaged(folder, error, path) from None
 
 
@@ -252,8 +277,10 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     _install_hooks(accelerator)
     kwargs = {"load_module_strict": False} if _deepspeed(accelerator) else {}
     try:  # a truncated or corrupt file is one line naming the checkpoint (issue 12)
-        progress = json.loads((folder / "progress.json").read_text())
+        record = asdict(read_progress(folder / "progress.json"))
         accelerator.load_state(str(folder), **kwargs)
+    except DataError as error:
+        raise _damaged_record(folder, error) from None
     except EmoscaleError:
         raise
     except Exception as error:  # noqa: BLE001 (torch, safetensors and pickle each raise their own)
@@ -262,7 +289,7 @@ def load(accelerator: Accelerator, folder: Path) -> dict:
     saved = load_safely(folder / f"random_states_{accelerator.process_index}.pkl")
     if not torch.equal(torch.get_rng_state(), saved["torch_manual_seed"]):
         raise EmoscaleError(f"checkpoint {folder}: its RNG state could not be restored")
-    return progress
+    return record
 
 
 def load_latest(accelerator: Accelerator, run_dir: Path) -> dict:

@@ -40,7 +40,6 @@ Known limits:
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,7 +50,9 @@ from transformers import AutoConfig, AutoModelForCausalLM, GlmConfig, Pretrained
 from transformers.quantizers.base import get_keys_to_not_convert
 
 from emoscale.config import RunConfig
+from emoscale.errors import ConfigError, reason
 from emoscale.models import adapters
+from emoscale.models.model_folder import read_config_json
 
 GIB = 2**30
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -161,7 +162,14 @@ def peft_config(model_config: PretrainedConfig, shape: RunShape):
 def meta_model(model_config: PretrainedConfig, shape: RunShape) -> tuple[torch.nn.Module, ...]:
     """(the trainable model, the bare causal LM inside it), all parameters on the meta device."""
     with init_empty_weights():  # PEFT's new modules must be created inside, too
-        base = AutoModelForCausalLM.from_config(model_config)
+        try:  # a size transformers' config class took but torch refuses (vocab_size -5)
+            base = AutoModelForCausalLM.from_config(model_config)
+        except (RuntimeError, ValueError, TypeError) as error:
+            folder = Path(getattr(model_config, "_name_or_path", "") or ".")
+            raise ConfigError(
+                f"config key 'model.path': no model can be built from {folder / 'config.json'} "
+                f"({type(error).__name__}: {reason(error)})"
+            ) from None
         config = peft_config(model_config, shape)
         model = base if config is None else get_peft_model(base, config)
     return model, base
@@ -433,7 +441,7 @@ def config_from_folder(model_folder: str | Path) -> PretrainedConfig:
     GlmConfig of the same shape (same parameter count; LoRA targets then q/v instead of its fused
     query_key_value)."""
     folder = Path(model_folder)
-    raw = json.loads((folder / "config.json").read_text())
+    raw = read_config_json(folder, "model.path")
     if raw.get("model_type") == "chatglm":
         return GlmConfig(
             hidden_size=raw["hidden_size"],

@@ -16,7 +16,6 @@ import math
 import platform
 import subprocess
 import sys
-import tempfile
 from dataclasses import asdict
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,7 +24,12 @@ from emoscale.config import RunConfig, save_config
 from emoscale.errors import EmoscaleError
 from emoscale.evaluation import plots
 from emoscale.evaluation.metrics import HEADLINE
-from emoscale.output_folder import overlap_with_inputs
+from emoscale.output_folder import (
+    PROBE_PREFIX,
+    check_creatable,
+    nearest_existing,
+    overlap_with_inputs,
+)
 from emoscale.training import removal
 
 LIBRARIES = ("emoscale", "torch", "transformers", "peft", "accelerate", "deepspeed", "bitsandbytes")
@@ -94,8 +98,12 @@ def _made_by_emoscale(run_dir: Path) -> bool:
     )
 
 
-def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
-    """Never write into, or replace, a folder the run reads, the working directory or home."""
+def _check_not_an_input(
+    run_dir: Path, config: RunConfig | None, what: str = "output_dir", rule: str = "a run folder"
+) -> None:
+    """Never write into, or replace, a folder the run reads, the working directory or home.
+    `what` names the key or flag, `rule` what must be apart (`--out` of export, not a run folder)."""
+    nearest_existing(run_dir, what)  # first: resolve() fails on a link that loops
     target = run_dir.resolve()  # as it will be written: `~` is not expanded
     if config is not None:
         inputs = {
@@ -109,19 +117,16 @@ def _check_not_an_input(run_dir: Path, config: RunConfig | None) -> None:
         if found:
             relation, key, value = found
             raise EmoscaleError(
-                f"output_dir {run_dir} {relation} {key} {value}; "
-                "a run folder must be apart from the folders it reads"
+                f"{what} {run_dir} {relation} {key} {value}; "
+                f"{rule} must be apart from the folders {'it' if what == 'output_dir' else 'the run'} reads"
             )
     for name, folder in (("the working directory", Path.cwd()), ("the home folder", Path.home())):
         folder = folder.resolve()
         if target == folder or target in folder.parents:
             relation = "is" if target == folder else "contains"
             raise EmoscaleError(
-                f"output_dir {run_dir} {relation} {name}; choose a folder of its own, e.g. runs/NAME"
+                f"{what} {run_dir} {relation} {name}; choose a folder of its own, e.g. runs/NAME"
             )
-
-
-PROBE_PREFIX = ".emoscale-probe-"  # _check_writable's short-lived test folder
 
 
 def _entries(folder: Path) -> list[str]:
@@ -136,18 +141,7 @@ def _entries(folder: Path) -> list[str]:
 
 def _check_writable(run_dir: Path) -> None:
     """output_dir, or the nearest folder that exists above it, must be a folder we can write in."""
-    existing = run_dir
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        where = "is a file" if existing == run_dir else f"is inside {existing}, which is a file"
-        raise EmoscaleError(f"output_dir {run_dir} {where}, not a folder")
-    try:  # os.access says yes to root on a read-only mount: try it
-        tempfile.TemporaryDirectory(prefix=PROBE_PREFIX, dir=existing).cleanup()
-    except OSError as error:
-        raise EmoscaleError(
-            f"output_dir {run_dir}: cannot write in {existing} ({error.strerror})"
-        ) from None
+    check_creatable(run_dir, "output_dir")
 
 
 # What a cv or sweep writes in its parent folder besides the run folders (studies/*.py).
@@ -192,6 +186,7 @@ def check_apart(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out"
     """What a command writes from a finished run (eval --out, export --out, predict --output) is
     apart from the run folder and from every folder the run reads (its corpus, its base model):
     a merged model or a predictions file inside them is a name the run or the model never had."""
+    nearest_existing(out, flag)  # first: resolve() fails on a link that loops
     target = out.resolve()
     source = run_dir.resolve()
     if target == source or source in target.parents or target in source.parents:
@@ -201,11 +196,8 @@ def check_apart(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out"
         raise EmoscaleError(
             f"{flag} {out} {relation} the run folder {run_dir}; choose a folder apart from it"
         )
-    try:
-        _check_not_an_input(out, config)
-        _check_writable(out)
-    except EmoscaleError as error:
-        raise EmoscaleError(str(error).replace("output_dir ", f"{flag} ", 1)) from None
+    _check_not_an_input(out, config, flag, flag.split(": ")[-1])  # "export: --out" -> "--out"
+    check_creatable(out, flag)
 
 
 def check_new_output(out: Path, config: RunConfig, run_dir: Path, flag: str = "--out") -> None:
@@ -259,16 +251,16 @@ def _git_commit() -> str | None:
 def write_start(
     run_dir: Path,
     config: RunConfig,
-    model,
+    counts: dict,
     accelerator,
     resume: bool,
     truncated: dict | None = None,
     corpus_info=None,
 ) -> None:
+    """The run folder's first files, once the model is built (and on --resume, once the
+    checkpoint has loaded); `counts` from adapters.trainable_parameters."""
     from emoscale.models import base_model
-    from emoscale.models.adapters import trainable_parameters
 
-    counts = trainable_parameters(model)
     accelerator.print(
         f"trainable parameters: {counts['trainable']:,} of {counts['total']:,} ({100 * counts['share']:.4f}%)"
     )

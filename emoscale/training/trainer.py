@@ -23,6 +23,7 @@ from transformers import get_scheduler
 from emoscale.config import RunConfig
 from emoscale.data.examples import Corpus
 from emoscale.errors import EmoscaleError
+from emoscale.models.adapters import trainable_parameters
 from emoscale.models.family import ModelFamily
 from emoscale.training import checkpoints, preemption, run_folder
 from emoscale.training.bookkeeping import (
@@ -86,6 +87,7 @@ def train(
             "keys (lora.r, ptuning.num_virtual_tokens, fusion.dim, ...) and model.dtype"
         ) from None
     trainable = [p for p in model.parameters() if p.requires_grad]
+    counts = trainable_parameters(model)  # before prepare: ZeRO-3 partitions the parameters
     splits = {name: corpus.split(name) for name in ("train", "dev", "test")}
     train_loader = family.dataloader(splits["train"], train=True, seed=config.seed, split="train")
     dev_loader = family.dataloader(splits["dev"], train=False, seed=config.seed, split="dev")
@@ -94,8 +96,6 @@ def train(
     # Starting an epoch draws a seed from the loader's generator, by default the global RNG: then a
     # resumed run's dropout would differ from an uninterrupted one's (issue 6, exact resume).
     train_loader.generator = torch.Generator().manual_seed(config.seed)
-    truncated = getattr(family, "truncated", None)
-    run_folder.write_start(run_dir, config, model, accelerator, resume, truncated, corpus.info)
 
     batches_per_epoch = math.ceil(len(train_batches) / accelerator.num_processes)
     steps_per_epoch = max(1, batches_per_epoch // config.train.grad_accum)
@@ -127,6 +127,10 @@ def train(
     if resume:
         progress = Progress(**checkpoints.load_latest(accelerator, run_dir))
         accelerator.print(f"resumed from step {progress.step} (epoch {progress.epoch})")
+    # Only now: a checkpoint that fails to load (a file missing, another model's tensors) left
+    # run.json with a resume that never happened and a new TensorBoard file.
+    truncated = getattr(family, "truncated", None)
+    run_folder.write_start(run_dir, config, counts, accelerator, resume, truncated, corpus.info)
 
     def evaluate_dev() -> dict:
         with_invalid = config.eval.mode == "generate"

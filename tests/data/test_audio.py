@@ -96,6 +96,7 @@ def bad_files(tmp_path):
     (tmp_path / "zero_bytes.wav").write_bytes(b"")
     (tmp_path / "corrupt.wav").write_bytes(b"not audio at all, just some text" * 4)
     (tmp_path / "bad_header.wav").write_bytes(b"RIFF....WAVEfmt but then nothing sensible" * 4)
+    (tmp_path / "folder.wav").mkdir()  # round 6: was "audio file not found"
     return tmp_path
 
 
@@ -103,6 +104,7 @@ def bad_files(tmp_path):
     ("name", "message"),
     [
         ("missing.wav", "audio file not found"),
+        ("folder.wav", "a folder, not an audio file"),
         ("no_samples.wav", "audio file is empty (no samples)"),
         ("zero_bytes.wav", "audio file is empty (no samples)"),
         ("corrupt.wav", "not a readable audio file (format not recognised)"),
