@@ -20,7 +20,6 @@ if __name__ == "__main__" and not __package__:
     sys.path[0] = str(Path(__file__).resolve().parent.parent)
 
 import argparse  # noqa: E402
-import os  # noqa: E402
 import time  # noqa: E402
 
 from emoscale import library_logs  # noqa: E402
@@ -114,8 +113,10 @@ def run(config: RunConfig, resume: bool = False, overwrite: bool = False) -> tup
 
 
 def _count(name: str, default: int) -> int:
-    value = os.environ.get(name, "")
-    return int(value) if value.strip().isdigit() else default
+    from emoscale.config.rules import launcher_count
+
+    count = launcher_count(name, default)
+    return default if count is None else count
 
 
 def report_error(error: EmoscaleError, training: bool) -> int:

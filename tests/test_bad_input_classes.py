@@ -23,7 +23,7 @@ from corpus_files import (
 
 from emoscale import train
 from emoscale.data import load_corpus
-from emoscale.errors import DataError
+from emoscale.errors import ConfigError, DataError
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -2350,6 +2350,37 @@ def test_a_model_config_json_is_read_strictly(
     assert cli_refused(capsys, argv) == f"error: config key 'model.path': {config_json}: {problem}"
 
 
+def test_a_model_config_json_may_hold_infinity(tiny_llama, tmp_path):
+    """transformers writes +-Infinity in configs it saves (Mamba2's `time_step_limit`: [0.0,
+    Infinity]) and reads them back: the strict reader takes it, and refuses only NaN."""
+    from emoscale.models import model_folder
+
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    config_json = model / "config.json"
+    text = config_json.read_text().rstrip().rstrip("}")
+    config_json.write_text(text + ', "time_step_limit": [0.0, Infinity], "floor": -Infinity}')
+    config = model_folder.read_config_json(model, "model.path")
+    assert config["time_step_limit"] == [0.0, float("inf")] and config["floor"] == float("-inf")
+    model_folder.check(model)  # the whole folder check, transformers' config class included
+
+
+def test_a_folder_with_its_own_config_class_is_left_to_its_code(tiny_llama, tmp_path):
+    """transformers' own config class of a known model_type refuses values the folder's own
+    class (auto_map.AutoConfig, trust_remote_code) may take (Phi-3-128k's "su" rope scaling
+    under transformers 4): such a folder is not checked against transformers' class."""
+    from emoscale.models import model_folder
+
+    model = shutil.copytree(tiny_llama, tmp_path / "model")
+    values = json.loads((model / "config.json").read_text())
+    values["max_position_embeddings"] = "128k"  # a value transformers' LlamaConfig refuses
+    (model / "config.json").write_text(json.dumps(values))
+    with pytest.raises(ConfigError):
+        model_folder.check_config_values(model, "model.path")
+    values["auto_map"] = {"AutoConfig": "configuration_own.OwnConfig"}
+    (model / "config.json").write_text(json.dumps(values))
+    model_folder.check_config_values(model, "model.path")  # its own class decides
+
+
 def _run_on(run_dir: Path, model: Path, tmp_path: Path) -> Path:
     """A copy of a finished run whose config names another base model folder."""
     copy = shutil.copytree(run_dir, tmp_path / "run_copy")
@@ -2557,8 +2588,9 @@ def test_a_csv_field_past_the_size_limit_is_not_called_a_quoting_error(
      ("ACCELERATE_MIXED_PRECISION", "fp77", "accelerate takes no, fp16, bf16, fp8"),
      ("ACCELERATE_GRADIENT_ACCUMULATION_STEPS", "abc", "expected a whole number"),
      ("WORLD_SIZE", "two", "expected a whole number"),
+     ("RANK", "\u00b2", "expected a whole number"),  # '²'.isdigit() is true; int() refuses it
      ("ACCELERATE_DEEPSPEED_ZERO_STAGE", "4", "expected 0-3")],
-    ids=["bool", "precision", "accumulation", "world", "stage"],
+    ids=["bool", "precision", "accumulation", "world", "superscript", "stage"],
 )  # fmt: skip
 def test_launcher_variables_with_garbage(
     capsys, monkeypatch, run_overrides, tmp_path, name, value, problem
@@ -2578,6 +2610,32 @@ def test_a_rank_outside_the_world(capsys, monkeypatch, run_overrides, tmp_path):
         "error: environment variable RANK is 5 but WORLD_SIZE is 2; a rank counts from 0 to "
         "WORLD_SIZE - 1"
     )
+
+
+def test_a_world_of_no_processes(capsys, monkeypatch, run_overrides, tmp_path):
+    monkeypatch.setenv("WORLD_SIZE", "0")  # RANK unset: the message once read it (KeyError)
+    line = refused(capsys, run_overrides, tmp_path / "run")
+    assert line == "error: environment variable WORLD_SIZE is 0; expected at least 1"
+
+
+@pytest.mark.parametrize("value", ["1", "true", "YES"])
+def test_deepspeed_is_read_alike_by_the_rules_the_accelerator_and_the_resume_command(
+    monkeypatch, tmp_path, value
+):
+    """ACCELERATE_USE_DEEPSPEED=1 counted as DeepSpeed for the rules (accelerate's truth values)
+    but not for the accelerator or the preemption resume command (== "true"), which then resumed
+    a ZeRO run without DeepSpeed: one reading, config/rules.uses_deepspeed."""
+    from emoscale.config import rules
+    from emoscale.training import preemption
+
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", value)
+    monkeypatch.setenv("ACCELERATE_DEEPSPEED_ZERO_STAGE", "2")
+    monkeypatch.setenv("LOCAL_RANK", "0")
+    assert rules.uses_deepspeed() and rules.deepspeed_zero_stage() == 2
+    assert "--use_deepspeed" in preemption.resume_command(tmp_path, 2)
+    monkeypatch.setenv("ACCELERATE_USE_DEEPSPEED", "0")
+    assert not rules.uses_deepspeed() and rules.deepspeed_zero_stage() is None
+    assert "--use_deepspeed" not in preemption.resume_command(tmp_path, 2)
 
 
 def test_estimate_of_a_config_no_model_can_be_built_from(capsys, lora_run, tiny_llama, tmp_path):

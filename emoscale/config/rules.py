@@ -183,22 +183,42 @@ def _launcher_environment(config: RunConfig) -> str | None:
     for name in LAUNCHER_COUNTS:
         value = os.environ.get(name)
         auto = value == "auto" and name == "ACCELERATE_GRADIENT_ACCUMULATION_STEPS"
-        if value is not None and not (value.strip().isdigit() or auto):
+        if value is not None and launcher_count(name, 0) is None and not auto:
             return f"environment variable {name} is {value!r}; expected a whole number"
     stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
     if stage not in (None, "", "auto") and stage not in ("0", "1", "2", "3"):
         return f"environment variable ACCELERATE_DEEPSPEED_ZERO_STAGE is {stage!r}; expected 0-3"
-    if int(os.environ.get("RANK", "0")) >= int(os.environ.get("WORLD_SIZE", "1")):
+    world, rank = launcher_count("WORLD_SIZE", 1), launcher_count("RANK", 0)
+    if world < 1:
+        return f"environment variable WORLD_SIZE is {world}; expected at least 1"
+    if rank >= world:
         return (
-            f"environment variable RANK is {os.environ['RANK']} but WORLD_SIZE is "
-            f"{os.environ.get('WORLD_SIZE', '1')}; a rank counts from 0 to WORLD_SIZE - 1"
+            f"environment variable RANK is {rank} but WORLD_SIZE is {world}; a rank counts from "
+            "0 to WORLD_SIZE - 1"
         )
     return None
 
 
+def launcher_count(name: str, default: int) -> int | None:
+    """A whole-number launcher variable (WORLD_SIZE, RANK, ...): `default` when unset, None when
+    it is not a whole number. ASCII digits only: '²'.isdigit() is true and int() refuses it."""
+    value = os.environ.get(name)
+    if value is None:
+        return default
+    value = value.strip()
+    return int(value) if value.isascii() and value.isdigit() else None
+
+
+def uses_deepspeed() -> bool:
+    """Whether `accelerate launch` set this process up for DeepSpeed, read as accelerate reads it
+    (its truth values: `1` counts as well as `true`); the rules, the accelerator and the
+    preemption resume command must agree."""
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() in TRUE
+
+
 def deepspeed_zero_stage() -> int | None:
     """The ZeRO stage `accelerate launch` set up for this process, or None without DeepSpeed."""
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() not in TRUE:  # accelerate's
+    if not uses_deepspeed():
         return None
     stage = os.environ.get("ACCELERATE_DEEPSPEED_ZERO_STAGE")
     stage = _deepspeed_config().get("zero_optimization", {}).get("stage", stage)

@@ -89,14 +89,17 @@ def read_json(path: Path, finite: bool = True) -> object:
         raise DataError(f"{path}:{error.lineno}: not valid JSON ({error.msg})") from None
 
 
-def parse_json(text: str, path: Path, finite: bool = True) -> object:
+def parse_json(text: str, path: Path, finite: bool = True, infinity: bool = False) -> object:
     """read_json's rules for text already read: a repeated key or (with `finite`) a non-finite
     number is a DataError naming `path` and the key; a syntax error is json's JSONDecodeError, for
-    callers that word it their own way (model folders name the config key)."""
+    callers that word it their own way (model folders name the config key). `infinity`: +-Infinity
+    is a number (transformers writes it in model configs, e.g. Mamba2's `time_step_limit`); NaN
+    is still refused."""
 
     def number(written: str) -> float | _NonFinite:
         value = float(written.replace("Infinity", "inf"))
-        return value if not finite or math.isfinite(value) else _NonFinite(written)
+        taken = not finite or math.isfinite(value) or (infinity and math.isinf(value))
+        return value if taken else _NonFinite(written)
 
     value = json.loads(
         text,

@@ -39,8 +39,9 @@ def export(run_dir: str | Path, out: str | Path) -> Path:
             f"export: only LoRA/DoRA adapters merge into weights; this run used {config.model.method!r}"
         )
     check_run_files(run_dir, config)  # no adapter, a truncated one: one line, before the base loads
+    # apart from the run and its base first: refuse_existing probes the folder it would write in
+    run_folder.check_apart(out, config, run_dir, "export: --out")
     refuse_existing(out, "export: --out")
-    run_folder.check_apart(out, config, run_dir, "export: --out")  # not into the run or its base
     base_path = check_model_folder(config.model.path)
     model_folder.check(base_path)
     base_model.check(run_dir, base_path)  # the adapter must go into the weights it was trained on

@@ -363,12 +363,12 @@ def predict(
                 "to score another corpus use emoscale eval"
             )
     config = run_config(run_dir, overrides)  # checked before waiting for input on stdin
-    where = "input"  # how an error names the inputs: the --input file, stdin, or given lines
+    where = None  # how an error names the inputs: the --input file or stdin; None: given lines
     if lines is None:
         lines, base = read_lines(source)
         where = "stdin" if source in (None, "-") else str(source)
     modalities = config.model.modalities if config.model.family == "fusion" else None
-    examples = read_inputs(lines, modalities, base, source=where if where != "input" else None)
+    examples = read_inputs(lines, modalities, base, source=where)
     corpus = Corpus(corpus_info(run_dir, config), {"predict": examples})
     family, model, accelerator = build(run_dir, config, corpus)
     examples = corpus.split("predict")  # unchanged unless data.skip_bad_audio dropped some
@@ -378,7 +378,7 @@ def predict(
             example,
             *found[index],
             family.label_names,
-            f"{where}:{example.id.removeprefix('input-')}",
+            f"{where or 'input'}:{example.id.removeprefix('input-')}",
         )
         for index, example in enumerate(examples)
     ]

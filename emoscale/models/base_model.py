@@ -41,9 +41,11 @@ def weights_digest(folder: Path) -> str | None:
     return digest.hexdigest()
 
 
-def fingerprint(folder: str | Path) -> dict:
+def fingerprint(folder: str | Path, key: str = "model.path") -> dict:
+    """`key`: the config key that names the folder, for a damaged config.json's message (a
+    fusion run's base is its speech encoder, model.audio_path)."""
     folder = Path(folder)
-    config = read_config_json(folder, "model.path")
+    config = read_config_json(folder, key)
     found = {key: config[key] for key in FIELDS if key in config}
     return found | {"weights": weights_digest(folder)}
 
@@ -64,7 +66,7 @@ def _recorded(run_dir: Path) -> tuple[dict | None, str]:
         adapter = read_json(adapter_config)
         path = adapter.get("base_model_name_or_path") if isinstance(adapter, dict) else None
         if path and (Path(path) / "config.json").is_file():
-            return fingerprint(path), path
+            return fingerprint(path, "base_model_name_or_path in " + str(adapter_config)), path
     return None, ""
 
 

@@ -26,9 +26,10 @@ EMBEDDINGS = ("embed_tokens.weight", "word_embeddings.weight", "wte.weight")
 
 def _json(path: Path, key: str) -> object:
     """A model folder's JSON file, as strict as a run's own (data/encoding.parse_json): a key
-    written twice (json kept the last without a word) or a NaN is one line naming the file."""
+    written twice (json kept the last without a word) or a NaN is one line naming the file.
+    +-Infinity is taken: transformers writes it (Mamba2, Bamba, FalconH1: time_step_limit)."""
     try:
-        return parse_json(path.read_text(encoding="utf-8"), path)
+        return parse_json(path.read_text(encoding="utf-8"), path, infinity=True)
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         where = (
             f"line {error.lineno} column {error.colno}: {error.msg}"
@@ -89,11 +90,15 @@ def safetensors_header(path: Path, key: str | None) -> dict:
 def check_config_values(folder: str | Path, key: str) -> None:
     """config.json's values as transformers' config class of a known model_type takes them (a
     hidden_size written as text failed with a traceback in the speech encoder, and estimate
-    blamed the tokenizer). A model_type transformers does not know is left to
-    base_model.check_code (it needs the folder's own code)."""
+    blamed the tokenizer). A model_type transformers does not know, or a folder with its own
+    config class (`auto_map.AutoConfig`, read with trust_remote_code: Phi-3's "su" rope scaling
+    fails transformers' own class), is left to base_model.check_code and the folder's own code."""
     from transformers.models.auto.configuration_auto import CONFIG_MAPPING
 
-    if read_config_json(folder, key).get("model_type") in CONFIG_MAPPING:
+    config = read_config_json(folder, key)
+    auto_map = config.get("auto_map")
+    own_class = isinstance(auto_map, dict) and "AutoConfig" in auto_map
+    if config.get("model_type") in CONFIG_MAPPING and not own_class:
         read_config(folder, trust_remote_code=False, key=key)
 
 

@@ -443,7 +443,7 @@ def config_from_folder(model_folder: str | Path) -> PretrainedConfig:
     folder = Path(model_folder)
     raw = read_config_json(folder, "model.path")
     if raw.get("model_type") == "chatglm":
-        return GlmConfig(
+        glm = GlmConfig(
             hidden_size=raw["hidden_size"],
             num_hidden_layers=raw["num_layers"],
             num_attention_heads=raw["num_attention_heads"],
@@ -453,6 +453,8 @@ def config_from_folder(model_folder: str | Path) -> PretrainedConfig:
             vocab_size=raw["padded_vocab_size"],
             pad_token_id=0,
         )
+        glm._name_or_path = str(folder)  # what AutoConfig records: messages name the folder
+        return glm
     return AutoConfig.from_pretrained(folder)
 
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import torch
 from accelerate import Accelerator
 
+from emoscale.config import rules
 from emoscale.training.checkpoints import folder_name
 
 SIGNALS = (signal.SIGTERM, signal.SIGINT)
@@ -104,7 +105,7 @@ def resume_command(run_dir: Path, num_processes: int) -> str:
     if num_processes == 1 and "LOCAL_RANK" not in os.environ:
         return shlex.join([sys.executable, "-m", "emoscale.train", *arguments])
     launch = ["accelerate", "launch", "--num_processes", str(num_processes)]
-    if os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true":
+    if rules.uses_deepspeed():
         launch.append("--use_deepspeed")
         if os.environ.get("ACCELERATE_DEEPSPEED_CONFIG_FILE"):
             launch += ["--deepspeed_config_file", os.environ["ACCELERATE_DEEPSPEED_CONFIG_FILE"]]

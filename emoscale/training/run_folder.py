@@ -291,9 +291,10 @@ def write_start(
         "trust_remote_code": config.model.trust_remote_code,
         "trainable_parameters": counts,
     }
+    key = "model.path" if config.model.path else "model.audio_path"
     base = config.model.path or config.model.audio_path
     if base is not None and (Path(base) / "config.json").is_file():
-        record["base_model"] = {"path": base, "fingerprint": base_model.fingerprint(base)}
+        record["base_model"] = {"path": base, "fingerprint": base_model.fingerprint(base, key)}
     (run_dir / "run.json").write_text(json.dumps(record, indent=2))
     if corpus_info is not None:  # labels, label words, template: predict needs no corpus
         (run_dir / "corpus.json").write_text(json.dumps(asdict(corpus_info), indent=2))

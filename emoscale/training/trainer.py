@@ -20,7 +20,7 @@ from accelerate.utils import InitProcessGroupKwargs, set_seed
 from tqdm.auto import tqdm
 from transformers import get_scheduler
 
-from emoscale.config import RunConfig
+from emoscale.config import RunConfig, rules
 from emoscale.data.examples import Corpus
 from emoscale.errors import EmoscaleError
 from emoscale.models.adapters import trainable_parameters
@@ -44,7 +44,7 @@ def make_accelerator(config: RunConfig) -> Accelerator:
         not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1
     )
     handlers = [InitProcessGroupKwargs(backend="gloo")] if several_cpu_processes else []
-    deepspeed = os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+    deepspeed = rules.uses_deepspeed()
     accelerator = Accelerator(
         gradient_accumulation_steps=config.train.grad_accum,
         mixed_precision=config.train.mixed_precision,

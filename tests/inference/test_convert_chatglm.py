@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from pathlib import Path
 
 import pytest
 import sentencepiece as spm
@@ -306,6 +307,18 @@ def test_existing_output_is_never_overwritten(chatglm2, tmp_path, capsys):
         capsys.readouterr().err == f"error: convert chatglm: --out {out} exists and is not empty\n"
     )
     assert [p.name for p in out.iterdir()] == ["notes.txt"]
+
+
+def test_output_inside_the_source_folder_is_refused(chatglm2, tmp_path, capsys):
+    """The download is an input: --out inside it would write a model folder into it."""
+    src = chatglm2[0]
+    before = sorted(p.name for p in Path(src).iterdir())
+    out = Path(src) / "glm"
+    assert cli.main(["convert", "chatglm", str(src), "--out", str(out)]) == 2
+    assert capsys.readouterr().err == (
+        f"error: convert chatglm: --out {out} is inside the source folder {src}; write it apart\n"
+    )
+    assert sorted(p.name for p in Path(src).iterdir()) == before
 
 
 def test_help_has_an_example(capsys):

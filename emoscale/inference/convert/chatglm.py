@@ -27,7 +27,7 @@ from transformers import GenerationConfig, GlmConfig, PreTrainedTokenizerFast
 
 from emoscale.errors import EmoscaleError, reason
 from emoscale.inference.convert.sentencepiece_bpe import fast_tokenizer
-from emoscale.output_folder import new_folder, refuse_existing
+from emoscale.output_folder import new_folder, overlap_with_inputs, refuse_existing
 
 # The values that make the remote code the GLM architecture (ChatGLM2-6B's and ChatGLM3-6B's).
 REQUIRED = {
@@ -336,6 +336,11 @@ def convert(src: str | Path, dst: str | Path) -> Path:
     src, dst = Path(src), Path(dst)
     if not src.is_dir():
         raise EmoscaleError(f"convert chatglm: source folder {src} does not exist")
+    inside = overlap_with_inputs(dst, {"source": str(src)}, contains=False)
+    if inside is not None:  # the download is an input: nothing is written into it
+        raise EmoscaleError(
+            f"convert chatglm: --out {dst} {inside[0]} the source folder {src}; write it apart"
+        )
     refuse_existing(dst, "convert chatglm: --out")  # before any file is read
     config = read_config(src)
     check_config(config, src / "config.json")
