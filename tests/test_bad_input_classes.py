@@ -2293,13 +2293,20 @@ def test_a_progress_json_edited_by_hand(capsys, lora_run, tmp_path, content, pro
     run_dir = shutil.copytree(lora_run, tmp_path / "run")
     progress = run_dir / "checkpoints" / "step-00000001" / "progress.json"
     progress.write_text(content)
-    kept = digest(run_dir)
-    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
-    assert refused(capsys, resume) == (
+    assert resume_refused(capsys, lora_run, run_dir) == (
         f"error: {progress}: {problem}; resume from an earlier checkpoint by pointing "
         "checkpoints/latest at it, or pass --overwrite"
     )
+
+
+def resume_refused(capsys, lora_run: Path, run_dir: Path) -> str:
+    """The one line `--resume` of `run_dir` (a damaged copy of lora_run) gives; the refusal
+    leaves the folder as it was."""
+    kept = digest(run_dir)
+    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
+    line = refused(capsys, resume)
     assert digest(run_dir) == kept
+    return line
 
 
 @pytest.mark.parametrize(
@@ -2315,13 +2322,10 @@ def test_a_latest_pointer_names_only_a_checkpoint_beside_it(capsys, lora_run, tm
         run_dir / "checkpoints" / "step-00000001", tmp_path / "elsewhere" / "step-00000001"
     )
     (run_dir / "checkpoints" / "latest").write_bytes(pointer)
-    kept = digest(run_dir)
-    resume = ["--config", str(lora_run / "config.yaml"), f"output_dir={run_dir}", "--resume"]
-    assert refused(capsys, resume) == (
+    assert resume_refused(capsys, lora_run, run_dir) == (
         f"error: --resume: {run_dir / 'checkpoints' / 'latest'} names no saved checkpoint; write "
         "the name of one of step-00000001 into it"
     )
-    assert digest(run_dir) == kept
 
 
 @pytest.mark.parametrize("damage", ["repeated", "nan"])
