@@ -117,6 +117,8 @@ def load_model(config: RunConfig) -> torch.nn.Module:
         device_map=_device_map() if quantization else None,
     )
     method, checkpointing = config.model.method, config.train.gradient_checkpointing
+    if config.model.load_in_4bit and method != "none":
+        keep_4bit_weights_trainable_on_cpu(model)
     if quantization is not None:
         # Casts norms to fp32 and freezes the quantised weights (the QLoRA recipe).
         model = prepare_model_for_kbit_training(
@@ -134,6 +136,21 @@ def load_model(config: RunConfig) -> torch.nn.Module:
     elif method != "full":
         model = get_peft_model(model, peft_config(config, model.config.model_type))
     return model
+
+
+def keep_4bit_weights_trainable_on_cpu(model: torch.nn.Module) -> None:
+    """bitsandbytes (0.49-0.50) repacks a 4-bit layer's weights into a CPU inference layout at its
+    first forward in eval mode without grad, on CPUs with AVX512-BF16, and never unpacks them when
+    training resumes: every later training forward and backward is wrong (measured: gradients off
+    by their own size). Such a forward comes before training (P-Tuning v2's prefix from the
+    model's own keys/values) and between steps (evaluation): P-Tuning v2 on 4-bit weights stopped
+    learning. A run that trains keeps the layout training reads; inference only is a little
+    slower on CPU."""
+    import bitsandbytes as bnb
+
+    for module in model.modules():
+        if isinstance(module, bnb.nn.Linear4bit):
+            module.support_avx512bf16_for_cpu = False
 
 
 def _device_map() -> dict | None:

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from emoscale import train
 from emoscale.config import load_config
+from emoscale.models import adapters
 
 QUANTISATION = {
     "fp32": [],
@@ -73,3 +75,28 @@ def test_saved_adapter_reloads_with_peft(run_overrides, tiny_llama):
         AutoModelForCausalLM.from_pretrained(tiny_llama), run_dir / "model"
     )
     assert model.active_peft_config.num_virtual_tokens == 32  # the paper's prefix length by default
+
+
+def test_an_inference_forward_leaves_4bit_weights_trainable(run_overrides):
+    """bitsandbytes repacks 4-bit weights for CPU inference at an eval-mode forward without grad
+    (on CPUs with AVX512-BF16, as CI's) and trained on the repacked weights afterwards: wrong
+    outputs and gradients after P-Tuning v2's prefix init or any evaluation. A training run's
+    4-bit layers keep their layout (adapters.keep_4bit_weights_trainable_on_cpu)."""
+    config = load_config(overrides=run_overrides + ["model.load_in_4bit=true"])
+    model = adapters.load_model(config)
+    ids = torch.tensor([[1, 5, 9, 23, 40, 7]])
+
+    def train_forward_and_gradient():
+        model.train()
+        embeddings = model.get_input_embeddings()(ids).detach().requires_grad_(True)
+        out = model(inputs_embeds=embeddings).logits.float().sum()
+        out.backward()
+        return out.item(), embeddings.grad.clone()
+
+    before, grad_before = train_forward_and_gradient()
+    model.eval()
+    with torch.no_grad():
+        model(input_ids=ids)  # an evaluation between training steps
+    after, grad_after = train_forward_and_gradient()
+    assert after == pytest.approx(before, rel=1e-5)
+    torch.testing.assert_close(grad_after, grad_before)
