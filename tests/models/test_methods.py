@@ -6,11 +6,13 @@ import json
 
 import pytest
 import torch
+from bitsandbytes.functional import has_avx512bf16
 from peft import PeftModel
 from transformers import AutoModelForCausalLM
 
 from emoscale import train
 from emoscale.config import load_config
+from emoscale.inference import predict
 from emoscale.models import adapters
 
 QUANTISATION = {
@@ -65,6 +67,17 @@ def test_method_trains_and_predicts(method, quantisation, run_overrides):
         # Only the adapter is saved, in PEFT's own format and in safetensors.
         assert (run_dir / "model" / "adapter_model.safetensors").is_file()
         assert not (run_dir / "model" / "model.safetensors").exists()
+    if quantisation == "4bit" and method in ("lora", "dora"):
+        # predict reloads the 4-bit base: the trainer's own scores (bitsandbytes' CPU inference
+        # layout gave DoRA other logits; adapters.keep_4bit_layout_on_cpu)
+        saved = [
+            row
+            for row in map(json.loads, (run_dir / "predictions.jsonl").read_text().splitlines())
+            if row["split"] == "test"
+        ][:8]
+        results = predict.predict(run_dir, [row["text"] for row in saved])
+        for result, row in zip(results, saved, strict=True):
+            assert result["scores"] == pytest.approx(row["scores"], abs=1e-4)
 
 
 def test_saved_adapter_reloads_with_peft(run_overrides, tiny_llama):
@@ -77,11 +90,14 @@ def test_saved_adapter_reloads_with_peft(run_overrides, tiny_llama):
     assert model.active_peft_config.num_virtual_tokens == 32  # the paper's prefix length by default
 
 
+@pytest.mark.skipif(
+    not has_avx512bf16(), reason="bitsandbytes repacks 4-bit weights only on AVX512-BF16 CPUs"
+)
 def test_an_inference_forward_leaves_4bit_weights_trainable(run_overrides):
     """bitsandbytes repacks 4-bit weights for CPU inference at an eval-mode forward without grad
     (on CPUs with AVX512-BF16, as CI's) and trained on the repacked weights afterwards: wrong
     outputs and gradients after P-Tuning v2's prefix init or any evaluation. A training run's
-    4-bit layers keep their layout (adapters.keep_4bit_weights_trainable_on_cpu)."""
+    4-bit layers keep their layout (adapters.keep_4bit_layout_on_cpu)."""
     config = load_config(overrides=run_overrides + ["model.load_in_4bit=true"])
     model = adapters.load_model(config)
     ids = torch.tensor([[1, 5, 9, 23, 40, 7]])
